@@ -1,0 +1,381 @@
+//! The option structs and results of the [`KvStore`](crate::KvStore) operations.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::Value;
+
+/// When a written key expires.
+///
+/// ```
+/// use std::time::Duration;
+/// use kv_core::Expiry;
+/// let in_a_minute = Expiry::Ttl(Duration::from_secs(60));
+/// let at_new_year = Expiry::At(1_798_761_600);
+/// assert_ne!(in_a_minute, at_new_year);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Expiry {
+    /// Expire this long after the write. Must be at least the backend's
+    /// [`min_ttl`](crate::Capabilities::min_ttl); backends round it up to their
+    /// [`ttl_precision`](crate::Capabilities::ttl_precision).
+    Ttl(Duration),
+    /// Expire at this time, in seconds since the unix epoch. Must be at least `min_ttl` from now.
+    At(u64),
+}
+
+/// Options for [`KvStore::put`](crate::KvStore::put) and
+/// [`KvStore::put_if_absent`](crate::KvStore::put_if_absent).
+///
+/// A put replaces the value, the metadata and the expiration together: a put without metadata
+/// removes metadata written earlier, a put without expiry makes the key permanent.
+///
+/// ```
+/// use std::time::Duration;
+/// use kv_core::PutOptions;
+/// let opts = PutOptions::new()
+///     .ttl(Duration::from_secs(300))
+///     .metadata(serde_json::json!({"etag": "abc"}));
+/// assert!(opts.expiry.is_some());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct PutOptions {
+    /// When the key expires; `None` keeps it until deleted.
+    pub expiry: Option<Expiry>,
+    /// JSON metadata stored beside the value, returned by
+    /// [`get_with_metadata`](crate::KvStore::get_with_metadata) and [`list`](crate::KvStore::list).
+    pub metadata: Option<Value>,
+}
+
+impl PutOptions {
+    /// No expiry, no metadata.
+    ///
+    /// ```
+    /// assert_eq!(kv_core::PutOptions::new(), kv_core::PutOptions::default());
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Expire `ttl` after the write.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let opts = kv_core::PutOptions::new().ttl(Duration::from_secs(60));
+    /// assert_eq!(opts.expiry, Some(kv_core::Expiry::Ttl(Duration::from_secs(60))));
+    /// ```
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.expiry = Some(Expiry::Ttl(ttl));
+        self
+    }
+
+    /// Expire at `unix_seconds`.
+    ///
+    /// ```
+    /// let opts = kv_core::PutOptions::new().expire_at(4_102_444_800);
+    /// assert_eq!(opts.expiry, Some(kv_core::Expiry::At(4_102_444_800)));
+    /// ```
+    pub fn expire_at(mut self, unix_seconds: u64) -> Self {
+        self.expiry = Some(Expiry::At(unix_seconds));
+        self
+    }
+
+    /// Sets the expiry (or clears it with `None`).
+    ///
+    /// ```
+    /// let opts = kv_core::PutOptions::new().expire_at(4_102_444_800).expiry(None);
+    /// assert_eq!(opts.expiry, None);
+    /// ```
+    pub fn expiry(mut self, expiry: Option<Expiry>) -> Self {
+        self.expiry = expiry;
+        self
+    }
+
+    /// Stores `metadata` beside the value.
+    ///
+    /// ```
+    /// let opts = kv_core::PutOptions::new().metadata(serde_json::json!({"v": 1}));
+    /// assert_eq!(opts.metadata, Some(serde_json::json!({"v": 1})));
+    /// ```
+    pub fn metadata(mut self, metadata: Value) -> Self {
+        self.metadata = Some(metadata);
+        self
+    }
+}
+
+/// Options for [`KvStore::increment`](crate::KvStore::increment).
+///
+/// ```
+/// use std::time::Duration;
+/// let opts = kv_core::CounterOptions::new().ttl(Duration::from_secs(60));
+/// assert!(opts.expiry_on_create.is_some());
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CounterOptions {
+    /// The expiry given to the counter when the increment creates it. An increment of an existing
+    /// counter keeps that counter's expiry, so a fixed window stays fixed.
+    pub expiry_on_create: Option<Expiry>,
+}
+
+impl CounterOptions {
+    /// No expiry.
+    ///
+    /// ```
+    /// assert_eq!(kv_core::CounterOptions::new().expiry_on_create, None);
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Expire `ttl` after the increment that creates the counter.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let opts = kv_core::CounterOptions::new().ttl(Duration::from_secs(1));
+    /// assert_eq!(opts.expiry_on_create, Some(kv_core::Expiry::Ttl(Duration::from_secs(1))));
+    /// ```
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.expiry_on_create = Some(Expiry::Ttl(ttl));
+        self
+    }
+
+    /// Expire at `unix_seconds` when the increment creates the counter.
+    ///
+    /// ```
+    /// let opts = kv_core::CounterOptions::new().expire_at(4_102_444_800);
+    /// assert_eq!(opts.expiry_on_create, Some(kv_core::Expiry::At(4_102_444_800)));
+    /// ```
+    pub fn expire_at(mut self, unix_seconds: u64) -> Self {
+        self.expiry_on_create = Some(Expiry::At(unix_seconds));
+        self
+    }
+}
+
+/// A value read together with its metadata and expiration.
+///
+/// ```
+/// use kv_core::{KvStore, PutOptions};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> kv_core::Result<()> {
+/// let store = kv_memory::MemoryStore::new();
+/// store.put("k", "v".into(), PutOptions::new().metadata(serde_json::json!(1))).await?;
+/// let entry = store.get_with_metadata("k").await?.expect("present");
+/// assert_eq!(entry.value, "v");
+/// assert_eq!(entry.metadata, Some(serde_json::json!(1)));
+/// assert_eq!(entry.expiration, None);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Entry {
+    /// The stored bytes.
+    pub value: Bytes,
+    /// The metadata written with the value, if any.
+    pub metadata: Option<Value>,
+    /// When the key expires, in seconds since the unix epoch (rounded up), if it expires.
+    pub expiration: Option<u64>,
+}
+
+impl Entry {
+    /// Builds an entry (for backend implementations).
+    ///
+    /// ```
+    /// let e = kv_core::Entry::new("v".into(), None, Some(1_700_000_000));
+    /// assert_eq!(e.expiration, Some(1_700_000_000));
+    /// ```
+    pub fn new(value: Bytes, metadata: Option<Value>, expiration: Option<u64>) -> Self {
+        Self {
+            value,
+            metadata,
+            expiration,
+        }
+    }
+}
+
+/// Options for [`KvStore::list`](crate::KvStore::list).
+///
+/// ```
+/// let opts = kv_core::ListOptions::new().prefix("user:").limit(10);
+/// assert_eq!(opts.prefix, "user:");
+/// assert_eq!(opts.limit, Some(10));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ListOptions {
+    /// Only keys starting with these bytes. Empty lists every key.
+    pub prefix: String,
+    /// The most keys in one page: 1 to [`max_list_limit`](crate::Capabilities::max_list_limit)
+    /// (1000 on every backend); `None` means the maximum.
+    pub limit: Option<usize>,
+    /// The cursor of the previous page, to continue after it.
+    pub cursor: Option<String>,
+}
+
+impl ListOptions {
+    /// Every key, first page, largest page size.
+    ///
+    /// ```
+    /// assert_eq!(kv_core::ListOptions::new().limit, None);
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Only keys starting with `prefix`.
+    ///
+    /// ```
+    /// assert_eq!(kv_core::ListOptions::new().prefix("a").prefix, "a");
+    /// ```
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// At most `limit` keys in the page.
+    ///
+    /// ```
+    /// assert_eq!(kv_core::ListOptions::new().limit(7).limit, Some(7));
+    /// ```
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+
+    /// Continue after the page that returned `cursor`.
+    ///
+    /// ```
+    /// let opts = kv_core::ListOptions::new().cursor(Some("abc".to_string()));
+    /// assert_eq!(opts.cursor.as_deref(), Some("abc"));
+    /// ```
+    pub fn cursor(mut self, cursor: Option<String>) -> Self {
+        self.cursor = cursor;
+        self
+    }
+}
+
+/// One key of a [`ListPage`].
+///
+/// ```
+/// let key = kv_core::KeyInfo::new("a".into(), None, None);
+/// assert_eq!(key.name, "a");
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct KeyInfo {
+    /// The key.
+    pub name: String,
+    /// When it expires, in seconds since the unix epoch (rounded up), if it does.
+    pub expiration: Option<u64>,
+    /// Its metadata, if any.
+    pub metadata: Option<Value>,
+}
+
+impl KeyInfo {
+    /// Builds a key description (for backend implementations).
+    ///
+    /// ```
+    /// let key = kv_core::KeyInfo::new("a".into(), Some(1), Some(serde_json::json!(true)));
+    /// assert_eq!(key.expiration, Some(1));
+    /// ```
+    pub fn new(name: String, expiration: Option<u64>, metadata: Option<Value>) -> Self {
+        Self {
+            name,
+            expiration,
+            metadata,
+        }
+    }
+}
+
+/// One page of a listing.
+///
+/// ```
+/// use kv_core::{KvStore, ListOptions, PutOptions};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> kv_core::Result<()> {
+/// let store = kv_memory::MemoryStore::new();
+/// for k in ["b", "a", "c"] {
+///     store.put(k, "x".into(), PutOptions::new()).await?;
+/// }
+/// let page = store.list(ListOptions::new().limit(2)).await?;
+/// let names: Vec<_> = page.keys.iter().map(|k| k.name.as_str()).collect();
+/// assert_eq!(names, ["a", "b"]);
+/// assert!(!page.list_complete);
+/// let rest = store.list(ListOptions::new().limit(2).cursor(page.cursor)).await?;
+/// assert_eq!(rest.keys[0].name, "c");
+/// assert!(rest.list_complete);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq, Default)]
+#[non_exhaustive]
+pub struct ListPage {
+    /// The keys of this page, in byte-lexicographic order.
+    pub keys: Vec<KeyInfo>,
+    /// `true` when there is nothing after this page.
+    pub list_complete: bool,
+    /// Pass to [`ListOptions::cursor`] to get the next page; `None` when `list_complete`.
+    pub cursor: Option<String>,
+}
+
+impl ListPage {
+    /// Builds a page (for backend implementations). `cursor` must be `None` exactly when the
+    /// listing is complete.
+    ///
+    /// ```
+    /// let page = kv_core::ListPage::new(vec![], None);
+    /// assert!(page.list_complete);
+    /// ```
+    pub fn new(keys: Vec<KeyInfo>, cursor: Option<String>) -> Self {
+        Self {
+            keys,
+            list_complete: cursor.is_none(),
+            cursor,
+        }
+    }
+}
+
+/// One write of a [`KvStore::put_many`](crate::KvStore::put_many) batch.
+///
+/// ```
+/// let item = kv_core::PutItem::new("k", "v").options(kv_core::PutOptions::new());
+/// assert_eq!(item.key, "k");
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct PutItem {
+    /// The key.
+    pub key: String,
+    /// The value.
+    pub value: Bytes,
+    /// Its expiry and metadata.
+    pub options: PutOptions,
+}
+
+impl PutItem {
+    /// A write of `value` to `key` with default options.
+    ///
+    /// ```
+    /// let item = kv_core::PutItem::new("k", vec![1u8, 2]);
+    /// assert_eq!(&item.value[..], &[1, 2]);
+    /// ```
+    pub fn new(key: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        Self {
+            key: key.into(),
+            value: value.into(),
+            options: PutOptions::default(),
+        }
+    }
+
+    /// Sets the expiry and metadata.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let item = kv_core::PutItem::new("k", "v").options(kv_core::PutOptions::new().ttl(Duration::from_secs(60)));
+    /// assert!(item.options.expiry.is_some());
+    /// ```
+    pub fn options(mut self, options: PutOptions) -> Self {
+        self.options = options;
+        self
+    }
+}

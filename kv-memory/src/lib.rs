@@ -1,0 +1,696 @@
+//! The embedded backend of `kv`: a concurrent in-memory [`KvStore`] that keeps the whole contract,
+//! for single-process services and for unit tests of code that runs on Redis or Cloudflare in
+//! production.
+//!
+//! # Design
+//!
+//! - **Point operations** go to a sharded hash map ([`dashmap`]), so gets and puts of different
+//!   keys rarely contend and there is no global lock on the hot path.
+//! - **Ordered listing** uses a second index: the keys in sorted sets, sharded by key hash. A
+//!   listing merges the shards' ordered ranges starting at the prefix (or after the cursor), so a
+//!   page of `limit` keys costs O(shards · log n + limit), never a scan of the whole store. Only a
+//!   put that creates a key touches the index; overwrites do not.
+//! - **Expiry**: an expired entry is invisible to every read the moment its time passes. Entries
+//!   with an expiry are also queued in one-second buckets; a background task (on the tokio
+//!   runtime the store was created on, or a thread when there is none) removes the due ones every
+//!   second, so memory does not grow with dead keys even if they are never read again.
+//! - **Time** comes from an injectable [`Clock`]: tests use a [`ManualClock`] and never sleep.
+//! - **Limits**: by default generous ([`Capabilities::new`]); [`MemoryBuilder::cloudflare_limits`]
+//!   enforces Cloudflare KV's (key ≤ 512 bytes, value ≤ 25 MiB, metadata ≤ 1024 bytes,
+//!   TTL ≥ 60 s) so that code tested in memory does not fail on Cloudflare.
+//!
+//! ```
+//! use std::time::Duration;
+//! use kv_core::{KvStore, KvStoreExt, ManualClock, PutOptions};
+//! use kv_memory::MemoryStore;
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> kv_core::Result<()> {
+//! let clock = ManualClock::new();
+//! let store = MemoryStore::builder().clock(clock.clone()).build();
+//! store.put_with_ttl("session", "data", Duration::from_secs(30)).await?;
+//! clock.advance(Duration::from_secs(31));
+//! assert_eq!(store.get("session").await?, None);
+//! # Ok(()) }
+//! ```
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::fmt;
+use std::hash::{BuildHasher, RandomState};
+use std::ops::Bound;
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use dashmap::mapref::entry::Entry as MapEntry;
+use kv_core::{
+    Capabilities, Clock, CounterOptions, Entry, Error, KeyInfo, KvStore, ListOptions, ListPage,
+    PutItem, PutOptions, Result, SystemClock, expires_at_ms, parse_counter,
+};
+use serde_json::Value;
+
+#[cfg(doc)]
+use kv_core::ManualClock;
+
+mod cursor;
+
+/// Number of shards of the ordered key index and of the expiry queue.
+const INDEX_SHARDS: usize = 16;
+
+/// How often the background task reclaims expired entries, unless configured.
+const DEFAULT_REAP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// One stored value.
+#[derive(Debug, Clone)]
+struct Slot {
+    value: Bytes,
+    /// Unix milliseconds at which the entry expires; 0 for never.
+    expires_at_ms: u64,
+    metadata: Option<Box<Value>>,
+}
+
+impl Slot {
+    fn new(value: Bytes, expires_at_ms: Option<u64>, metadata: Option<Value>) -> Self {
+        Self {
+            value,
+            expires_at_ms: expires_at_ms.unwrap_or(0),
+            metadata: metadata.map(Box::new),
+        }
+    }
+
+    fn is_expired(&self, clock: &dyn Clock) -> bool {
+        self.expires_at_ms != 0 && self.expires_at_ms <= clock.now_ms()
+    }
+
+    fn is_expired_at(&self, now_ms: u64) -> bool {
+        self.expires_at_ms != 0 && self.expires_at_ms <= now_ms
+    }
+
+    /// The expiration in unix seconds, rounded up, as the contract reports it.
+    fn expiration(&self) -> Option<u64> {
+        (self.expires_at_ms != 0).then(|| self.expires_at_ms.div_ceil(1000))
+    }
+}
+
+/// The second-long bucket an expiry time belongs to: every entry in bucket `b` expires at or
+/// before `b * 1000` ms.
+fn bucket_of(expires_at_ms: u64) -> u64 {
+    expires_at_ms.div_ceil(1000)
+}
+
+type ExpiryQueue = BTreeMap<u64, Vec<Arc<str>>>;
+
+struct Inner {
+    map: DashMap<Arc<str>, Slot>,
+    /// Every key present in `map` is in its index shard. A key may stay in the index briefly
+    /// after leaving the map; readers skip it and removals clean it up.
+    index: Box<[RwLock<BTreeSet<Arc<str>>>]>,
+    /// Every entry with an expiry is queued at a bucket no later than its own.
+    expiry: Box<[Mutex<ExpiryQueue>]>,
+    shard_hasher: RandomState,
+    caps: Capabilities,
+    clock: Arc<dyn Clock>,
+}
+
+/// The in-memory store. Cheap to clone: clones share the same data.
+///
+/// ```
+/// use kv_core::{KvStore, PutOptions};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> kv_core::Result<()> {
+/// let store = kv_memory::MemoryStore::new();
+/// let other = store.clone();
+/// store.put("k", "v".into(), PutOptions::new()).await?;
+/// assert!(other.get("k").await?.is_some());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct MemoryStore {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("entries", &self.inner.map.len())
+            .field("capabilities", &self.inner.caps)
+            .field("clock", &self.inner.clock)
+            .finish()
+    }
+}
+
+/// Configures a [`MemoryStore`].
+///
+/// ```
+/// use std::time::Duration;
+/// use kv_core::ManualClock;
+/// let store = kv_memory::MemoryStore::builder()
+///     .cloudflare_limits()
+///     .clock(ManualClock::new())
+///     .reap_interval(Duration::from_millis(500))
+///     .build();
+/// assert_eq!(kv_core::KvStore::capabilities(&store).max_key_bytes, 512);
+/// ```
+#[derive(Debug)]
+pub struct MemoryBuilder {
+    caps: Capabilities,
+    clock: Arc<dyn Clock>,
+    reap_interval: Duration,
+}
+
+impl Default for MemoryBuilder {
+    fn default() -> Self {
+        Self {
+            caps: Capabilities::new("memory"),
+            clock: Arc::new(SystemClock),
+            reap_interval: DEFAULT_REAP_INTERVAL,
+        }
+    }
+}
+
+impl MemoryBuilder {
+    /// Enforces Cloudflare KV's limits: key ≤ 512 bytes, value ≤ 25 MiB, metadata ≤ 1024 bytes,
+    /// TTL ≥ 60 s, expirations at least 60 s ahead.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kv_core::{Error, KvStoreExt};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let store = kv_memory::MemoryStore::builder().cloudflare_limits().build();
+    /// let err = store.put_with_ttl("k", "v", Duration::from_secs(10)).await.unwrap_err();
+    /// assert!(matches!(err, Error::TtlTooShort { .. }));
+    /// # }
+    /// ```
+    pub fn cloudflare_limits(mut self) -> Self {
+        self.caps = Capabilities::cloudflare("memory");
+        self
+    }
+
+    /// Uses custom limits (the backend name is kept as `"memory"`).
+    ///
+    /// ```
+    /// let caps = kv_core::Capabilities::new("memory").with_max_value_bytes(1024);
+    /// let store = kv_memory::MemoryStore::builder().capabilities(caps).build();
+    /// assert_eq!(kv_core::KvStore::capabilities(&store).max_value_bytes, 1024);
+    /// ```
+    pub fn capabilities(mut self, caps: Capabilities) -> Self {
+        self.caps = caps;
+        self.caps.backend = "memory";
+        self
+    }
+
+    /// Reads time from `clock` instead of the system clock.
+    ///
+    /// ```
+    /// let store = kv_memory::MemoryStore::builder().clock(kv_core::ManualClock::at(0)).build();
+    /// # let _ = store;
+    /// ```
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// How often expired entries are reclaimed in the background (default 1 s).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let store = kv_memory::MemoryStore::builder().reap_interval(Duration::from_millis(100)).build();
+    /// # let _ = store;
+    /// ```
+    pub fn reap_interval(mut self, interval: Duration) -> Self {
+        self.reap_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Builds the store and starts its background reclamation.
+    ///
+    /// ```
+    /// let store = kv_memory::MemoryStore::builder().build();
+    /// assert_eq!(store.stored_entries(), 0);
+    /// ```
+    pub fn build(self) -> MemoryStore {
+        let inner = Arc::new(Inner {
+            map: DashMap::new(),
+            index: (0..INDEX_SHARDS)
+                .map(|_| RwLock::new(BTreeSet::new()))
+                .collect(),
+            expiry: (0..INDEX_SHARDS)
+                .map(|_| Mutex::new(BTreeMap::new()))
+                .collect(),
+            shard_hasher: RandomState::new(),
+            caps: self.caps,
+            clock: self.clock,
+        });
+        spawn_reaper(Arc::downgrade(&inner), self.reap_interval);
+        MemoryStore { inner }
+    }
+}
+
+/// Reclaims expired entries every `interval` until the store is dropped.
+fn spawn_reaper(store: Weak<Inner>, interval: Duration) {
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                let Some(inner) = store.upgrade() else { break };
+                inner.purge_expired();
+            }
+        });
+    } else {
+        // Without a thread, expired entries are still invisible to every read; they are then
+        // reclaimed only by explicit `purge_expired` calls.
+        let _ = std::thread::Builder::new()
+            .name("kv-memory-reaper".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(interval);
+                    let Some(inner) = store.upgrade() else { break };
+                    inner.purge_expired();
+                }
+            });
+    }
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn lock<T>(lock: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    lock.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Inner {
+    fn shard(&self, key: &str) -> usize {
+        // The modulo keeps the result below INDEX_SHARDS, so the cast cannot truncate.
+        (self.shard_hasher.hash_one(key) % INDEX_SHARDS as u64) as usize
+    }
+
+    fn schedule(&self, key: Arc<str>, expires_at_ms: u64) {
+        let shard = self.shard(&key);
+        lock(&self.expiry[shard])
+            .entry(bucket_of(expires_at_ms))
+            .or_default()
+            .push(key);
+    }
+
+    /// Adds a key that was just inserted into the map to the ordered index.
+    fn index_insert(&self, key: Arc<str>) {
+        let shard = self.shard(&key);
+        write(&self.index[shard]).insert(key);
+    }
+
+    /// Drops `key` from the index unless it is (again) in the map. Holding the index lock while
+    /// checking the map makes this safe against a concurrent insert of the same key, which adds
+    /// to the index only after it is in the map.
+    fn index_remove(&self, key: &str) {
+        let shard = self.shard(key);
+        let mut index = write(&self.index[shard]);
+        if !self.map.contains_key(key) {
+            index.remove(key);
+        }
+    }
+
+    /// Stores `slot` under `key`, maintaining the index and the expiry queue.
+    fn store(&self, key: &str, slot: Slot) {
+        let expires = slot.expires_at_ms;
+        if let Some(mut existing) = self.map.get_mut(key) {
+            // An entry already queued at or before the new expiry is found by the reaper, which
+            // re-queues it at its real time; queue again only when the new expiry is earlier.
+            let queued = existing.expires_at_ms != 0 && existing.expires_at_ms <= expires;
+            let arc = (expires != 0 && !queued).then(|| existing.key().clone());
+            *existing = slot;
+            drop(existing);
+            if let Some(arc) = arc {
+                self.schedule(arc, expires);
+            }
+            return;
+        }
+        let arc: Arc<str> = Arc::from(key);
+        let mut created = false;
+        let mut schedule = expires != 0;
+        match self.map.entry(arc.clone()) {
+            MapEntry::Occupied(mut occupied) => {
+                let old = occupied.get().expires_at_ms;
+                schedule &= !(old != 0 && old <= expires);
+                occupied.insert(slot);
+            }
+            MapEntry::Vacant(vacant) => {
+                vacant.insert(slot);
+                created = true;
+            }
+        }
+        if schedule {
+            self.schedule(arc.clone(), expires);
+        }
+        if created {
+            self.index_insert(arc);
+        }
+    }
+
+    fn remove(&self, key: &str) {
+        if self.map.remove(key).is_some() {
+            self.index_remove(key);
+        }
+    }
+
+    /// Removes every entry whose expiry has passed; returns how many were removed.
+    fn purge_expired(&self) -> usize {
+        let now = self.clock.now_ms();
+        let due_bucket = now / 1000;
+        let mut removed = 0;
+        for queue in self.expiry.iter() {
+            let due = {
+                let mut queue = lock(queue);
+                let later = queue.split_off(&(due_bucket + 1));
+                std::mem::replace(&mut *queue, later)
+            };
+            for key in due.into_values().flatten() {
+                let requeue = match self.map.get(&*key) {
+                    None => continue,
+                    Some(slot) if slot.is_expired_at(now) => None,
+                    Some(slot) if slot.expires_at_ms == 0 => continue,
+                    Some(slot) => Some((slot.key().clone(), slot.expires_at_ms)),
+                };
+                match requeue {
+                    Some((arc, expires)) => self.schedule(arc, expires),
+                    None => {
+                        if self
+                            .map
+                            .remove_if(&*key, |_, slot| slot.is_expired_at(now))
+                            .is_some()
+                        {
+                            self.index_remove(&key);
+                            removed += 1;
+                        }
+                    }
+                }
+            }
+        }
+        removed
+    }
+
+    fn live<T>(&self, key: &str, read: impl FnOnce(&Slot) -> T) -> Option<T> {
+        let slot = self.map.get(key)?;
+        if slot.is_expired(&*self.clock) {
+            return None;
+        }
+        Some(read(&slot))
+    }
+
+    fn list(&self, options: &ListOptions) -> Result<ListPage> {
+        let limit = self.caps.check_list(options)?;
+        let prefix = options.prefix.as_str();
+        let after = match &options.cursor {
+            None => None,
+            Some(cursor) => Some(cursor::decode(cursor, prefix)?),
+        };
+        let start = match &after {
+            Some(last) => Bound::Excluded(last.as_str()),
+            None => Bound::Included(prefix),
+        };
+        let now = self.clock.now_ms();
+        let shards: Vec<_> = self.index.iter().map(|shard| read(shard)).collect();
+        let mut ranges: Vec<_> = shards
+            .iter()
+            .map(|shard| shard.range::<str, _>((start, Bound::Unbounded)))
+            .collect();
+        let mut heap = BinaryHeap::with_capacity(ranges.len());
+        for (i, range) in ranges.iter_mut().enumerate() {
+            if let Some(key) = range.next() {
+                heap.push(Reverse((key, i)));
+            }
+        }
+        let mut keys = Vec::new();
+        while let Some(Reverse((key, i))) = heap.pop() {
+            if !key.starts_with(prefix) {
+                heap.clear();
+                break;
+            }
+            if keys.len() == limit {
+                heap.push(Reverse((key, i)));
+                break;
+            }
+            if let Some(next) = ranges[i].next() {
+                heap.push(Reverse((next, i)));
+            }
+            if let Some(slot) = self.map.get(&**key) {
+                if !slot.is_expired_at(now) {
+                    keys.push(KeyInfo::new(
+                        key.to_string(),
+                        slot.expiration(),
+                        slot.metadata.as_deref().cloned(),
+                    ));
+                }
+            }
+        }
+        let more = heap
+            .peek()
+            .is_some_and(|Reverse((key, _))| key.starts_with(prefix));
+        let cursor = match keys.last() {
+            Some(last) if more => Some(cursor::encode(&last.name)),
+            _ => None,
+        };
+        Ok(ListPage::new(keys, cursor))
+    }
+
+    fn increment(&self, key: &str, delta: i64, expires_at_ms: Option<u64>) -> Result<i64> {
+        let now = self.clock.now_ms();
+        let add = |slot: &mut Slot| -> Result<i64> {
+            let current = parse_counter(&slot.value).ok_or_else(|| Error::NotACounter {
+                key: key.to_owned(),
+            })?;
+            let next = current
+                .checked_add(delta)
+                .ok_or_else(|| Error::CounterOverflow {
+                    key: key.to_owned(),
+                    delta,
+                })?;
+            slot.value = Bytes::from(next.to_string());
+            Ok(next)
+        };
+        let fresh = || Slot::new(Bytes::from(delta.to_string()), expires_at_ms, None);
+        if let Some(mut slot) = self.map.get_mut(key) {
+            if !slot.is_expired_at(now) {
+                return add(&mut slot);
+            }
+        }
+        let arc: Arc<str> = Arc::from(key);
+        let created = match self.map.entry(arc.clone()) {
+            MapEntry::Occupied(mut occupied) => {
+                if !occupied.get().is_expired_at(now) {
+                    return add(occupied.get_mut());
+                }
+                occupied.insert(fresh());
+                false
+            }
+            MapEntry::Vacant(vacant) => {
+                vacant.insert(fresh());
+                true
+            }
+        };
+        if let Some(expires) = expires_at_ms {
+            self.schedule(arc.clone(), expires);
+        }
+        if created {
+            self.index_insert(arc);
+        }
+        Ok(delta)
+    }
+
+    fn put_if_absent(&self, key: &str, slot: Slot) -> bool {
+        let now = self.clock.now_ms();
+        if self.map.get(key).is_some_and(|s| !s.is_expired_at(now)) {
+            return false;
+        }
+        let arc: Arc<str> = Arc::from(key);
+        let expires = slot.expires_at_ms;
+        let created = match self.map.entry(arc.clone()) {
+            MapEntry::Occupied(mut occupied) => {
+                if !occupied.get().is_expired_at(now) {
+                    return false;
+                }
+                occupied.insert(slot);
+                false
+            }
+            MapEntry::Vacant(vacant) => {
+                vacant.insert(slot);
+                true
+            }
+        };
+        if expires != 0 {
+            self.schedule(arc.clone(), expires);
+        }
+        if created {
+            self.index_insert(arc);
+        }
+        true
+    }
+}
+
+impl MemoryStore {
+    /// A store with generous limits, the system clock and background reclamation every second.
+    ///
+    /// ```
+    /// let store = kv_memory::MemoryStore::new();
+    /// assert_eq!(kv_core::KvStore::capabilities(&store).backend, "memory");
+    /// ```
+    pub fn new() -> Self {
+        Self::builder().build()
+    }
+
+    /// Starts configuring a store.
+    ///
+    /// ```
+    /// let store = kv_memory::MemoryStore::builder().cloudflare_limits().build();
+    /// # let _ = store;
+    /// ```
+    pub fn builder() -> MemoryBuilder {
+        MemoryBuilder::default()
+    }
+
+    /// How many entries are held in memory, including expired ones not yet reclaimed.
+    ///
+    /// ```
+    /// use kv_core::{KvStore, PutOptions};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> kv_core::Result<()> {
+    /// let store = kv_memory::MemoryStore::new();
+    /// store.put("k", "v".into(), PutOptions::new()).await?;
+    /// assert_eq!(store.stored_entries(), 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn stored_entries(&self) -> usize {
+        self.inner.map.len()
+    }
+
+    /// Reclaims every expired entry now (the background task does this every second) and
+    /// returns how many were removed.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kv_core::{KvStoreExt, ManualClock};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> kv_core::Result<()> {
+    /// let clock = ManualClock::new();
+    /// let store = kv_memory::MemoryStore::builder().clock(clock.clone()).build();
+    /// store.put_with_ttl("k", "v", Duration::from_secs(1)).await?;
+    /// clock.advance(Duration::from_secs(2));
+    /// assert_eq!(store.purge_expired(), 1);
+    /// assert_eq!(store.stored_entries(), 0);
+    /// # Ok(()) }
+    /// ```
+    pub fn purge_expired(&self) -> usize {
+        self.inner.purge_expired()
+    }
+
+    fn checked_slot(&self, key: &str, value: Bytes, options: &PutOptions) -> Result<Slot> {
+        let inner = &self.inner;
+        let now = inner.clock.now_ms();
+        let checked = inner.caps.check_put(key, value.len(), options, now)?;
+        Ok(Slot::new(
+            value,
+            checked.expires_at_ms(now),
+            options.metadata.clone(),
+        ))
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[async_trait::async_trait]
+impl KvStore for MemoryStore {
+    fn capabilities(&self) -> &Capabilities {
+        &self.inner.caps
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        self.inner.caps.check_key(key)?;
+        Ok(self.inner.live(key, |slot| slot.value.clone()))
+    }
+
+    async fn get_with_metadata(&self, key: &str) -> Result<Option<Entry>> {
+        self.inner.caps.check_key(key)?;
+        Ok(self.inner.live(key, |slot| {
+            Entry::new(
+                slot.value.clone(),
+                slot.metadata.as_deref().cloned(),
+                slot.expiration(),
+            )
+        }))
+    }
+
+    async fn put(&self, key: &str, value: Bytes, options: PutOptions) -> Result<()> {
+        let slot = self.checked_slot(key, value, &options)?;
+        self.inner.store(key, slot);
+        Ok(())
+    }
+
+    async fn put_if_absent(&self, key: &str, value: Bytes, options: PutOptions) -> Result<bool> {
+        let slot = self.checked_slot(key, value, &options)?;
+        Ok(self.inner.put_if_absent(key, slot))
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.inner.caps.check_key(key)?;
+        self.inner.remove(key);
+        Ok(())
+    }
+
+    async fn list(&self, options: ListOptions) -> Result<ListPage> {
+        self.inner.list(&options)
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
+        let caps = &self.inner.caps;
+        caps.check_batch_get(keys.len())?;
+        keys.iter().try_for_each(|key| caps.check_key(key))?;
+        Ok(keys
+            .iter()
+            .map(|key| self.inner.live(key, |slot| slot.value.clone()))
+            .collect())
+    }
+
+    async fn put_many(&self, items: Vec<PutItem>) -> Result<()> {
+        let slots = items
+            .into_iter()
+            .map(|item| {
+                let slot = self.checked_slot(&item.key, item.value, &item.options)?;
+                Ok((item.key, slot))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        for (key, slot) in slots {
+            self.inner.store(&key, slot);
+        }
+        Ok(())
+    }
+
+    async fn delete_many(&self, keys: &[String]) -> Result<()> {
+        let caps = &self.inner.caps;
+        keys.iter().try_for_each(|key| caps.check_key(key))?;
+        for key in keys {
+            self.inner.remove(key);
+        }
+        Ok(())
+    }
+
+    async fn increment(&self, key: &str, delta: i64, options: CounterOptions) -> Result<i64> {
+        let inner = &self.inner;
+        inner.caps.check_key(key)?;
+        let now = inner.clock.now_ms();
+        let expiry = inner.caps.check_expiry(options.expiry_on_create, now)?;
+        inner.increment(key, delta, expires_at_ms(expiry, now))
+    }
+}

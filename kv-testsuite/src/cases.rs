@@ -1,0 +1,1172 @@
+//! The conformance cases, one `pub async fn` per rule of the [`KvStore`] contract.
+//!
+//! Each case takes a [`Harness`], works in a fresh [`Namespace`] and removes its keys when it
+//! passes. [`conformance_tests!`](crate::conformance_tests) stamps them all into a test file.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use futures_util::future::join_all;
+use kv_core::{
+    CounterOptions, Error, Expiry, KeyInfo, KvStore, KvStoreExt, ListOptions, ListPage, PutItem,
+    PutOptions,
+};
+use serde_json::{Value, json};
+
+use crate::{Harness, Namespace, skip};
+
+/// A margin added when waiting for real time to pass expirations.
+const MARGIN: Duration = Duration::from_millis(150);
+
+fn opts() -> PutOptions {
+    PutOptions::new()
+}
+
+async fn put(store: &dyn KvStore, key: &str, value: &str) {
+    store
+        .put(key, Bytes::copy_from_slice(value.as_bytes()), opts())
+        .await
+        .unwrap_or_else(|e| panic!("put {key:?}: {e}"));
+}
+
+async fn get(store: &dyn KvStore, key: &str) -> Option<Bytes> {
+    store
+        .get(key)
+        .await
+        .unwrap_or_else(|e| panic!("get {key:?}: {e}"))
+}
+
+fn names(page: &ListPage) -> Vec<String> {
+    page.keys.iter().map(|k| k.name.clone()).collect()
+}
+
+/// Follows cursors to the end, checking the page invariants, and returns every key listed.
+pub async fn list_all(store: &dyn KvStore, prefix: &str, limit: Option<usize>) -> Vec<KeyInfo> {
+    let mut keys = Vec::new();
+    let mut cursor = None;
+    for _ in 0..100_000 {
+        let mut options = ListOptions::new().prefix(prefix).cursor(cursor.take());
+        options.limit = limit;
+        let page = store
+            .list(options)
+            .await
+            .unwrap_or_else(|e| panic!("list {prefix:?}: {e}"));
+        let max = limit.unwrap_or(1000);
+        assert!(
+            page.keys.len() <= max,
+            "page of {} keys exceeds limit {max}",
+            page.keys.len()
+        );
+        assert_eq!(
+            page.cursor.is_none(),
+            page.list_complete,
+            "cursor must be None exactly when list_complete"
+        );
+        keys.extend(page.keys);
+        if page.list_complete {
+            return keys;
+        }
+        cursor = page.cursor;
+    }
+    panic!("listing {prefix:?} did not complete");
+}
+
+async fn list_names(store: &dyn KvStore, prefix: &str, limit: Option<usize>) -> Vec<String> {
+    list_all(store, prefix, limit)
+        .await
+        .into_iter()
+        .map(|k| k.name)
+        .collect()
+}
+
+/// Writes `count` keys `{prefix}{i:05}` in batches.
+async fn fill(store: &dyn KvStore, ns: &Namespace, count: usize) -> Vec<String> {
+    let keys: Vec<String> = (0..count).map(|i| ns.key(&format!("{i:05}"))).collect();
+    for chunk in keys.chunks(500) {
+        let items = chunk.iter().map(|k| PutItem::new(k.clone(), "v")).collect();
+        store.put_many(items).await.expect("put_many");
+    }
+    keys
+}
+
+fn variant(err: &Error) -> String {
+    format!("{err:?}")
+        .split([' ', '{', '('])
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+macro_rules! assert_err {
+    ($result:expr, $pattern:pat) => {
+        match $result {
+            Err($pattern) => {}
+            other => panic!(
+                "expected {}, got {:?}",
+                stringify!($pattern),
+                other.map_err(|e| variant(&e))
+            ),
+        }
+    };
+}
+
+/// Rule 1: a key never written reads as `None` everywhere.
+pub async fn get_missing_is_none(h: &Harness) {
+    let store = &**h.store();
+    let ns = Namespace::new();
+    let key = ns.key("missing");
+    assert_eq!(get(store, &key).await, None);
+    assert_eq!(
+        store
+            .get_with_metadata(&key)
+            .await
+            .expect("get_with_metadata"),
+        None
+    );
+    assert_eq!(
+        store.get_many(std::slice::from_ref(&key)).await.expect("get_many"),
+        vec![None]
+    );
+    assert!(list_all(store, ns.prefix(), None).await.is_empty());
+}
+
+/// Rule 2: empty, 1-byte, 1 MiB and non-UTF-8 values round-trip byte for byte.
+pub async fn binary_values_round_trip(h: &Harness) {
+    let store = &**h.store();
+    let ns = Namespace::new();
+    let mib: Vec<u8> = (0..1024 * 1024).map(|i: u32| (i * 7 % 251) as u8).collect();
+    let values: Vec<(&str, Bytes)> = vec![
+        ("empty", Bytes::new()),
+        ("one", Bytes::from_static(b"x")),
+        ("zero-byte", Bytes::from_static(&[0])),
+        (
+            "invalid-utf8",
+            Bytes::from_static(&[0xff, 0xfe, 0x00, 0xc3, 0x28]),
+        ),
+        ("mib", Bytes::from(mib)),
+    ];
+    for (name, value) in &values {
+        let key = ns.key(name);
+        store.put(&key, value.clone(), opts()).await.expect("put");
+        assert_eq!(get(store, &key).await.as_ref(), Some(value), "{name}");
+        let entry = store
+            .get_with_metadata(&key)
+            .await
+            .expect("get_with_metadata")
+            .expect("present");
+        assert_eq!(&entry.value, value, "{name} via get_with_metadata");
+    }
+    let keys: Vec<String> = values.iter().map(|(n, _)| ns.key(n)).collect();
+    let batch = store.get_many(&keys).await.expect("get_many");
+    for ((name, value), got) in values.iter().zip(batch) {
+        assert_eq!(got.as_ref(), Some(value), "{name} via get_many");
+    }
+    ns.clean(store).await;
+}
+
+/// Rule 3: a put replaces value, metadata and expiration together.
+pub async fn overwrite_replaces_value_metadata_and_expiry(h: &Harness) {
+    let store = &**h.store();
+    let ns = Namespace::new();
+    let key = ns.key("k");
+    let ttl = Duration::from_secs(3600).max(store.capabilities().min_ttl);
+    store
+        .put(
+            &key,
+            "one".into(),
+            opts().ttl(ttl).metadata(json!({"version": 1})),
+        )
+        .await
+        .expect("put");
+    store
+        .put(&key, "two".into(), opts())
+        .await
+        .expect("overwrite");
+    let entry = store
+        .get_with_metadata(&key)
+        .await
+        .expect("get_with_metadata")
+        .expect("present");
+    assert_eq!(entry.value, "two");
+    assert_eq!(
+        entry.metadata, None,
+        "metadata must be cleared by a put without it"
+    );
+    assert_eq!(
+        entry.expiration, None,
+        "expiry must be cleared by a put without it"
+    );
+    store
+        .put(&key, "three".into(), opts().metadata(json!("m")))
+        .await
+        .expect("overwrite");
+    let listed = list_all(store, ns.prefix(), None).await;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].metadata, Some(json!("m")));
+    assert_eq!(listed[0].expiration, None);
+    ns.clean(store).await;
+}
+
+/// Rule 4: deleting twice, or deleting a key never written, succeeds.
+pub async fn delete_is_idempotent(h: &Harness) {
+    let store = &**h.store();
+    let ns = Namespace::new();
+    let key = ns.key("k");
+    put(store, &key, "v").await;
+    store.delete(&key).await.expect("delete");
+    assert_eq!(get(store, &key).await, None);
+    store.delete(&key).await.expect("second delete");
+    store
+        .delete(&ns.key("never"))
+        .await
+        .expect("delete of missing key");
+    assert!(list_all(store, ns.prefix(), None).await.is_empty());
+}
+
+/// Rule 5: metadata of every JSON type round-trips through get_with_metadata and list.
+pub async fn metadata_round_trips(h: &Harness) {
+    let store = &**h.store();
+    let ns = Namespace::new();
+    let samples = [
+        json!(null),
+        json!(true),
+        json!(42),
+        json!(-1.5),
+        json!("text with ünïcode"),
+        json!([1, "two", {"three": 3}]),
+        json!({"nested": {"a": [1, 2]}, "empty": {}}),
+    ];
+    for (i, metadata) in samples.iter().enumerate() {
+        let key = ns.key(&format!("{i}"));
+        store
+            .put(&key, "v".into(), opts().metadata(metadata.clone()))
+            .await
+            .expect("put");
+        let entry = store
+            .get_with_metadata(&key)
+            .await
+            .expect("get_with_metadata")
+            .expect("present");
+        assert_eq!(entry.metadata.as_ref(), Some(metadata), "sample {i}");
+        assert_eq!(entry.value, "v");
+    }
+    let listed = list_all(store, ns.prefix(), None).await;
+    assert_eq!(listed.len(), samples.len());
+    for (i, key) in listed.iter().enumerate() {
+        assert_eq!(
+            key.metadata.as_ref(),
+            Some(&samples[i]),
+            "listed sample {i}"
+        );
+    }
+    ns.clean(store).await;
+}
+
+/// Rule 6: once its TTL passes, a key is absent from every read, list and batch.
+pub async fn ttl_expiry_hides_key_everywhere(h: &Harness) {
+    let store = &**h.store();
+    let ns = Namespace::new();
+    let ttl = h.short_ttl();
+    let expiring = ns.key("expiring");
+    let permanent = ns.key("permanent");
+    store
+        .put(&expiring, "v".into(), opts().ttl(ttl))
+        .await
+        .expect("put with ttl");
+    put(store, &permanent, "v").await;
+    assert_eq!(get(store, &expiring).await.as_deref(), Some(&b"v"[..]));
+    h.advance(ttl + MARGIN).await;
+    assert_eq!(
+        get(store, &expiring).await,
+        None,
+        "expired key returned by get"
+    );
+    assert_eq!(
+        store
+            .get_with_metadata(&expiring)
+            .await
+            .expect("get_with_metadata"),
+        None
+    );
+    assert_eq!(
+        store
+            .get_many(&[expiring.clone(), permanent.clone()])
+            .await
+            .expect("get_many"),
+        vec![None, Some(Bytes::from_static(b"v"))]
+    );
+    assert_eq!(list_names(store, ns.prefix(), None).await, vec![permanent]);
+    assert!(
+        store
+            .put_if_absent(&expiring, "again".into(), opts())
+            .await
+            .expect("put_if_absent"),
+        "an expired key counts as absent"
+    );
+    ns.clean(store).await;
+}
+
+/// Rule 6: an absolute expiration (unix seconds) ends the key at that second.
+pub async fn absolute_expiration(h: &Harness) {
+    let store = &**h.store();
+    let ns = Namespace::new();
+    let key = ns.key("k");
+    let min_ms = u64::try_from(store.capabilities().min_ttl.as_millis()).unwrap_or(u64::MAX);
+    let at = (h.now_ms() + min_ms).div_ceil(1000) + 1;
+    store
+        .put(&key, "v".into(), opts().expire_at(at))
+        .await
+        .expect("put with expiration");
+    let entry = store
+        .get_with_metadata(&key)
+        .await
+        .expect("get_with_metadata")
+        .expect("present before the expiration");
+    assert_eq!(entry.expiration, Some(at));
+    let wait = Duration::from_millis((at * 1000).saturating_sub(h.now_ms())) + MARGIN;
+    h.advance(wait).await;
+    assert_eq!(
+        get(store, &key).await,
+        None,
+        "key present after its expiration"
+    );
+    assert!(list_all(store, ns.prefix(), None).await.is_empty());
+}
+
+/// Rule 6: get_with_metadata and list report when a key expires, in unix seconds.
+pub async fn expiration_is_reported(h: &Harness) {
+    let store = &**h.store();
+    let ns = Namespace::new();
+    let key = ns.key("k");
+    let ttl = Duration::from_secs(600).max(store.capabilities().min_ttl);
+    let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+    let before = h.now_ms();
+    store
+        .put(&key, "v".into(), opts().ttl(ttl))
+        .await
+        .expect("put");
+    let after = h.now_ms();
+    let low = (before + ttl_ms) / 1000;
+    let high = (after + ttl_ms).div_ceil(1000) + 1;
+    let entry = store
+        .get_with_metadata(&key)
+        .await
+        .expect("get_with_metadata")
+        .expect("present");
+    let reported = entry
+        .expiration
+        .expect("expiration reported by get_with_metadata");
+    assert!(
+        (low..=high).contains(&reported),
+        "get_with_metadata reported {reported}, expected {low}..={high}"
+    );
+    let listed = list_all(store, ns.prefix(), None).await;
+    let reported = listed[0].expiration.expect("expiration reported by list");
+    assert!(
+        (low..=high).contains(&reported),
+        "list reported {reported}, expected {low}..={high}"
+    );
+    ns.clean(store).await;
+}
+
+/// Rule 7: keys are listed in byte order of their UTF-8 encoding, whatever their script.
+pub async fn list_orders_by_bytes(h: &Harness) {
+    let store = &**h.store();
+    let ns = Namespace::new();
+    let names = [
+        "a", "B", "b", "~", "é", "e\u{301}", "z", "ä", "中文", "😀", "A", "0", " ", "a\u{7f}",
+        "ab", "a b", "\u{ffff}", "\u{1}",
+    ];
+    for name in names {
+        put(store, &ns.key(name), "v").await;
+    }
+    let mut expected: Vec<String> = names.iter().map(|n| ns.key(n)).collect();
+    expected.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    assert_eq!(list_names(store, ns.prefix(), None).await, expected);
+    assert_eq!(list_names(store, ns.prefix(), Some(3)).await, expected);
+    ns.clean(store).await;
+}
+
+/// Rule 7: only keys starting with the prefix are listed; glob characters match literally.
+pub async fn list_filters_by_prefix_literally(h: &Harness) {
+    let store = &**h.store();
+    let ns = Namespace::new();
+    let all = [
+        "user:1", "user:2", "user:10", "users", "use", "order:1", "*", "*x", "a*b", "a?b", "a[b]",
+        "a\\b", "ab", "axb",
+    ];
+    for name in all {
+        put(store, &ns.key(name), "v").await;
+    }
+    for (prefix, expected) in [
+        ("user:", vec!["user:1", "user:10", "user:2"]),
+        ("user", vec!["user:1", "user:10", "user:2", "users"]),
+        ("*", vec!["*", "*x"]),
+        ("a*", vec!["a*b"]),
+        ("a?", vec!["a?b"]),
+        ("a[", vec!["a[b]"]),
+        ("a\\", vec!["a\\b"]),
+        ("nothing", vec![]),
+    ] {
+        let expected: Vec<String> = expected.iter().map(|n| ns.key(n)).collect();
+        assert_eq!(
+            list_names(store, &ns.key(prefix), None).await,
+            expected,
+            "prefix {prefix:?}"
+        );
+    }
+    assert_eq!(list_names(store, ns.prefix(), None).await.len(), all.len());
+    ns.clean(store).await;
+}
+
+async fn paginate_2500(h: &Harness, limit: usize) {
+    let store = &**h.store();
+    let ns = Namespace::new();
+    let keys = fill(store, &ns, 2500).await;
+    let listed = list_names(store, ns.prefix(), Some(limit)).await;
+    assert_eq!(listed.len(), keys.len());
+    assert_eq!(listed, keys, "every key exactly once, in order");
+    if limit == 1000 {
+        let first = store
+            .list(ListOptions::new().prefix(ns.prefix()))
+            .await
+            .expect("list");
+        assert!(
+            !first.list_complete && first.keys.len() <= 1000,
+            "the default page is at most 1000 keys"
+        );
+    }
+    ns.clean(store).await;
+}
+
+/// Rule 7: 2,500 keys listed 1000 at a time come back exactly once each, in order.
+pub async fn list_paginates_2500_keys_at_limit_1000(h: &Harness) {
+    paginate_2500(h, 1000).await;
+}
+
+/// Rule 7: 2,500 keys listed 7 at a time come back exactly once each, in order.
+pub async fn list_paginates_2500_keys_at_limit_7(h: &Harness) {
+    paginate_2500(h, 7).await;
+}
+
+/// Rule 7: keys deleted between pages do not appear later, keys present throughout appear once.
+pub async fn list_pages_after_deletes_and_inserts(h: &Harness) {
+    let store = &**h.store();
+    let ns = Namespace::new();
+    let keys = fill(store, &ns, 100).await;
+    let mut seen: Vec<String> = Vec::new();
+    let mut deleted = BTreeSet::new();
+    let mut deleted_unseen = BTreeSet::new();
+    let mut cursor = None;
+    let mut page_no = 0;
+    loop {
+        let page = store
+            .list(
+                ListOptions::new()
+                    .prefix(ns.prefix())
+                    .limit(10)
+                    .cursor(cursor),
+            )
+            .await
+            .expect("list");
+        seen.extend(names(&page));
+        if page.list_complete {
+            break;
+        }
+        cursor = page.cursor;
+        page_no += 1;
+        // Delete a key of a later page, one of an earlier page, and the last key returned (the
+        // one the cursor points after).
+        for i in [page_no * 10 + 15, page_no * 3, page_no * 10 - 1] {
+            if let Some(key) = keys.get(i) {
+                store.delete(key).await.expect("delete");
+                if deleted.insert(key.clone()) && !seen.contains(key) {
+                    deleted_unseen.insert(key.clone());
+                }
+            }
+        }
+        // Insert keys between pages: they may or may not be listed, but never twice.
+        put(store, &ns.key(&format!("{:05}x", page_no * 10 + 5)), "new").await;
+    }
+    let unique: BTreeSet<_> = seen.iter().cloned().collect();
+    assert_eq!(unique.len(), seen.len(), "a key was listed twice");
+    let mut sorted = seen.clone();
+    sorted.sort();
+    assert_eq!(seen, sorted, "listing is out of order across pages");
+    for key in &keys {
+        if !deleted.contains(key) {
+            assert!(
+                unique.contains(key),
+                "{key} was present throughout but not listed"
+            );
+        }
+    }
+    for key in &deleted_unseen {
+        assert!(
+            !unique.contains(key),
+            "{key} was listed after it was deleted"
+        );
+    }
+    let remaining: Vec<String> = keys
+        .iter()
+        .filter(|k| !deleted.contains(*k))
+        .cloned()
+        .collect();
+    let now_listed: Vec<String> = list_names(store, ns.prefix(), Some(10))
+        .await
+        .into_iter()
+        .filter(|k| !k.ends_with('x'))
+        .collect();
+    assert_eq!(now_listed, remaining);
+    ns.clean(store).await;
+}
+
+/// The extension trait's key stream follows cursors across pages.
+pub async fn list_stream_follows_cursors(h: &Harness) {
+    let store = &**h.store();
+    let ns = Namespace::new();
+    let keys = fill(store, &ns, 1500).await;
+    let streamed: Vec<String> = store
+        .list_stream(ns.prefix())
+        .map_ok(|k| k.name)
+        .try_collect()
+        .await
+        .expect("list_stream");
+    assert_eq!(streamed, keys);
+    ns.clean(store).await;
+}
+
+/// Rule 8: batch get, put and delete behave like the single operations, in order.
+pub async fn batch_operations(h: &Harness) {
+    let store = &**h.store();
+    let ns = Namespace::new();
+    let items: Vec<PutItem> = (0..100)
+        .map(|i| {
+            PutItem::new(ns.key(&format!("{i:03}")), format!("value {i}"))
+                .options(opts().metadata(json!({ "i": i })))
+        })
+        .collect();
+    store.put_many(items).await.expect("put_many");
+    let mut keys: Vec<String> = (0..100).rev().map(|i| ns.key(&format!("{i:03}"))).collect();
+    let values = store.get_many(&keys).await.expect("get_many of 100 keys");
+    assert_eq!(values.len(), 100);
+    for (i, value) in (0..100).rev().zip(&values) {
+        assert_eq!(value.as_deref(), Some(format!("value {i}").as_bytes()));
+    }
+    let entry = store
+        .get_with_metadata(&ns.key("042"))
+        .await
+        .expect("get_with_metadata")
+        .expect("present");
+    assert_eq!(entry.metadata, Some(json!({"i": 42})));
+    keys.truncate(50);
+    keys.push(ns.key("never-written"));
+    store.delete_many(&keys).await.expect("delete_many");
+    let after = store.get_many(&keys).await.expect("get_many");
+    assert!(after.iter().all(Option::is_none));
+    assert_eq!(list_all(store, ns.prefix(), None).await.len(), 50);
+    assert_eq!(store.get_many(&[]).await.expect("empty get_many"), vec![]);
+    store.put_many(vec![]).await.expect("empty put_many");
+    store.delete_many(&[]).await.expect("empty delete_many");
+    ns.clean(store).await;
+}
+
+/// Rule 8: one invalid item makes put_many fail before anything is written.
+pub async fn put_many_validates_before_writing(h: &Harness) {
+    let store = &**h.store();
+    let ns = Namespace::new();
+    let items = vec![
+        PutItem::new(ns.key("a"), "1"),
+        PutItem::new(ns.key("b"), "2"),
+        PutItem::new("", "bad"),
+    ];
+    assert_err!(store.put_many(items).await, Error::EmptyKey);
+    assert!(list_all(store, ns.prefix(), None).await.is_empty());
+    let too_long = ns.key(&"x".repeat(store.capabilities().max_key_bytes));
+    let items = vec![PutItem::new(ns.key("a"), "1"), PutItem::new(too_long, "2")];
+    assert_err!(store.put_many(items).await, Error::KeyTooLong { .. });
+    assert!(list_all(store, ns.prefix(), None).await.is_empty());
+}
+
+/// Rule 9: counters start at 0, are stored as decimal strings, and keep their first expiry.
+pub async fn counter_basics(h: &Harness) {
+    let store = &**h.store();
+    let ns = Namespace::new();
+    let key = ns.key("counter");
+    let none = CounterOptions::new();
+    assert_eq!(store.increment(&key, 1, none).await.expect("incr"), 1);
+    assert_eq!(store.increment(&key, 41, none).await.expect("incr"), 42);
+    assert_eq!(get(store, &key).await.as_deref(), Some(&b"42"[..]));
+    assert_eq!(store.increment(&key, -50, none).await.expect("decr"), -8);
+    assert_eq!(get(store, &key).await.as_deref(), Some(&b"-8"[..]));
+    assert_eq!(store.increment(&key, 0, none).await.expect("incr 0"), -8);
+
+    let text = ns.key("text");
+    put(store, &text, "not a number").await;
+    assert_err!(
+        store.increment(&text, 1, none).await,
+        Error::NotACounter { .. }
+    );
+    assert_eq!(
+        get(store, &text).await.as_deref(),
+        Some(&b"not a number"[..])
+    );
+
+    let big = ns.key("big");
+    put(store, &big, &i64::MAX.to_string()).await;
+    assert_err!(
+        store.increment(&big, 1, none).await,
+        Error::CounterOverflow { .. }
+    );
+    assert_eq!(
+        get(store, &big).await.as_deref(),
+        Some(i64::MAX.to_string().as_bytes())
+    );
+
+    let written = ns.key("written");
+    put(store, &written, "10").await;
+    assert_eq!(store.increment(&written, 5, none).await.expect("incr"), 15);
+
+    let windowed = ns.key("windowed");
+    let ttl = h.short_ttl();
+    let window = CounterOptions::new().ttl(ttl);
+    assert_eq!(
+        store.increment(&windowed, 1, window).await.expect("incr"),
+        1
+    );
+    let long = CounterOptions::new().ttl(Duration::from_secs(3600).max(ttl));
+    assert_eq!(store.increment(&windowed, 1, long).await.expect("incr"), 2);
+    h.advance(ttl + MARGIN).await;
+    assert_eq!(
+        get(store, &windowed).await,
+        None,
+        "the expiry set at creation must stay"
+    );
+    assert_eq!(
+        store.increment(&windowed, 1, window).await.expect("incr"),
+        1
+    );
+    ns.clean(store).await;
+}
+
+/// Rule 9: 200 concurrent increments all count (when the counter is atomic).
+pub async fn counter_exact_under_concurrency(h: &Harness) {
+    if !h.store().capabilities().atomic_counter {
+        skip(
+            "counter_exact_under_concurrency",
+            "the backend's counter is best-effort (Capabilities::atomic_counter is false)",
+        );
+        return;
+    }
+    let ns = Namespace::new();
+    let key = Arc::new(ns.key("counter"));
+    let tasks = (0..200).map(|_| {
+        let store = h.store().clone();
+        let key = key.clone();
+        tokio::spawn(async move { store.increment(&key, 1, CounterOptions::new()).await })
+    });
+    let mut results: Vec<i64> = join_all(tasks)
+        .await
+        .into_iter()
+        .map(|r| r.expect("task").expect("increment"))
+        .collect();
+    results.sort_unstable();
+    assert_eq!(
+        results,
+        (1..=200).collect::<Vec<i64>>(),
+        "each increment sees a distinct value"
+    );
+    assert_eq!(get(&**h.store(), &key).await.as_deref(), Some(&b"200"[..]));
+    ns.clean(&**h.store()).await;
+}
+
+/// Rule 10: put_if_absent writes only to absent keys and says whether it wrote.
+pub async fn put_if_absent_basics(h: &Harness) {
+    let store = &**h.store();
+    let ns = Namespace::new();
+    let key = ns.key("k");
+    assert!(
+        store
+            .put_if_absent(&key, "first".into(), opts().metadata(json!(1)))
+            .await
+            .expect("pia")
+    );
+    assert!(
+        !store
+            .put_if_absent(&key, "second".into(), opts())
+            .await
+            .expect("pia")
+    );
+    let entry = store
+        .get_with_metadata(&key)
+        .await
+        .expect("get_with_metadata")
+        .expect("present");
+    assert_eq!(entry.value, "first");
+    assert_eq!(entry.metadata, Some(json!(1)));
+    store.delete(&key).await.expect("delete");
+    assert!(
+        store
+            .put_if_absent(&key, "third".into(), opts())
+            .await
+            .expect("pia after delete")
+    );
+    assert_eq!(get(store, &key).await.as_deref(), Some(&b"third"[..]));
+
+    let expiring = ns.key("expiring");
+    let ttl = h.short_ttl();
+    assert!(
+        store
+            .put_if_absent(&expiring, "a".into(), opts().ttl(ttl))
+            .await
+            .expect("pia")
+    );
+    assert!(
+        !store
+            .put_if_absent(&expiring, "b".into(), opts())
+            .await
+            .expect("pia")
+    );
+    h.advance(ttl + MARGIN).await;
+    assert!(
+        store
+            .put_if_absent(&expiring, "c".into(), opts())
+            .await
+            .expect("pia after expiry")
+    );
+    let entry = store
+        .get_with_metadata(&expiring)
+        .await
+        .expect("get_with_metadata")
+        .expect("present");
+    assert_eq!(entry.value, "c");
+    assert_eq!(entry.expiration, None);
+    ns.clean(store).await;
+}
+
+/// Rule 10: exactly one of 100 concurrent put_if_absent calls wins (when atomic).
+pub async fn put_if_absent_one_winner(h: &Harness) {
+    if !h.store().capabilities().atomic_put_if_absent {
+        skip(
+            "put_if_absent_one_winner",
+            "the backend's put_if_absent is best-effort (Capabilities::atomic_put_if_absent is false)",
+        );
+        return;
+    }
+    let ns = Namespace::new();
+    let key = Arc::new(ns.key("lock"));
+    let tasks = (0..100).map(|i| {
+        let store = h.store().clone();
+        let key = key.clone();
+        tokio::spawn(async move {
+            let won = store
+                .put_if_absent(&key, format!("{i}").into(), PutOptions::new())
+                .await?;
+            Ok::<_, Error>((i, won))
+        })
+    });
+    let winners: Vec<i32> = join_all(tasks)
+        .await
+        .into_iter()
+        .map(|r| r.expect("task").expect("put_if_absent"))
+        .filter_map(|(i, won)| won.then_some(i))
+        .collect();
+    assert_eq!(winners.len(), 1, "winners: {winners:?}");
+    let stored = get(&**h.store(), &key).await.expect("present");
+    assert_eq!(
+        stored,
+        winners[0].to_string(),
+        "the winner's value is stored"
+    );
+    ns.clean(&**h.store()).await;
+}
+
+/// The extension trait: text and JSON helpers, and typed decode errors instead of panics.
+pub async fn json_conveniences(h: &Harness) {
+    #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+    struct User {
+        name: String,
+        age: u32,
+    }
+    let store = &**h.store();
+    let ns = Namespace::new();
+    let key = ns.key("user");
+    let user = User {
+        name: "Ada".into(),
+        age: 36,
+    };
+    store.put_json(&key, &user, opts()).await.expect("put_json");
+    assert_eq!(
+        store.get_json::<User>(&key).await.expect("get_json"),
+        Some(user)
+    );
+    assert_eq!(
+        store.get_text(&key).await.expect("get_text").as_deref(),
+        Some(r#"{"name":"Ada","age":36}"#)
+    );
+    assert_eq!(
+        store
+            .get_json::<User>(&ns.key("none"))
+            .await
+            .expect("missing"),
+        None
+    );
+    store
+        .put_text(&key, "{\"name\": 5}", opts())
+        .await
+        .expect("put_text");
+    assert_err!(store.get_json::<User>(&key).await, Error::Decode { .. });
+    store
+        .put(&key, Bytes::from_static(&[0xff]), opts())
+        .await
+        .expect("put");
+    assert_err!(store.get_text(&key).await, Error::Decode { .. });
+    assert_err!(store.get_json::<Value>(&key).await, Error::Decode { .. });
+    ns.clean(store).await;
+}
+
+/// Rule 11: the empty key is refused by every operation.
+pub async fn validation_empty_key(h: &Harness) {
+    let store = &**h.store();
+    assert_err!(store.get("").await, Error::EmptyKey);
+    assert_err!(store.get_with_metadata("").await, Error::EmptyKey);
+    assert_err!(store.put("", "v".into(), opts()).await, Error::EmptyKey);
+    assert_err!(
+        store.put_if_absent("", "v".into(), opts()).await,
+        Error::EmptyKey
+    );
+    assert_err!(store.delete("").await, Error::EmptyKey);
+    assert_err!(
+        store.increment("", 1, CounterOptions::new()).await,
+        Error::EmptyKey
+    );
+    assert_err!(store.get_many(&[String::new()]).await, Error::EmptyKey);
+    assert_err!(store.delete_many(&[String::new()]).await, Error::EmptyKey);
+    assert_err!(
+        store.put_many(vec![PutItem::new("", "v")]).await,
+        Error::EmptyKey
+    );
+}
+
+/// Rule 11: `.` and `..` are refused by every operation.
+pub async fn validation_reserved_keys(h: &Harness) {
+    let store = &**h.store();
+    for key in [".", ".."] {
+        assert_err!(store.get(key).await, Error::ReservedKey { .. });
+        assert_err!(
+            store.get_with_metadata(key).await,
+            Error::ReservedKey { .. }
+        );
+        assert_err!(
+            store.put(key, "v".into(), opts()).await,
+            Error::ReservedKey { .. }
+        );
+        assert_err!(
+            store.put_if_absent(key, "v".into(), opts()).await,
+            Error::ReservedKey { .. }
+        );
+        assert_err!(store.delete(key).await, Error::ReservedKey { .. });
+        assert_err!(
+            store.increment(key, 1, CounterOptions::new()).await,
+            Error::ReservedKey { .. }
+        );
+        assert_err!(
+            store.get_many(&[key.to_owned()]).await,
+            Error::ReservedKey { .. }
+        );
+        assert_err!(
+            store.delete_many(&[key.to_owned()]).await,
+            Error::ReservedKey { .. }
+        );
+    }
+    // Keys that merely contain dots are fine.
+    let ns = Namespace::new();
+    for name in ["...", ".a", "a."] {
+        put(store, &ns.key(name), "v").await;
+    }
+    put(store, &format!("{}.", ns.prefix()), "v").await;
+    assert_eq!(list_all(store, ns.prefix(), None).await.len(), 4);
+    ns.clean(store).await;
+}
+
+/// Rule 11: a key one byte over the limit is refused, one at the limit is accepted.
+pub async fn validation_key_too_long(h: &Harness) {
+    let store = &**h.store();
+    let max = store.capabilities().max_key_bytes;
+    let ns = Namespace::new();
+    let at_limit = format!("{}{}", ns.prefix(), "k".repeat(max - ns.prefix().len()));
+    let over = format!("{at_limit}k");
+    put(store, &at_limit, "v").await;
+    assert_eq!(get(store, &at_limit).await.as_deref(), Some(&b"v"[..]));
+    match store.put(&over, "v".into(), opts()).await {
+        Err(Error::KeyTooLong { len, max: m, .. }) => {
+            assert_eq!((len, m), (max + 1, max));
+        }
+        other => panic!("expected KeyTooLong, got {other:?}"),
+    }
+    assert_err!(store.get(&over).await, Error::KeyTooLong { .. });
+    assert_err!(
+        store.get_with_metadata(&over).await,
+        Error::KeyTooLong { .. }
+    );
+    assert_err!(store.delete(&over).await, Error::KeyTooLong { .. });
+    assert_err!(
+        store.put_if_absent(&over, "v".into(), opts()).await,
+        Error::KeyTooLong { .. }
+    );
+    assert_err!(
+        store.increment(&over, 1, CounterOptions::new()).await,
+        Error::KeyTooLong { .. }
+    );
+    assert_err!(
+        store.get_many(std::slice::from_ref(&over)).await,
+        Error::KeyTooLong { .. }
+    );
+    // Multi-byte characters count as their UTF-8 length.
+    let wide = format!(
+        "{}{}",
+        ns.prefix(),
+        "é".repeat((max - ns.prefix().len()) / 2 + 1)
+    );
+    assert_err!(
+        store.put(&wide, "v".into(), opts()).await,
+        Error::KeyTooLong { .. }
+    );
+    assert_eq!(list_all(store, ns.prefix(), None).await.len(), 1);
+    ns.clean(store).await;
+}
+
+/// Rule 11: a value one byte over the limit is refused before anything is sent.
+pub async fn validation_value_too_large(h: &Harness) {
+    let store = &**h.store();
+    let max = store.capabilities().max_value_bytes;
+    let ns = Namespace::new();
+    let key = ns.key("big");
+    // Zeroed allocations are lazy, so even a limit of hundreds of MiB costs no real memory.
+    let over = Bytes::from(vec![0u8; max + 1]);
+    match store.put(&key, over.clone(), opts()).await {
+        Err(Error::ValueTooLarge { len, max: m, .. }) => assert_eq!((len, m), (max + 1, max)),
+        other => panic!(
+            "expected ValueTooLarge, got {:?}",
+            other.map_err(|e| variant(&e))
+        ),
+    }
+    assert_err!(
+        store.put_if_absent(&key, over.clone(), opts()).await,
+        Error::ValueTooLarge { .. }
+    );
+    assert_err!(
+        store.put_many(vec![PutItem::new(key.clone(), over)]).await,
+        Error::ValueTooLarge { .. }
+    );
+    assert_eq!(get(store, &key).await, None);
+}
+
+/// Rule 11: metadata over the limit (as serialized JSON) is refused.
+pub async fn validation_metadata_too_large(h: &Harness) {
+    let store = &**h.store();
+    let max = store.capabilities().max_metadata_bytes;
+    let ns = Namespace::new();
+    let key = ns.key("k");
+    // A JSON string of n characters serializes to n + 2 bytes.
+    let fits = json!("m".repeat(max - 2));
+    let over = json!("m".repeat(max - 1));
+    store
+        .put(&key, "v".into(), opts().metadata(fits.clone()))
+        .await
+        .expect("metadata at the limit");
+    match store
+        .put(&key, "w".into(), opts().metadata(over.clone()))
+        .await
+    {
+        Err(Error::MetadataTooLarge { len, max: m, .. }) => assert_eq!((len, m), (max + 1, max)),
+        other => panic!(
+            "expected MetadataTooLarge, got {:?}",
+            other.map_err(|e| variant(&e))
+        ),
+    }
+    assert_err!(
+        store
+            .put_if_absent(&ns.key("other"), "v".into(), opts().metadata(over))
+            .await,
+        Error::MetadataTooLarge { .. }
+    );
+    let entry = store
+        .get_with_metadata(&key)
+        .await
+        .expect("get_with_metadata")
+        .expect("present");
+    assert_eq!(
+        (entry.value, entry.metadata),
+        (Bytes::from("v"), Some(fits))
+    );
+    ns.clean(store).await;
+}
+
+/// Rule 11: a TTL of zero or under the backend's minimum is refused.
+pub async fn validation_ttl(h: &Harness) {
+    let store = &**h.store();
+    let min = store.capabilities().min_ttl;
+    let ns = Namespace::new();
+    let key = ns.key("k");
+    let mut too_short = vec![Duration::ZERO];
+    if min > Duration::from_millis(1) {
+        too_short.push(min - Duration::from_millis(1));
+    }
+    for ttl in too_short {
+        match store.put(&key, "v".into(), opts().ttl(ttl)).await {
+            Err(Error::TtlTooShort { ttl: t, min: m }) => assert_eq!((t, m), (ttl, min)),
+            other => panic!(
+                "expected TtlTooShort for {ttl:?}, got {:?}",
+                other.map_err(|e| variant(&e))
+            ),
+        }
+        assert_err!(
+            store.put_if_absent(&key, "v".into(), opts().ttl(ttl)).await,
+            Error::TtlTooShort { .. }
+        );
+        assert_err!(
+            store
+                .increment(&key, 1, CounterOptions::new().ttl(ttl))
+                .await,
+            Error::TtlTooShort { .. }
+        );
+        assert_err!(
+            store
+                .put_many(vec![
+                    PutItem::new(key.clone(), "v").options(opts().ttl(ttl))
+                ])
+                .await,
+            Error::TtlTooShort { .. }
+        );
+    }
+    store
+        .put(&key, "v".into(), opts().ttl(min))
+        .await
+        .expect("the minimum TTL is accepted");
+    ns.clean(store).await;
+}
+
+/// Rule 11: an absolute expiration in the past, or closer than the minimum TTL, is refused.
+pub async fn validation_expiration_not_in_future(h: &Harness) {
+    let store = &**h.store();
+    let ns = Namespace::new();
+    let key = ns.key("k");
+    let now_s = h.now_ms() / 1000;
+    for at in [0, 1, now_s.saturating_sub(10), now_s] {
+        assert_err!(
+            store.put(&key, "v".into(), opts().expire_at(at)).await,
+            Error::ExpirationNotInFuture { .. }
+        );
+        assert_err!(
+            store
+                .increment(&key, 1, CounterOptions::new().expire_at(at))
+                .await,
+            Error::ExpirationNotInFuture { .. }
+        );
+    }
+    let min = store.capabilities().min_ttl;
+    if min >= Duration::from_secs(2) {
+        let close = now_s + min.as_secs() / 2;
+        assert_err!(
+            store.put(&key, "v".into(), opts().expire_at(close)).await,
+            Error::ExpirationNotInFuture { .. }
+        );
+    }
+    assert_eq!(get(store, &key).await, None);
+    assert!(matches!(
+        store
+            .put(
+                &key,
+                "v".into(),
+                opts().expiry(Some(Expiry::At(4_102_444_800)))
+            )
+            .await,
+        Ok(())
+    ));
+    ns.clean(store).await;
+}
+
+/// Rule 11: list limits of 0 and over the maximum are refused.
+pub async fn validation_list_limit(h: &Harness) {
+    let store = &**h.store();
+    let max = store.capabilities().max_list_limit;
+    for limit in [0, max + 1, usize::MAX] {
+        match store.list(ListOptions::new().limit(limit)).await {
+            Err(Error::InvalidListLimit { limit: l, max: m }) => assert_eq!((l, m), (limit, max)),
+            other => panic!(
+                "expected InvalidListLimit for {limit}, got {:?}",
+                other.map_err(|e| variant(&e))
+            ),
+        }
+    }
+    let ns = Namespace::new();
+    fill(store, &ns, 3).await;
+    let page = store
+        .list(ListOptions::new().prefix(ns.prefix()).limit(1))
+        .await
+        .expect("limit 1");
+    assert_eq!(page.keys.len(), 1);
+    ns.clean(store).await;
+}
+
+/// Rule 11: a cursor the store did not issue is refused with a typed error.
+pub async fn validation_cursor(h: &Harness) {
+    let store = &**h.store();
+    let ns = Namespace::new();
+    fill(store, &ns, 5).await;
+    let page = store
+        .list(ListOptions::new().prefix(ns.prefix()).limit(2))
+        .await
+        .expect("list");
+    let good = page.cursor.clone().expect("a cursor");
+    for bad in ["not a cursor", "", "%%%", "00000000", &format!("{good}zz")] {
+        assert_err!(
+            store
+                .list(
+                    ListOptions::new()
+                        .prefix(ns.prefix())
+                        .cursor(Some(bad.to_owned()))
+                )
+                .await,
+            Error::InvalidCursor { .. }
+        );
+    }
+    let next = store
+        .list(
+            ListOptions::new()
+                .prefix(ns.prefix())
+                .limit(2)
+                .cursor(Some(good)),
+        )
+        .await
+        .expect("the issued cursor still works");
+    assert_eq!(next.keys.len(), 2);
+    ns.clean(store).await;
+}
+
+/// Rule 11: a batch get over the backend's maximum is refused.
+pub async fn validation_batch_too_large(h: &Harness) {
+    let store = &**h.store();
+    let max = store.capabilities().max_batch_get;
+    let ns = Namespace::new();
+    let keys: Vec<String> = (0..=max).map(|i| ns.key(&i.to_string())).collect();
+    match store.get_many(&keys).await {
+        Err(Error::BatchTooLarge { len, max: m }) => assert_eq!((len, m), (max + 1, max)),
+        other => panic!(
+            "expected BatchTooLarge, got {:?}",
+            other.map_err(|e| variant(&e))
+        ),
+    }
+    assert_eq!(
+        store
+            .get_many(&keys[..max])
+            .await
+            .expect("the maximum batch")
+            .len(),
+        max
+    );
+}

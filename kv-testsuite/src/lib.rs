@@ -1,0 +1,303 @@
+//! The conformance suite every `kv` backend passes: one set of cases, generic over any
+//! [`KvStore`], proving the contract written in the [`KvStore`] docs.
+//!
+//! A backend adds the whole suite to its tests with one line, each case a separately named test:
+//!
+//! ```ignore
+//! async fn harness() -> kv_testsuite::Harness {
+//!     kv_testsuite::Harness::real_time(MyStore::connect().await)
+//! }
+//! kv_testsuite::conformance_tests!(harness);
+//! ```
+//!
+//! Every case works under its own random key prefix, so runs against a shared server never
+//! collide, and cleans up after itself. Cases that need a capability the backend does not claim
+//! (an atomic counter, say) are skipped and say so on standard error. Time-dependent cases move a
+//! [`ManualClock`] when the harness has one, and otherwise wait for real time to pass.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let clock = kv_core::ManualClock::new();
+//! let store = kv_memory::MemoryStore::builder().clock(clock.clone()).build();
+//! let harness = kv_testsuite::Harness::manual(store, clock);
+//! kv_testsuite::cases::overwrite_replaces_value_metadata_and_expiry(&harness).await;
+//! # }
+//! ```
+
+use std::hash::{BuildHasher, RandomState};
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use kv_core::{Clock, KvStore, ListOptions, ManualClock, SystemClock};
+
+pub mod cases;
+pub mod model;
+
+#[doc(hidden)]
+pub mod __private {
+    pub use tokio;
+}
+
+/// How a harness lets time pass.
+#[derive(Debug, Clone)]
+enum Time {
+    Manual(ManualClock),
+    Real,
+}
+
+/// A store under test, with the means to let time pass for it.
+///
+/// ```
+/// let harness = kv_testsuite::Harness::real_time(kv_memory::MemoryStore::new());
+/// assert_eq!(harness.store().capabilities().backend, "memory");
+/// ```
+#[derive(Debug, Clone)]
+pub struct Harness {
+    store: Arc<dyn KvStore>,
+    time: Time,
+}
+
+impl Harness {
+    /// A store that reads the system clock: time-dependent cases wait for real time to pass.
+    ///
+    /// ```
+    /// let harness = kv_testsuite::Harness::real_time(kv_memory::MemoryStore::new());
+    /// # let _ = harness;
+    /// ```
+    pub fn real_time(store: impl KvStore) -> Self {
+        Self {
+            store: Arc::new(store),
+            time: Time::Real,
+        }
+    }
+
+    /// A store whose time is `clock`: time-dependent cases advance it instead of waiting.
+    ///
+    /// ```
+    /// let clock = kv_core::ManualClock::new();
+    /// let store = kv_memory::MemoryStore::builder().clock(clock.clone()).build();
+    /// let harness = kv_testsuite::Harness::manual(store, clock);
+    /// # let _ = harness;
+    /// ```
+    pub fn manual(store: impl KvStore, clock: ManualClock) -> Self {
+        Self {
+            store: Arc::new(store),
+            time: Time::Manual(clock),
+        }
+    }
+
+    /// The store under test.
+    ///
+    /// ```
+    /// let harness = kv_testsuite::Harness::real_time(kv_memory::MemoryStore::new());
+    /// let store = harness.store();
+    /// # let _ = store;
+    /// ```
+    pub fn store(&self) -> &Arc<dyn KvStore> {
+        &self.store
+    }
+
+    /// The store's current time in unix milliseconds.
+    ///
+    /// ```
+    /// let harness = kv_testsuite::Harness::manual(kv_memory::MemoryStore::new(), kv_core::ManualClock::at(7));
+    /// assert_eq!(harness.now_ms(), 7);
+    /// ```
+    pub fn now_ms(&self) -> u64 {
+        match &self.time {
+            Time::Manual(clock) => clock.now_ms(),
+            Time::Real => SystemClock.now_ms(),
+        }
+    }
+
+    /// Lets `by` pass: moves the manual clock, or sleeps.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let harness = kv_testsuite::Harness::manual(kv_memory::MemoryStore::new(), kv_core::ManualClock::at(0));
+    /// harness.advance(std::time::Duration::from_secs(5)).await;
+    /// assert_eq!(harness.now_ms(), 5000);
+    /// # }
+    /// ```
+    pub async fn advance(&self, by: Duration) {
+        match &self.time {
+            Time::Manual(clock) => clock.advance(by),
+            Time::Real => tokio::time::sleep(by).await,
+        }
+    }
+
+    /// The TTL the time-dependent cases use: the backend's minimum, but at least 300 ms when
+    /// real time must pass (so a slow machine still reads the key before it expires).
+    ///
+    /// ```
+    /// let harness = kv_testsuite::Harness::real_time(kv_memory::MemoryStore::new());
+    /// assert_eq!(harness.short_ttl(), std::time::Duration::from_millis(300));
+    /// ```
+    pub fn short_ttl(&self) -> Duration {
+        let min = self.store.capabilities().min_ttl;
+        match self.time {
+            Time::Manual(_) => min.max(Duration::from_millis(1)),
+            Time::Real => min.max(Duration::from_millis(300)),
+        }
+    }
+}
+
+/// A per-test key namespace, so that tests never share keys.
+///
+/// ```
+/// let a = kv_testsuite::Namespace::new();
+/// let b = kv_testsuite::Namespace::new();
+/// assert_ne!(a.key("x"), b.key("x"));
+/// assert!(a.key("x").starts_with(a.prefix()));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Namespace {
+    prefix: String,
+}
+
+impl Namespace {
+    /// A fresh random prefix such as `kvtest-3f2a…/`.
+    ///
+    /// ```
+    /// assert!(kv_testsuite::Namespace::new().prefix().starts_with("kvtest-"));
+    /// ```
+    pub fn new() -> Self {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let random = RandomState::new().hash_one((n, std::process::id(), SystemClock.now_ms()));
+        Self {
+            prefix: format!("kvtest-{random:016x}/"),
+        }
+    }
+
+    /// The prefix every key of this namespace starts with.
+    ///
+    /// ```
+    /// assert!(kv_testsuite::Namespace::new().prefix().ends_with('/'));
+    /// ```
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// `name` under this namespace.
+    ///
+    /// ```
+    /// let ns = kv_testsuite::Namespace::new();
+    /// assert_eq!(ns.key("a"), format!("{}a", ns.prefix()));
+    /// ```
+    pub fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    /// Deletes every key under this namespace.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let store = kv_memory::MemoryStore::new();
+    /// kv_testsuite::Namespace::new().clean(&store).await;
+    /// # }
+    /// ```
+    pub async fn clean(&self, store: &dyn KvStore) {
+        loop {
+            let page = store
+                .list(ListOptions::new().prefix(self.prefix.clone()))
+                .await
+                .expect("listing a test namespace to clean it");
+            let keys: Vec<String> = page.keys.into_iter().map(|k| k.name).collect();
+            if keys.is_empty() && page.list_complete {
+                return;
+            }
+            store
+                .delete_many(&keys)
+                .await
+                .expect("deleting a test namespace");
+        }
+    }
+}
+
+impl Default for Namespace {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Says, visibly even when the test harness captures output, that a case was skipped and why.
+///
+/// ```
+/// kv_testsuite::skip("counter_exact_under_concurrency", "the counter is best-effort");
+/// ```
+pub fn skip(case: &str, reason: &str) {
+    // Written to the process's stderr directly, which libtest does not capture.
+    let _ = writeln!(std::io::stderr(), "kv-testsuite: SKIPPED {case}: {reason}");
+}
+
+/// Stamps every conformance case, and the model-based property test, into the calling test
+/// file as separately named `#[tokio::test]`s.
+///
+/// `$harness` names an `async fn() -> Harness` (or any expression callable that way) that makes
+/// the store under test. The calling crate needs `tokio` (with `macros` and `rt-multi-thread`) as
+/// a dev-dependency.
+///
+/// ```ignore
+/// async fn harness() -> kv_testsuite::Harness {
+///     kv_testsuite::Harness::real_time(kv_memory::MemoryStore::new())
+/// }
+/// kv_testsuite::conformance_tests!(harness);
+/// ```
+#[macro_export]
+macro_rules! conformance_tests {
+    ($harness:expr) => {
+        $crate::conformance_tests!(@cases $harness;
+            get_missing_is_none,
+            binary_values_round_trip,
+            overwrite_replaces_value_metadata_and_expiry,
+            delete_is_idempotent,
+            metadata_round_trips,
+            ttl_expiry_hides_key_everywhere,
+            absolute_expiration,
+            expiration_is_reported,
+            list_orders_by_bytes,
+            list_filters_by_prefix_literally,
+            list_paginates_2500_keys_at_limit_1000,
+            list_paginates_2500_keys_at_limit_7,
+            list_pages_after_deletes_and_inserts,
+            list_stream_follows_cursors,
+            batch_operations,
+            put_many_validates_before_writing,
+            counter_basics,
+            counter_exact_under_concurrency,
+            put_if_absent_basics,
+            put_if_absent_one_winner,
+            json_conveniences,
+            validation_empty_key,
+            validation_reserved_keys,
+            validation_key_too_long,
+            validation_value_too_large,
+            validation_metadata_too_large,
+            validation_ttl,
+            validation_expiration_not_in_future,
+            validation_list_limit,
+            validation_cursor,
+            validation_batch_too_large
+        );
+
+        #[test]
+        fn model_based_random_operations() {
+            $crate::model::run(|| $harness());
+        }
+    };
+    (@cases $harness:expr; $($case:ident),+) => {
+        $(
+            #[$crate::__private::tokio::test(flavor = "multi_thread", worker_threads = 2, crate = "kv_testsuite::__private::tokio")]
+            async fn $case() {
+                let harness: $crate::Harness = $harness().await;
+                $crate::cases::$case(&harness).await;
+            }
+        )+
+    };
+}
