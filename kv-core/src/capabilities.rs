@@ -10,6 +10,7 @@ use crate::types::{Expiry, ListOptions};
 /// How soon a write is visible to readers.
 ///
 /// ```
+/// use kv_core::KvStore;
 /// let caps = kv_memory::MemoryStore::new().capabilities().clone();
 /// assert_eq!(caps.consistency, kv_core::Consistency::Strong);
 /// ```

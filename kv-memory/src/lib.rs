@@ -36,7 +36,6 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::fmt;
-use std::hash::{BuildHasher, RandomState};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::Duration;
@@ -54,9 +53,12 @@ use serde_json::Value;
 use kv_core::ManualClock;
 
 mod cursor;
+mod index;
+
+use index::IndexKey;
 
 /// Number of shards of the ordered key index and of the expiry queue.
-const INDEX_SHARDS: usize = 16;
+const INDEX_SHARDS: usize = 4;
 
 /// How often the background task reclaims expired entries, unless configured.
 const DEFAULT_REAP_INTERVAL: Duration = Duration::from_secs(1);
@@ -102,13 +104,12 @@ fn bucket_of(expires_at_ms: u64) -> u64 {
 type ExpiryQueue = BTreeMap<u64, Vec<Arc<str>>>;
 
 struct Inner {
-    map: DashMap<Arc<str>, Slot>,
+    map: DashMap<Arc<str>, Slot, foldhash::quality::RandomState>,
     /// Every key present in `map` is in its index shard. A key may stay in the index briefly
     /// after leaving the map; readers skip it and removals clean it up.
-    index: Box<[RwLock<BTreeSet<Arc<str>>>]>,
+    index: Box<[RwLock<BTreeSet<IndexKey>>]>,
     /// Every entry with an expiry is queued at a bucket no later than its own.
     expiry: Box<[Mutex<ExpiryQueue>]>,
-    shard_hasher: RandomState,
     caps: Capabilities,
     clock: Arc<dyn Clock>,
 }
@@ -232,14 +233,13 @@ impl MemoryBuilder {
     /// ```
     pub fn build(self) -> MemoryStore {
         let inner = Arc::new(Inner {
-            map: DashMap::new(),
+            map: DashMap::default(),
             index: (0..INDEX_SHARDS)
                 .map(|_| RwLock::new(BTreeSet::new()))
                 .collect(),
             expiry: (0..INDEX_SHARDS)
                 .map(|_| Mutex::new(BTreeMap::new()))
                 .collect(),
-            shard_hasher: RandomState::new(),
             caps: self.caps,
             clock: self.clock,
         });
@@ -290,8 +290,12 @@ fn lock<T>(lock: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Inner {
     fn shard(&self, key: &str) -> usize {
+        // FNV-1a: the shard only spreads contention, so it needs no keyed hash.
+        let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
         // The modulo keeps the result below INDEX_SHARDS, so the cast cannot truncate.
-        (self.shard_hasher.hash_one(key) % INDEX_SHARDS as u64) as usize
+        (hash % INDEX_SHARDS as u64) as usize
     }
 
     fn schedule(&self, key: Arc<str>, expires_at_ms: u64) {
@@ -305,17 +309,17 @@ impl Inner {
     /// Adds a key that was just inserted into the map to the ordered index.
     fn index_insert(&self, key: Arc<str>) {
         let shard = self.shard(&key);
-        write(&self.index[shard]).insert(key);
+        write(&self.index[shard]).insert(IndexKey::new(key));
     }
 
     /// Drops `key` from the index unless it is (again) in the map. Holding the index lock while
     /// checking the map makes this safe against a concurrent insert of the same key, which adds
     /// to the index only after it is in the map.
-    fn index_remove(&self, key: &str) {
-        let shard = self.shard(key);
+    fn index_remove(&self, key: Arc<str>) {
+        let shard = self.shard(&key);
         let mut index = write(&self.index[shard]);
-        if !self.map.contains_key(key) {
-            index.remove(key);
+        if !self.map.contains_key(&key) {
+            index.remove(&IndexKey::new(key));
         }
     }
 
@@ -357,7 +361,7 @@ impl Inner {
     }
 
     fn remove(&self, key: &str) {
-        if self.map.remove(key).is_some() {
+        if let Some((key, _)) = self.map.remove(key) {
             self.index_remove(key);
         }
     }
@@ -383,17 +387,19 @@ impl Inner {
                 match requeue {
                     Some((arc, expires)) => self.schedule(arc, expires),
                     None => {
-                        if self
-                            .map
-                            .remove_if(&*key, |_, slot| slot.is_expired_at(now))
-                            .is_some()
+                        if let Some((key, _)) =
+                            self.map.remove_if(&*key, |_, slot| slot.is_expired_at(now))
                         {
-                            self.index_remove(&key);
+                            self.index_remove(key);
                             removed += 1;
                         }
                     }
                 }
             }
+        }
+        // Give back the table's memory after a mass expiry; a quarter full leaves room to grow.
+        if removed > 0 && self.map.len() * 4 < self.map.capacity() {
+            self.map.shrink_to_fit();
         }
         removed
     }
@@ -413,15 +419,15 @@ impl Inner {
             None => None,
             Some(cursor) => Some(cursor::decode(cursor, prefix)?),
         };
-        let start = match &after {
-            Some(last) => Bound::Excluded(last.as_str()),
-            None => Bound::Included(prefix),
+        let start = match after {
+            Some(last) => Bound::Excluded(IndexKey::new(Arc::from(last))),
+            None => Bound::Included(IndexKey::new(Arc::from(prefix))),
         };
         let now = self.clock.now_ms();
         let shards: Vec<_> = self.index.iter().map(|shard| read(shard)).collect();
         let mut ranges: Vec<_> = shards
             .iter()
-            .map(|shard| shard.range::<str, _>((start, Bound::Unbounded)))
+            .map(|shard| shard.range((start.clone(), Bound::Unbounded)))
             .collect();
         let mut heap = BinaryHeap::with_capacity(ranges.len());
         for (i, range) in ranges.iter_mut().enumerate() {
@@ -430,13 +436,14 @@ impl Inner {
             }
         }
         let mut keys = Vec::new();
-        while let Some(Reverse((key, i))) = heap.pop() {
+        while let Some(Reverse((entry, i))) = heap.pop() {
+            let key = entry.key();
             if !key.starts_with(prefix) {
                 heap.clear();
                 break;
             }
             if keys.len() == limit {
-                heap.push(Reverse((key, i)));
+                heap.push(Reverse((entry, i)));
                 break;
             }
             if let Some(next) = ranges[i].next() {
@@ -454,7 +461,7 @@ impl Inner {
         }
         let more = heap
             .peek()
-            .is_some_and(|Reverse((key, _))| key.starts_with(prefix));
+            .is_some_and(|Reverse((entry, _))| entry.key().starts_with(prefix));
         let cursor = match keys.last() {
             Some(last) if more => Some(cursor::encode(&last.name)),
             _ => None,
@@ -594,7 +601,12 @@ impl MemoryStore {
 
     fn checked_slot(&self, key: &str, value: Bytes, options: &PutOptions) -> Result<Slot> {
         let inner = &self.inner;
-        let now = inner.clock.now_ms();
+        // Only an expiry needs the time; most writes skip the clock.
+        let now = if options.expiry.is_some() {
+            inner.clock.now_ms()
+        } else {
+            0
+        };
         let checked = inner.caps.check_put(key, value.len(), options, now)?;
         Ok(Slot::new(
             value,

@@ -127,7 +127,10 @@ pub async fn get_missing_is_none(h: &Harness) {
         None
     );
     assert_eq!(
-        store.get_many(std::slice::from_ref(&key)).await.expect("get_many"),
+        store
+            .get_many(std::slice::from_ref(&key))
+            .await
+            .expect("get_many"),
         vec![None]
     );
     assert!(list_all(store, ns.prefix(), None).await.is_empty());

@@ -3,11 +3,12 @@
 //!
 //! A backend adds the whole suite to its tests with one line, each case a separately named test:
 //!
-//! ```ignore
+//! ```no_run
 //! async fn harness() -> kv_testsuite::Harness {
-//!     kv_testsuite::Harness::real_time(MyStore::connect().await)
+//!     kv_testsuite::Harness::real_time(kv_memory::MemoryStore::new())
 //! }
 //! kv_testsuite::conformance_tests!(harness);
+//! # fn main() {}
 //! ```
 //!
 //! Every case works under its own random key prefix, so runs against a shared server never
@@ -243,11 +244,12 @@ pub fn skip(case: &str, reason: &str) {
 /// the store under test. The calling crate needs `tokio` (with `macros` and `rt-multi-thread`) as
 /// a dev-dependency.
 ///
-/// ```ignore
+/// ```no_run
 /// async fn harness() -> kv_testsuite::Harness {
 ///     kv_testsuite::Harness::real_time(kv_memory::MemoryStore::new())
 /// }
 /// kv_testsuite::conformance_tests!(harness);
+/// # fn main() {}
 /// ```
 #[macro_export]
 macro_rules! conformance_tests {

@@ -1,0 +1,72 @@
+//! Side-by-side benchmarks: each `kv` backend against the raw library underneath, in one process,
+//! printed as `name: value` lines (ratios are ours ÷ theirs). Results live in BENCHMARKS.md.
+//!
+//! `cargo run --release -p kv-bench -- memory`
+
+use std::process::ExitCode;
+
+mod alloc;
+mod memory;
+
+#[global_allocator]
+static ALLOCATOR: alloc::Counting = alloc::Counting;
+
+/// Prints one result line.
+fn line(name: &str, value: impl std::fmt::Display) {
+    println!("{name}: {value}");
+}
+
+/// The median of a few measurements.
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// A small deterministic xorshift generator, so both sides see the same key sequence.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Self(seed.max(1))
+    }
+
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    /// A number in `0..n`.
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    /// `0..n` in a random order.
+    fn permutation(&mut self, n: usize) -> Vec<u32> {
+        let mut all: Vec<u32> = (0..n as u32).collect();
+        for i in (1..n).rev() {
+            all.swap(i, self.below(i + 1));
+        }
+        all
+    }
+}
+
+fn main() -> ExitCode {
+    let which = std::env::args().nth(1).unwrap_or_default();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match which.as_str() {
+        "memory" => runtime.block_on(memory::run()),
+        _ => {
+            eprintln!("usage: kv-bench memory");
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}

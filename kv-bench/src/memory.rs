@@ -1,0 +1,213 @@
+//! The memory backend against a bare `DashMap<String, Vec<u8>>`, side by side in one process.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use kv_core::{KvStore, ListOptions, PutItem, PutOptions};
+use kv_memory::MemoryStore;
+
+use crate::alloc::live_bytes;
+use crate::{Rng, line, median};
+
+const KEYS: usize = 1_000_000;
+const VALUE_BYTES: usize = 100;
+const TASKS: usize = 2;
+const OPS_PER_TASK: usize = 1_000_000;
+const ROUNDS: usize = 3;
+
+fn key(i: usize) -> String {
+    format!("key:{i:08}")
+}
+
+fn value(i: usize) -> Vec<u8> {
+    vec![(i % 251) as u8; VALUE_BYTES]
+}
+
+/// Runs `$body` (which may `.await`) for each index of `$indices[t]` in each of `TASKS` tasks,
+/// with `$state` cloned once per task and bound as `$s`; evaluates to the ops/s achieved.
+macro_rules! throughput {
+    ($indices:expr, $state:expr, |$s:ident, $i:ident| $body:expr) => {{
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|t| {
+                let indices = $indices.clone();
+                let $s = $state.clone();
+                tokio::spawn(async move {
+                    let mut ops = 0usize;
+                    for &i in &indices[t] {
+                        let $i = i as usize;
+                        $body;
+                        ops += 1;
+                    }
+                    ops
+                })
+            })
+            .collect();
+        let mut ops = 0;
+        for task in tasks {
+            ops += task.await.expect("benchmark task");
+        }
+        ops as f64 / start.elapsed().as_secs_f64()
+    }};
+}
+
+pub(crate) async fn run() {
+    let mut rng = Rng::new(0x5eed);
+    let keys: Arc<Vec<String>> = Arc::new((0..KEYS).map(key).collect());
+    let order = rng.permutation(KEYS);
+    let load_order: Arc<Vec<Vec<u32>>> = Arc::new(
+        order
+            .chunks(KEYS.div_ceil(TASKS))
+            .map(<[u32]>::to_vec)
+            .collect(),
+    );
+    let indices: Arc<Vec<Vec<u32>>> = Arc::new(
+        (0..TASKS)
+            .map(|_| (0..OPS_PER_TASK).map(|_| rng.below(KEYS) as u32).collect())
+            .collect(),
+    );
+
+    // Load both, measuring insert throughput and the heap each one holds afterwards.
+    let before = live_bytes();
+    let map: Arc<DashMap<String, Vec<u8>>> = Arc::new(DashMap::new());
+    let dash_insert = throughput!(load_order, (map.clone(), keys.clone()), |s, i| {
+        s.0.insert(s.1[i].clone(), value(i))
+    });
+    let dash_bytes = live_bytes().saturating_sub(before);
+
+    let before = live_bytes();
+    let store = MemoryStore::new();
+    let mem_insert = throughput!(load_order, (store.clone(), keys.clone()), |s, i| {
+        s.0.put(&s.1[i], Bytes::from(value(i)), PutOptions::new())
+            .await
+            .expect("put")
+    });
+    let mem_bytes = live_bytes().saturating_sub(before);
+
+    let dash = (map.clone(), keys.clone());
+    let mem = (store.clone(), keys.clone());
+    let mut dash_get = Vec::new();
+    let mut dash_get_borrow = Vec::new();
+    let mut mem_get = Vec::new();
+    let mut dash_put = Vec::new();
+    let mut mem_put = Vec::new();
+    for round in 0..ROUNDS {
+        dash_get.push(throughput!(indices, dash, |s, i| {
+            black_box(s.0.get(&s.1[i]).map(|v| v.value().clone()))
+        }));
+        dash_get_borrow.push(throughput!(indices, dash, |s, i| {
+            black_box(s.0.get(&s.1[i]).map(|v| v.value().len()))
+        }));
+        mem_get.push(throughput!(indices, mem, |s, i| {
+            black_box(s.0.get(&s.1[i]).await.expect("get"))
+        }));
+        dash_put.push(throughput!(indices, dash, |s, i| {
+            s.0.insert(s.1[i].clone(), value(i + round))
+        }));
+        mem_put.push(throughput!(indices, mem, |s, i| {
+            s.0.put(&s.1[i], Bytes::from(value(i + round)), PutOptions::new())
+                .await
+                .expect("put")
+        }));
+    }
+    let (dash_get, dash_get_borrow, mem_get) =
+        (median(dash_get), median(dash_get_borrow), median(mem_get));
+    let (dash_put, mem_put) = (median(dash_put), median(mem_put));
+    drop((dash, mem));
+
+    // Listing 100 keys under a prefix with 1M keys stored.
+    let mut list_us = Vec::with_capacity(2000);
+    for _ in 0..2000 {
+        let prefix = format!("key:{:06}", rng.below(KEYS / 100));
+        let start = Instant::now();
+        let page = store
+            .list(ListOptions::new().prefix(prefix))
+            .await
+            .expect("list");
+        list_us.push(start.elapsed().as_secs_f64() * 1e6);
+        assert_eq!(page.keys.len(), 100, "each prefix covers 100 keys");
+    }
+    list_us.sort_by(f64::total_cmp);
+    let p50 = list_us[list_us.len() / 2];
+    let p99 = list_us[list_us.len() * 99 / 100];
+
+    line("dashmap_get_ops_per_sec", format!("{dash_get:.0}"));
+    line(
+        "dashmap_get_borrow_ops_per_sec",
+        format!("{dash_get_borrow:.0}"),
+    );
+    line("memory_get_ops_per_sec", format!("{mem_get:.0}"));
+    line(
+        "memory_get_ratio_vs_dashmap",
+        format!("{:.2}", mem_get / dash_get),
+    );
+    line(
+        "memory_get_ratio_vs_dashmap_borrow",
+        format!("{:.2}", mem_get / dash_get_borrow),
+    );
+    line("dashmap_put_ops_per_sec", format!("{dash_put:.0}"));
+    line("memory_put_ops_per_sec", format!("{mem_put:.0}"));
+    line(
+        "memory_put_ratio_vs_dashmap",
+        format!("{:.2}", mem_put / dash_put),
+    );
+    line("dashmap_insert_ops_per_sec", format!("{dash_insert:.0}"));
+    line("memory_insert_ops_per_sec", format!("{mem_insert:.0}"));
+    line(
+        "memory_insert_ratio_vs_dashmap",
+        format!("{:.2}", mem_insert / dash_insert),
+    );
+    line("memory_list_1m_p50_us", format!("{p50:.1}"));
+    line("memory_list_1m_p99_us", format!("{p99:.1}"));
+    line(
+        "dashmap_bytes_per_key",
+        format!("{:.1}", dash_bytes as f64 / KEYS as f64),
+    );
+    line(
+        "memory_bytes_per_key",
+        format!("{:.1}", mem_bytes as f64 / KEYS as f64),
+    );
+    line(
+        "memory_bytes_ratio_vs_dashmap",
+        format!("{:.2}", mem_bytes as f64 / dash_bytes as f64),
+    );
+    drop((map, store));
+
+    expiry(&keys).await;
+}
+
+/// Writes 1M keys with a 1 s TTL and checks, 5 s later and without reading them, how many are
+/// gone from memory.
+async fn expiry(keys: &Arc<Vec<String>>) {
+    let before = live_bytes();
+    let store = MemoryStore::new();
+    for chunk in keys.chunks(10_000) {
+        let items = chunk
+            .iter()
+            .map(|k| {
+                PutItem::new(k.clone(), Bytes::from(value(0)))
+                    .options(PutOptions::new().ttl(Duration::from_secs(1)))
+            })
+            .collect();
+        store.put_many(items).await.expect("put_many");
+    }
+    let loaded = live_bytes().saturating_sub(before);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let left = store.stored_entries();
+    let after = live_bytes().saturating_sub(before);
+    line(
+        "memory_expired_reclaimed",
+        format!("{:.3}", (KEYS - left) as f64 / KEYS as f64),
+    );
+    line(
+        "memory_expired_bytes_per_key_before",
+        format!("{:.1}", loaded as f64 / KEYS as f64),
+    );
+    line(
+        "memory_expired_bytes_per_key_after",
+        format!("{:.1}", after as f64 / KEYS as f64),
+    );
+}

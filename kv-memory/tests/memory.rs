@@ -1,0 +1,164 @@
+//! Behaviour specific to the memory backend: background reclamation, the expiry queue under
+//! rewrites, and the ordered index under concurrent writers.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::TryStreamExt;
+use kv_core::{CounterOptions, KvStore, KvStoreExt, ManualClock, PutItem, PutOptions};
+use kv_memory::MemoryStore;
+
+fn store_with_clock() -> (MemoryStore, ManualClock) {
+    let clock = ManualClock::new();
+    let store = MemoryStore::builder().clock(clock.clone()).build();
+    (store, clock)
+}
+
+#[tokio::test(start_paused = true)]
+async fn expired_entries_are_reclaimed_in_the_background_without_reads() {
+    let (store, clock) = store_with_clock();
+    let expiring: Vec<PutItem> = (0..1000)
+        .map(|i| {
+            PutItem::new(format!("tmp:{i:04}"), "v")
+                .options(PutOptions::new().ttl(Duration::from_secs(1)))
+        })
+        .collect();
+    store.put_many(expiring).await.unwrap();
+    let permanent = (0..10)
+        .map(|i| PutItem::new(format!("keep:{i}"), "v"))
+        .collect();
+    store.put_many(permanent).await.unwrap();
+    let counter = CounterOptions::new().ttl(Duration::from_secs(1));
+    store.increment("ctr", 1, counter).await.unwrap();
+    assert_eq!(store.stored_entries(), 1011);
+
+    clock.advance(Duration::from_millis(1500));
+    // Paused time: this lets the reaper's interval fire without waiting.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(store.stored_entries(), 10, "expired entries still held");
+    let keys: Vec<_> = store.list_stream("").try_collect().await.unwrap();
+    assert_eq!(keys.len(), 10);
+}
+
+#[tokio::test]
+async fn sliding_rewrites_are_reclaimed_once_they_stop() {
+    let (store, clock) = store_with_clock();
+    for _ in 0..100 {
+        store
+            .put_with_ttl("session", "v", Duration::from_secs(10))
+            .await
+            .unwrap();
+        clock.advance(Duration::from_secs(1));
+        store.purge_expired();
+    }
+    assert_eq!(store.stored_entries(), 1, "a live session was reclaimed");
+    clock.advance(Duration::from_secs(11));
+    assert_eq!(store.purge_expired(), 1);
+    assert_eq!(store.stored_entries(), 0);
+}
+
+#[tokio::test]
+async fn a_shorter_ttl_written_later_is_reclaimed_on_time() {
+    let (store, clock) = store_with_clock();
+    store
+        .put_with_ttl("k", "v", Duration::from_secs(100))
+        .await
+        .unwrap();
+    store
+        .put_with_ttl("k", "v", Duration::from_secs(1))
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(store.purge_expired(), 1);
+    assert_eq!(store.stored_entries(), 0);
+}
+
+#[tokio::test]
+async fn a_ttl_removed_by_a_later_put_keeps_the_key() {
+    let (store, clock) = store_with_clock();
+    store
+        .put_with_ttl("k", "v", Duration::from_secs(1))
+        .await
+        .unwrap();
+    store.put("k", "w".into(), PutOptions::new()).await.unwrap();
+    clock.advance(Duration::from_secs(5));
+    assert_eq!(store.purge_expired(), 0);
+    assert_eq!(store.get("k").await.unwrap().as_deref(), Some(&b"w"[..]));
+}
+
+#[test]
+fn works_without_a_tokio_runtime_at_construction() {
+    let clock = ManualClock::new();
+    let store = MemoryStore::builder().clock(clock.clone()).build();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        store
+            .put_with_ttl("k", "v", Duration::from_secs(1))
+            .await
+            .unwrap();
+        clock.advance(Duration::from_secs(2));
+        assert_eq!(store.get("k").await.unwrap(), None);
+        assert_eq!(store.purge_expired(), 1);
+    });
+}
+
+/// Writers and deleters race on the same keys; afterwards the listing must show exactly the keys
+/// a get finds, so the index never loses or keeps a key wrongly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ordered_index_matches_the_map_after_racing_writers() {
+    let store = Arc::new(MemoryStore::new());
+    let keys: Arc<Vec<String>> = Arc::new((0..64).map(|i| format!("race:{i:02}")).collect());
+    let tasks: Vec<_> = (0..8)
+        .map(|t| {
+            let store = store.clone();
+            let keys = keys.clone();
+            tokio::spawn(async move {
+                for round in 0..2000usize {
+                    let key = &keys[(round * 7 + t * 13) % keys.len()];
+                    match (round + t) % 4 {
+                        0 | 1 => store.put(key, "v".into(), PutOptions::new()).await.unwrap(),
+                        2 => store.delete(key).await.unwrap(),
+                        _ => {
+                            store
+                                .put_if_absent(key, "p".into(), PutOptions::new())
+                                .await
+                                .unwrap();
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let listed: BTreeSet<String> = store
+        .list_stream("race:")
+        .map_ok(|k| k.name)
+        .try_collect()
+        .await
+        .unwrap();
+    let mut present = BTreeSet::new();
+    for key in keys.iter() {
+        if store.get(key).await.unwrap().is_some() {
+            present.insert(key.clone());
+        }
+    }
+    assert_eq!(listed, present);
+    assert_eq!(store.stored_entries(), present.len());
+}
+
+#[tokio::test]
+async fn debug_output_names_the_backend_without_contents() {
+    let store = MemoryStore::new();
+    store
+        .put("secret-key", "secret-value".into(), PutOptions::new())
+        .await
+        .unwrap();
+    let debug = format!("{store:?}");
+    assert!(debug.contains("MemoryStore"));
+    assert!(!debug.contains("secret"));
+}

@@ -1,0 +1,73 @@
+//! Project automation, run as `cargo xtask <command>`.
+//!
+//! - `cargo xtask test [ARGS…]`: installs what the tests need when it is missing (Debian's
+//!   `redis-server`), then runs `cargo test --workspace [ARGS…]`.
+//! - `cargo xtask deps`: only the installation step.
+
+use std::env;
+use std::process::{Command, ExitCode};
+
+fn main() -> ExitCode {
+    let mut args = env::args().skip(1);
+    let command = args.next();
+    let rest: Vec<String> = args.collect();
+    let result = match command.as_deref() {
+        Some("test") => install_deps().and_then(|()| run_tests(&rest)),
+        Some("deps") => install_deps(),
+        _ => Err("usage: cargo xtask test [cargo test args…] | cargo xtask deps".to_owned()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn on_path(program: &str) -> bool {
+    env::var_os("PATH")
+        .is_some_and(|paths| env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
+fn run(command: &mut Command) -> Result<(), String> {
+    let status = command
+        .status()
+        .map_err(|e| format!("could not start {command:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{command:?} failed with {status}"))
+    }
+}
+
+/// Installs the Debian packages the tests need, when they are missing.
+fn install_deps() -> Result<(), String> {
+    let missing: Vec<&str> = [("redis-server", "redis-server")]
+        .into_iter()
+        .filter(|(binary, _)| !on_path(binary))
+        .map(|(_, package)| package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !on_path("apt-get") {
+        return Err(format!(
+            "missing {missing:?} and no apt-get to install them: install them by hand \
+             (or set KV_TEST_SKIP_REDIS=1 to skip the Redis tests)"
+        ));
+    }
+    eprintln!("xtask: installing {missing:?} with apt-get");
+    run(Command::new("apt-get").args(["update", "-qq"]))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+fn run_tests(extra: &[String]) -> Result<(), String> {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    run(Command::new(cargo)
+        .args(["test", "--workspace"])
+        .args(extra))
+}
