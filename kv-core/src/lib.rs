@@ -20,6 +20,7 @@
 
 mod capabilities;
 mod clock;
+pub mod cursor;
 mod error;
 mod ext;
 mod store;

@@ -44,7 +44,7 @@ use bytes::Bytes;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry as MapEntry;
 use kv_core::{
-    Capabilities, Clock, CounterOptions, Entry, Error, KeyInfo, KvStore, ListOptions, ListPage,
+    Capabilities, Clock, CounterOptions, cursor, Entry, Error, KeyInfo, KvStore, ListOptions, ListPage,
     PutItem, PutOptions, Result, SystemClock, expires_at_ms, parse_counter,
 };
 use serde_json::Value;
@@ -52,7 +52,6 @@ use serde_json::Value;
 #[cfg(doc)]
 use kv_core::ManualClock;
 
-mod cursor;
 mod index;
 
 use index::IndexKey;

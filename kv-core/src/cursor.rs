@@ -1,7 +1,8 @@
-//! List cursors: the last key of a page, hex-encoded behind a checksum so that a cursor this
-//! store did not issue is recognised and refused.
+//! Key cursors for backends that continue a listing after the last key of the previous page: the
+//! key, hex-encoded behind a checksum, so that a cursor the store did not issue is refused with
+//! [`Error::InvalidCursor`] instead of silently listing from a wrong place.
 
-use kv_core::{Error, Result};
+use crate::error::{Error, Result};
 
 /// 32-bit FNV-1a, enough to tell our cursors from arbitrary strings.
 fn checksum(bytes: &[u8]) -> u32 {
@@ -13,7 +14,12 @@ fn checksum(bytes: &[u8]) -> u32 {
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// The cursor that continues after `last_key`.
-pub(crate) fn encode(last_key: &str) -> String {
+///
+/// ```
+/// let cursor = kv_core::cursor::encode("user:42");
+/// assert_eq!(kv_core::cursor::decode(&cursor, "user:").unwrap(), "user:42");
+/// ```
+pub fn encode(last_key: &str) -> String {
     let mut out = format!("{:08x}", checksum(last_key.as_bytes()));
     out.reserve(last_key.len() * 2);
     for &b in last_key.as_bytes() {
@@ -31,10 +37,17 @@ fn nibble(c: u8) -> Option<u8> {
     }
 }
 
-/// The last key of the page `cursor` was issued for, if this store issued it for `prefix`.
-pub(crate) fn decode(cursor: &str, prefix: &str) -> Result<String> {
+/// The last key of the page `cursor` was issued for, if it was issued for a listing of `prefix`.
+///
+/// ```
+/// use kv_core::{Error, cursor};
+/// assert!(matches!(cursor::decode("made-up", ""), Err(Error::InvalidCursor { .. })));
+/// let issued = cursor::encode("user:42");
+/// assert!(matches!(cursor::decode(&issued, "order:"), Err(Error::InvalidCursor { .. })));
+/// ```
+pub fn decode(cursor: &str, prefix: &str) -> Result<String> {
     let invalid = || Error::InvalidCursor {
-        cursor: cursor.chars().take(64).collect(),
+        cursor: crate::error::excerpt(cursor),
     };
     let bytes = cursor.as_bytes();
     if bytes.len() < 8 || bytes.len() % 2 != 0 {
