@@ -44,8 +44,8 @@ use bytes::Bytes;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry as MapEntry;
 use kv_core::{
-    Capabilities, Clock, CounterOptions, cursor, Entry, Error, KeyInfo, KvStore, ListOptions, ListPage,
-    PutItem, PutOptions, Result, SystemClock, expires_at_ms, parse_counter,
+    Capabilities, Clock, CounterOptions, Entry, Error, KeyInfo, KvStore, ListOptions, ListPage,
+    PutItem, PutOptions, Result, SystemClock, cursor, expires_at_ms, parse_counter,
 };
 use serde_json::Value;
 

@@ -36,6 +36,7 @@ use kv_core::{Clock, KvStore, ListOptions, ManualClock, SystemClock};
 
 pub mod cases;
 pub mod model;
+pub mod servers;
 
 #[doc(hidden)]
 pub mod __private {
@@ -227,6 +228,30 @@ impl Default for Namespace {
     }
 }
 
+/// What a harness function may return: a [`Harness`], or `None` when the backend is unavailable
+/// and the user opted out of testing it (every case then reports itself skipped).
+pub trait IntoHarness {
+    /// The harness, if there is one.
+    ///
+    /// ```
+    /// use kv_testsuite::IntoHarness;
+    /// assert!(None::<kv_testsuite::Harness>.into_harness().is_none());
+    /// ```
+    fn into_harness(self) -> Option<Harness>;
+}
+
+impl IntoHarness for Harness {
+    fn into_harness(self) -> Option<Harness> {
+        Some(self)
+    }
+}
+
+impl IntoHarness for Option<Harness> {
+    fn into_harness(self) -> Option<Harness> {
+        self
+    }
+}
+
 /// Says, visibly even when the test harness captures output, that a case was skipped and why.
 ///
 /// ```
@@ -290,14 +315,17 @@ macro_rules! conformance_tests {
 
         #[test]
         fn model_based_random_operations() {
-            $crate::model::run(|| $harness());
+            $crate::model::run(|| async { $crate::IntoHarness::into_harness($harness().await) });
         }
     };
     (@cases $harness:expr; $($case:ident),+) => {
         $(
             #[$crate::__private::tokio::test(flavor = "multi_thread", worker_threads = 2, crate = "kv_testsuite::__private::tokio")]
             async fn $case() {
-                let harness: $crate::Harness = $harness().await;
+                let Some(harness) = $crate::IntoHarness::into_harness($harness().await) else {
+                    $crate::skip(stringify!($case), "the backend is unavailable and was opted out");
+                    return;
+                };
                 $crate::cases::$case(&harness).await;
             }
         )+

@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{Value, json};
 
-use crate::{Harness, Namespace};
+use crate::Namespace;
 
 /// How a key is chosen.
 #[derive(Debug, Clone)]
@@ -369,17 +369,24 @@ async fn apply(
 ///     kv_testsuite::Harness::real_time(kv_memory::MemoryStore::new())
 /// });
 /// ```
-pub fn run<F, Fut>(make: F)
+pub fn run<F, Fut, H>(make: F)
 where
     F: Fn() -> Fut,
-    Fut: Future<Output = Harness>,
+    Fut: Future<Output = H>,
+    H: crate::IntoHarness,
 {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    let harness = runtime.block_on(make());
+    let Some(harness) = runtime.block_on(make()).into_harness() else {
+        crate::skip(
+            "model_based_random_operations",
+            "the backend is unavailable and was opted out",
+        );
+        return;
+    };
     let store = &**harness.store();
     let caps = store.capabilities().clone();
     let mut runner = TestRunner::new(Config {

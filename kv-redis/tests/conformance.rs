@@ -1,0 +1,34 @@
+//! The conformance suite against a real `redis-server` and a real 3-master Redis Cluster, both
+//! started on free loopback ports unless `KV_TEST_REDIS_URL` / `KV_TEST_REDIS_CLUSTER_URLS` say
+//! where to find them. `KV_TEST_SKIP_REDIS=1` turns every case into a visible skip.
+
+use kv_redis::RedisStore;
+use kv_testsuite::{Harness, Namespace, servers};
+
+/// A store on the shared server, in a namespace of its own.
+async fn single() -> Option<Harness> {
+    let url = servers::shared_redis_url()?;
+    let store = RedisStore::builder(url)
+        .namespace(Namespace::new().prefix())
+        .connect()
+        .await
+        .expect("connecting to the test redis-server");
+    Some(Harness::real_time(store))
+}
+
+/// A store on the shared cluster, in a namespace of its own.
+async fn cluster() -> Option<Harness> {
+    let urls = servers::shared_redis_cluster_urls()?;
+    let store = RedisStore::cluster(urls)
+        .namespace(Namespace::new().prefix())
+        .connect()
+        .await
+        .expect("connecting to the test cluster");
+    Some(Harness::real_time(store))
+}
+
+kv_testsuite::conformance_tests!(single);
+
+mod on_cluster {
+    kv_testsuite::conformance_tests!(super::cluster);
+}
