@@ -1,12 +1,14 @@
 //! Side-by-side benchmarks: each `kv` backend against the raw library underneath, in one process,
 //! printed as `name: value` lines (ratios are ours ÷ theirs). Results live in BENCHMARKS.md.
 //!
-//! `cargo run --release -p kv-bench -- memory`
+//! `cargo run --release -p kv-bench -- memory` (or `redis`: starts its own `redis-server` unless
+//! `KV_BENCH_REDIS_URL` is set)
 
 use std::process::ExitCode;
 
 mod alloc;
 mod memory;
+mod redis;
 
 #[global_allocator]
 static ALLOCATOR: alloc::Counting = alloc::Counting;
@@ -63,8 +65,9 @@ fn main() -> ExitCode {
         .expect("tokio runtime");
     match which.as_str() {
         "memory" => runtime.block_on(memory::run()),
+        "redis" => runtime.block_on(redis::run()),
         _ => {
-            eprintln!("usage: kv-bench memory");
+            eprintln!("usage: kv-bench memory|redis");
             return ExitCode::FAILURE;
         }
     }

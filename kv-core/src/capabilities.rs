@@ -73,6 +73,8 @@ pub const CLOUDFLARE_MAX_VALUE_BYTES: usize = 25 * 1024 * 1024;
 pub const CLOUDFLARE_MAX_METADATA_BYTES: usize = 1024;
 /// Cloudflare KV's minimum TTL.
 pub const CLOUDFLARE_MIN_TTL: Duration = Duration::from_secs(60);
+/// The latest expiration accepted, in unix seconds: 9999-12-31T23:59:59Z.
+pub const MAX_EXPIRATION_SECS: u64 = 253_402_300_799;
 /// The largest list page on every backend.
 pub const MAX_LIST_LIMIT: usize = 1000;
 /// The most keys in one batch get on every backend.
@@ -280,7 +282,15 @@ impl Capabilities {
                         min: self.min_ttl,
                     });
                 }
-                Ok(Some(Expiry::Ttl(round_up(ttl, self.ttl_precision))))
+                let ttl = round_up(ttl, self.ttl_precision);
+                let ends = Duration::from_millis(now_ms).saturating_add(ttl);
+                if ends.as_secs() >= MAX_EXPIRATION_SECS {
+                    return Err(Error::ExpiryTooFar {
+                        expiry: Expiry::Ttl(ttl),
+                        latest: MAX_EXPIRATION_SECS,
+                    });
+                }
+                Ok(Some(Expiry::Ttl(ttl)))
             }
             Some(Expiry::At(at)) => {
                 let min_ms = u64::try_from(self.min_ttl.as_millis()).unwrap_or(u64::MAX);
@@ -289,6 +299,12 @@ impl Capabilities {
                     return Err(Error::ExpirationNotInFuture {
                         expiration: at,
                         earliest,
+                    });
+                }
+                if at > MAX_EXPIRATION_SECS {
+                    return Err(Error::ExpiryTooFar {
+                        expiry: Expiry::At(at),
+                        latest: MAX_EXPIRATION_SECS,
                     });
                 }
                 Ok(Some(Expiry::At(at)))
@@ -483,8 +499,23 @@ mod tests {
             Some(u64::MAX)
         );
         let caps = Capabilities::new("x").with_min_ttl(Duration::MAX);
+        assert!(matches!(
+            caps.check_expiry(Some(Expiry::At(u64::MAX)), u64::MAX),
+            Err(Error::ExpiryTooFar { .. })
+        ));
+        let caps = Capabilities::new("x");
+        for expiry in [Expiry::At(u64::MAX), Expiry::At(MAX_EXPIRATION_SECS + 1)] {
+            assert!(matches!(
+                caps.check_expiry(Some(expiry), 0),
+                Err(Error::ExpiryTooFar { .. })
+            ));
+        }
+        assert!(matches!(
+            caps.check_expiry(Some(Expiry::Ttl(Duration::MAX)), u64::MAX),
+            Err(Error::ExpiryTooFar { .. })
+        ));
         assert!(
-            caps.check_expiry(Some(Expiry::At(u64::MAX)), u64::MAX)
+            caps.check_expiry(Some(Expiry::At(MAX_EXPIRATION_SECS)), 0)
                 .is_ok()
         );
     }

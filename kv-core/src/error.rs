@@ -97,6 +97,14 @@ pub enum Error {
         /// The earliest expiration the backend would accept now.
         earliest: u64,
     },
+    /// An expiry later than the latest representable time (the end of year 9999).
+    #[error("expiry {expiry:?} ends after {latest} (unix seconds), the latest allowed")]
+    ExpiryTooFar {
+        /// The requested expiry.
+        expiry: crate::Expiry,
+        /// The latest expiration allowed, in seconds since the unix epoch.
+        latest: u64,
+    },
     /// A list limit outside `1..=max`.
     #[error("list limit {limit} is out of range; it must be between 1 and {max}")]
     InvalidListLimit {

@@ -94,6 +94,21 @@ impl Slot {
     }
 }
 
+/// What an [`Inner::upsert`] decision does with the entry.
+enum Step<R> {
+    /// Leave the entry as it is (it may have been changed in place).
+    Keep(R),
+    /// Replace (or create) the entry with this slot.
+    Write(Slot, R),
+}
+
+/// Whether replacing a slot expiring at `old` (`None` when there was none) by one expiring at
+/// `new` needs a new expiry-queue entry. An entry already queued at or before the new expiry is
+/// found by the reaper, which re-queues it at its real time; only an earlier expiry needs one.
+fn needs_schedule(old: Option<u64>, new: u64) -> bool {
+    new != 0 && !old.is_some_and(|old| old != 0 && old <= new)
+}
+
 /// The second-long bucket an expiry time belongs to: every entry in bucket `b` expires at or
 /// before `b * 1000` ms.
 fn bucket_of(expires_at_ms: u64) -> u64 {
@@ -305,12 +320,6 @@ impl Inner {
             .push(key);
     }
 
-    /// Adds a key that was just inserted into the map to the ordered index.
-    fn index_insert(&self, key: Arc<str>) {
-        let shard = self.shard(&key);
-        write(&self.index[shard]).insert(IndexKey::new(key));
-    }
-
     /// Drops `key` from the index unless it is (again) in the map. Holding the index lock while
     /// checking the map makes this safe against a concurrent insert of the same key, which adds
     /// to the index only after it is in the map.
@@ -324,12 +333,10 @@ impl Inner {
 
     /// Stores `slot` under `key`, maintaining the index and the expiry queue.
     fn store(&self, key: &str, slot: Slot) {
-        let expires = slot.expires_at_ms;
         if let Some(mut existing) = self.map.get_mut(key) {
-            // An entry already queued at or before the new expiry is found by the reaper, which
-            // re-queues it at its real time; queue again only when the new expiry is earlier.
-            let queued = existing.expires_at_ms != 0 && existing.expires_at_ms <= expires;
-            let arc = (expires != 0 && !queued).then(|| existing.key().clone());
+            let expires = slot.expires_at_ms;
+            let arc = needs_schedule(Some(existing.expires_at_ms), expires)
+                .then(|| existing.key().clone());
             *existing = slot;
             drop(existing);
             if let Some(arc) = arc {
@@ -337,26 +344,39 @@ impl Inner {
             }
             return;
         }
+        self.upsert(key, |_| Step::Write(slot, ()));
+    }
+
+    /// Decides, under the map entry of `key`, whether to write, and does so while holding the
+    /// key's index shard: a key the map gains is in the index before a listing can run, and a
+    /// concurrent `index_remove` sees the map and index change together. Then queues the expiry.
+    fn upsert<R>(&self, key: &str, decide: impl FnOnce(Option<&mut Slot>) -> Step<R>) -> R {
         let arc: Arc<str> = Arc::from(key);
-        let mut created = false;
-        let mut schedule = expires != 0;
-        match self.map.entry(arc.clone()) {
-            MapEntry::Occupied(mut occupied) => {
-                let old = occupied.get().expires_at_ms;
-                schedule &= !(old != 0 && old <= expires);
-                occupied.insert(slot);
-            }
-            MapEntry::Vacant(vacant) => {
-                vacant.insert(slot);
-                created = true;
-            }
+        let mut index = write(&self.index[self.shard(key)]);
+        let (result, schedule) = match self.map.entry(arc.clone()) {
+            MapEntry::Occupied(mut occupied) => match decide(Some(occupied.get_mut())) {
+                Step::Keep(result) => (result, None),
+                Step::Write(slot, result) => {
+                    let (old, new) = (occupied.get().expires_at_ms, slot.expires_at_ms);
+                    occupied.insert(slot);
+                    (result, needs_schedule(Some(old), new).then_some(new))
+                }
+            },
+            MapEntry::Vacant(vacant) => match decide(None) {
+                Step::Keep(result) => (result, None),
+                Step::Write(slot, result) => {
+                    let new = slot.expires_at_ms;
+                    vacant.insert(slot);
+                    index.insert(IndexKey::new(arc.clone()));
+                    (result, needs_schedule(None, new).then_some(new))
+                }
+            },
+        };
+        drop(index);
+        if let Some(expires) = schedule {
+            self.schedule(arc, expires);
         }
-        if schedule {
-            self.schedule(arc.clone(), expires);
-        }
-        if created {
-            self.index_insert(arc);
-        }
+        result
     }
 
     fn remove(&self, key: &str) {
@@ -376,21 +396,36 @@ impl Inner {
                 let later = queue.split_off(&(due_bucket + 1));
                 std::mem::replace(&mut *queue, later)
             };
-            for key in due.into_values().flatten() {
+            // A key can sit in several due buckets (its expiry was shortened, or it was
+            // deleted and written again); handle it once, so duplicates never outlive a purge.
+            let mut due: Vec<Arc<str>> = due.into_values().flatten().collect();
+            due.sort_unstable();
+            due.dedup();
+            for key in due {
                 let requeue = match self.map.get(&*key) {
                     None => continue,
                     Some(slot) if slot.is_expired_at(now) => None,
                     Some(slot) if slot.expires_at_ms == 0 => continue,
                     Some(slot) => Some((slot.key().clone(), slot.expires_at_ms)),
                 };
-                match requeue {
-                    Some((arc, expires)) => self.schedule(arc, expires),
+                if let Some((arc, expires)) = requeue {
+                    self.schedule(arc, expires);
+                    continue;
+                }
+                match self.map.remove_if(&*key, |_, slot| slot.is_expired_at(now)) {
+                    Some((key, _)) => {
+                        self.index_remove(key);
+                        removed += 1;
+                    }
                     None => {
-                        if let Some((key, _)) =
-                            self.map.remove_if(&*key, |_, slot| slot.is_expired_at(now))
-                        {
-                            self.index_remove(key);
-                            removed += 1;
+                        // A write landed since we looked, and may rely on this queue entry.
+                        let current = self
+                            .map
+                            .get(&*key)
+                            .filter(|slot| slot.expires_at_ms != 0)
+                            .map(|slot| (slot.key().clone(), slot.expires_at_ms));
+                        if let Some((arc, expires)) = current {
+                            self.schedule(arc, expires);
                         }
                     }
                 }
@@ -489,27 +524,10 @@ impl Inner {
                 return add(&mut slot);
             }
         }
-        let arc: Arc<str> = Arc::from(key);
-        let created = match self.map.entry(arc.clone()) {
-            MapEntry::Occupied(mut occupied) => {
-                if !occupied.get().is_expired_at(now) {
-                    return add(occupied.get_mut());
-                }
-                occupied.insert(fresh());
-                false
-            }
-            MapEntry::Vacant(vacant) => {
-                vacant.insert(fresh());
-                true
-            }
-        };
-        if let Some(expires) = expires_at_ms {
-            self.schedule(arc.clone(), expires);
-        }
-        if created {
-            self.index_insert(arc);
-        }
-        Ok(delta)
+        self.upsert(key, |existing| match existing {
+            Some(slot) if !slot.is_expired_at(now) => Step::Keep(add(slot)),
+            _ => Step::Write(fresh(), Ok(delta)),
+        })
     }
 
     fn put_if_absent(&self, key: &str, slot: Slot) -> bool {
@@ -517,28 +535,10 @@ impl Inner {
         if self.map.get(key).is_some_and(|s| !s.is_expired_at(now)) {
             return false;
         }
-        let arc: Arc<str> = Arc::from(key);
-        let expires = slot.expires_at_ms;
-        let created = match self.map.entry(arc.clone()) {
-            MapEntry::Occupied(mut occupied) => {
-                if !occupied.get().is_expired_at(now) {
-                    return false;
-                }
-                occupied.insert(slot);
-                false
-            }
-            MapEntry::Vacant(vacant) => {
-                vacant.insert(slot);
-                true
-            }
-        };
-        if expires != 0 {
-            self.schedule(arc.clone(), expires);
-        }
-        if created {
-            self.index_insert(arc);
-        }
-        true
+        self.upsert(key, |existing| match existing {
+            Some(current) if !current.is_expired_at(now) => Step::Keep(false),
+            _ => Step::Write(slot, true),
+        })
     }
 }
 

@@ -344,16 +344,26 @@ pub async fn expiration_is_reported(h: &Harness) {
     let store = &**h.store();
     let ns = Namespace::new();
     let key = ns.key("k");
-    let ttl = Duration::from_secs(600).max(store.capabilities().min_ttl);
-    let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+    // A fractional TTL, so that rounding down instead of up would be caught.
+    let caps = store.capabilities();
+    let ttl = Duration::from_millis(600_500).max(caps.min_ttl + Duration::from_millis(500));
+    let Ok(Some(Expiry::Ttl(rounded))) = caps.check_expiry(Some(Expiry::Ttl(ttl)), h.now_ms())
+    else {
+        panic!("a TTL of {ttl:?} must be accepted");
+    };
+    let ttl_ms = u64::try_from(rounded.as_millis()).unwrap_or(u64::MAX);
+    if h.now_ms() % 1000 == 0 {
+        // Start between two seconds, so that the exact second reported is meaningful.
+        h.advance(Duration::from_millis(300)).await;
+    }
     let before = h.now_ms();
     store
         .put(&key, "v".into(), opts().ttl(ttl))
         .await
         .expect("put");
     let after = h.now_ms();
-    let low = (before + ttl_ms) / 1000;
-    let high = (after + ttl_ms).div_ceil(1000) + 1;
+    let low = (before + ttl_ms).div_ceil(1000);
+    let high = (after + ttl_ms).div_ceil(1000);
     let entry = store
         .get_with_metadata(&key)
         .await
@@ -571,6 +581,20 @@ pub async fn batch_operations(h: &Harness) {
     let after = store.get_many(&keys).await.expect("get_many");
     assert!(after.iter().all(Option::is_none));
     assert_eq!(list_all(store, ns.prefix(), None).await.len(), 50);
+    let twice = ns.key("twice");
+    store
+        .put_many(vec![
+            PutItem::new(twice.clone(), "first"),
+            PutItem::new(twice.clone(), "last"),
+        ])
+        .await
+        .expect("put_many with a repeated key");
+    assert_eq!(
+        get(store, &twice).await.as_deref(),
+        Some(&b"last"[..]),
+        "the last write wins"
+    );
+    store.delete(&twice).await.expect("delete");
     assert_eq!(store.get_many(&[]).await.expect("empty get_many"), vec![]);
     store.put_many(vec![]).await.expect("empty put_many");
     store.delete_many(&[]).await.expect("empty delete_many");
@@ -652,6 +676,44 @@ pub async fn counter_basics(h: &Harness) {
         store.increment(&windowed, 1, window).await.expect("incr"),
         1
     );
+    ns.clean(store).await;
+}
+
+/// Rule 9: only canonical decimal `i64`s are counters; anything else is refused untouched.
+pub async fn counter_refuses_non_canonical_values(h: &Harness) {
+    let store = &**h.store();
+    let ns = Namespace::new();
+    let texts = [
+        "+1",
+        "01",
+        "-0",
+        " 5",
+        "5 ",
+        "1.0",
+        "",
+        "0x10",
+        "9223372036854775808",
+        "--1",
+    ];
+    for (i, text) in texts.iter().enumerate() {
+        let key = ns.key(&format!("c{i}"));
+        put(store, &key, text).await;
+        assert_err!(
+            store.increment(&key, 1, CounterOptions::new()).await,
+            Error::NotACounter { .. }
+        );
+        assert_eq!(
+            get(store, &key).await.as_deref(),
+            Some(text.as_bytes()),
+            "{text:?} changed"
+        );
+    }
+    for (text, expected) in [("0", 1), ("-1", 0), ("-9223372036854775808", i64::MIN + 1)] {
+        let key = ns.key(text);
+        put(store, &key, text).await;
+        let got = store.increment(&key, 1, CounterOptions::new()).await;
+        assert_eq!(got.expect("increment"), expected);
+    }
     ns.clean(store).await;
 }
 
@@ -884,6 +946,10 @@ pub async fn validation_reserved_keys(h: &Harness) {
             store.delete_many(&[key.to_owned()]).await,
             Error::ReservedKey { .. }
         );
+        assert_err!(
+            store.put_many(vec![PutItem::new(key, "v")]).await,
+            Error::ReservedKey { .. }
+        );
     }
     // Keys that merely contain dots are fine.
     let ns = Namespace::new();
@@ -926,6 +992,10 @@ pub async fn validation_key_too_long(h: &Harness) {
     );
     assert_err!(
         store.get_many(std::slice::from_ref(&over)).await,
+        Error::KeyTooLong { .. }
+    );
+    assert_err!(
+        store.delete_many(std::slice::from_ref(&over)).await,
         Error::KeyTooLong { .. }
     );
     // Multi-byte characters count as their UTF-8 length.
@@ -1070,6 +1140,29 @@ pub async fn validation_expiration_not_in_future(h: &Harness) {
                 .await,
             Error::ExpirationNotInFuture { .. }
         );
+        assert_err!(
+            store
+                .put_if_absent(&key, "v".into(), opts().expire_at(at))
+                .await,
+            Error::ExpirationNotInFuture { .. }
+        );
+        let item = PutItem::new(key.clone(), "v").options(opts().expire_at(at));
+        assert_err!(
+            store.put_many(vec![item]).await,
+            Error::ExpirationNotInFuture { .. }
+        );
+    }
+    for expiry in [
+        Expiry::At(u64::MAX),
+        Expiry::At(kv_core::MAX_EXPIRATION_SECS + 1),
+        Expiry::Ttl(Duration::MAX),
+    ] {
+        assert_err!(
+            store
+                .put(&key, "v".into(), opts().expiry(Some(expiry)))
+                .await,
+            Error::ExpiryTooFar { .. }
+        );
     }
     let min = store.capabilities().min_ttl;
     if min >= Duration::from_secs(2) {
@@ -1138,6 +1231,10 @@ pub async fn validation_cursor(h: &Harness) {
             Error::InvalidCursor { .. }
         );
     }
+    let elsewhere = ListOptions::new()
+        .prefix(ns.key("other/"))
+        .cursor(Some(good.clone()));
+    assert_err!(store.list(elsewhere).await, Error::InvalidCursor { .. });
     let next = store
         .list(
             ListOptions::new()

@@ -297,6 +297,7 @@ macro_rules! conformance_tests {
             batch_operations,
             put_many_validates_before_writing,
             counter_basics,
+            counter_refuses_non_canonical_values,
             counter_exact_under_concurrency,
             put_if_absent_basics,
             put_if_absent_one_winner,
