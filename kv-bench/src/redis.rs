@@ -17,7 +17,7 @@ use crate::{line, median};
 const KEYS: usize = 10_000;
 const VALUE_BYTES: usize = 100;
 const ROUND: Duration = Duration::from_millis(1500);
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 
 /// Runs `op(task, i)` from `concurrency` tasks for `ROUND`; returns ops/s.
 async fn throughput<F, Fut>(concurrency: usize, op: F) -> f64

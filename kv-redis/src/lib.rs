@@ -20,34 +20,40 @@
 //! | Redis key | type | holds |
 //! |---|---|---|
 //! | `ns` `v:` `k` | string | the value, with the entry's expiry as a Redis TTL (millisecond precision) |
-//! | `ns` `m:` `k` | string | the metadata as JSON, only when there is some, with the same expiry |
 //! | `ns` `i` | sorted set | every key name, all with score 0: the ordered index |
 //! | `ns` `x` | sorted set | the keys that expire, scored by their expiry time in unix ms |
 //!
-//! A read (`get`) is one plain `GET`, as fast as the raw crate. Every write is one Lua script, so
-//! the value, its metadata and both indexes change atomically in one round trip; a counter is
-//! `INCRBY` plus the first-creation TTL in the same script, and put-if-absent is `SET NX` there.
+//! A value without metadata is stored as it is, so counters are plain decimal strings that
+//! `INCRBY` understands and a `get` is one `GET`, as fast as the raw crate. A value with metadata
+//! (or one that happens to begin with the frame marker) is framed: the 4-byte marker
+//! `ff 4b 56 01`, the metadata's JSON length as a big-endian `u32`, the JSON, then the value.
+//! Value and metadata therefore change together in one `SET`.
+//!
+//! A put is one `MULTI`/`EXEC` round trip: `SET` with the expiry, `ZADD` to the index, and for an
+//! expiring key `ZADD` to the expiry index. A counter is `INCRBY` plus the first-creation TTL in
+//! one Lua script, put-if-absent is `SET NX` in another, so both are atomic.
 //!
 //! # Listing without scanning: the trade-off
 //!
 //! Redis `SCAN` is unordered and walks the whole keyspace, so listing uses the `ns i` sorted set
 //! instead: `ZRANGE … BYLEX` from the prefix (or after the cursor) returns keys in byte order in
 //! O(log n + limit), however many other keys the database holds, and a prefix holding `*`, `?` or
-//! `[` is matched literally. The cost is on writes: a put of a new key also adds it to the index
-//! (an overwrite does not), and the index takes roughly 40-60 bytes of Redis memory per key.
+//! `[` is matched literally. The cost is on writes: every put also touches the index (a cheap
+//! no-op `ZADD` for an existing key), and the index takes roughly 40-60 bytes of Redis memory per
+//! key.
 //!
 //! Redis expires values on its own, so the index can hold names of keys that have expired. A
-//! listing skips them and removes them as it meets them, and every write that sets an expiry
-//! also drops up to two due entries from both indexes (found through `ns x`), so dead names
-//! cannot pile up even if nothing ever lists them. Keys written to these Redis keys by anything
-//! other than this store are not indexed.
+//! listing skips them and removes them as it meets them, and one in sixteen expiring writes also
+//! sweeps up to 32 due entries from both indexes (found through `ns x`), so dead names cannot
+//! pile up even if nothing ever lists them. Keys written to these Redis keys by anything other
+//! than this store are not indexed.
 //!
 //! # Redis Cluster
 //!
 //! [`RedisBuilder::cluster`] spreads keys over 16 shards (configurable), each with its own hash
 //! tag: key `k` of shard `s` lives under `{ns s}v:k`, next to its shard's two indexes, so every
-//! script touches one slot. A listing runs the page script on every shard and merges the pages;
-//! a batch runs one script per shard.
+//! transaction and script touches one slot. A listing runs the page script on every shard and merges the pages;
+//! a batch runs one transaction per shard.
 //!
 //! # Failures
 //!
@@ -57,6 +63,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -74,27 +81,52 @@ const BACKEND: &str = "redis";
 /// Items in one batch script, so a huge batch never blocks Redis for long.
 const BATCH_CHUNK: usize = 1000;
 
-static PUT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
-        include_str!("lua/sweep.lua"),
-        include_str!("lua/put.lua")
-    ))
-});
-static PUT_IF_ABSENT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
-        include_str!("lua/sweep.lua"),
-        include_str!("lua/put_if_absent.lua")
-    ))
-});
-static INCR: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
-        include_str!("lua/sweep.lua"),
-        include_str!("lua/incr.lua")
-    ))
-});
-static DELETE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/delete.lua")));
-static GET_META: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/get_meta.lua")));
+/// Marks a framed value: metadata length, metadata JSON, then the value.
+const FRAME_MAGIC: [u8; 4] = [0xff, b'K', b'V', 0x01];
+/// One expiring write in this many also sweeps the expiry index.
+const SWEEP_EVERY: u64 = 16;
+/// Entries one sweep handles at most.
+const SWEEP_BATCH: usize = 32;
+
+static PUT_IF_ABSENT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/put_if_absent.lua")));
+static INCR: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/incr.lua")));
+static SWAP: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/swap.lua")));
+static SWEEP: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/sweep.lua")));
 static LIST: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/list.lua")));
+
+/// The stored form of a value: as it is, or framed with its metadata.
+fn frame(value: Bytes, metadata_json: Option<&str>) -> Bytes {
+    match metadata_json {
+        None if !value.starts_with(&FRAME_MAGIC) => value,
+        _ => {
+            let meta = metadata_json.unwrap_or_default().as_bytes();
+            // Metadata is validated against max_metadata_bytes (far below 4 GiB) before this.
+            let len = u32::try_from(meta.len()).unwrap_or(u32::MAX);
+            let mut framed = Vec::with_capacity(8 + meta.len() + value.len());
+            framed.extend_from_slice(&FRAME_MAGIC);
+            framed.extend_from_slice(&len.to_be_bytes());
+            framed.extend_from_slice(meta);
+            framed.extend_from_slice(&value);
+            Bytes::from(framed)
+        }
+    }
+}
+
+/// Splits a stored value into the value and its metadata JSON (empty when none).
+fn unframe(stored: Bytes) -> (Bytes, Bytes) {
+    if stored.len() >= 8 && stored.starts_with(&FRAME_MAGIC) {
+        let len = u32::from_be_bytes([stored[4], stored[5], stored[6], stored[7]]);
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|len| len.checked_add(8))
+            .filter(|&end| end <= stored.len());
+        if let Some(end) = end {
+            return (stored.slice(end..), stored.slice(8..end));
+        }
+    }
+    (stored, Bytes::new())
+}
 
 /// The connection: one multiplexed connection to a server, or a cluster connection.
 #[derive(Clone)]
@@ -108,6 +140,13 @@ impl Conn {
         match self {
             Conn::Single(c) => cmd.query_async(&mut c.clone()).await,
             Conn::Cluster(c) => cmd.query_async(&mut c.clone()).await,
+        }
+    }
+
+    async fn pipeline<T: FromRedisValue>(&self, pipe: &redis::Pipeline) -> redis::RedisResult<T> {
+        match self {
+            Conn::Single(c) => pipe.query_async(&mut c.clone()).await,
+            Conn::Cluster(c) => pipe.query_async(&mut c.clone()).await,
         }
     }
 
@@ -176,17 +215,17 @@ impl ShardKeys {
     fn value(&self, key: &str) -> String {
         format!("{}v:{key}", self.base)
     }
-
-    fn meta(&self, key: &str) -> String {
-        format!("{}m:{key}", self.base)
-    }
 }
 
 struct Inner {
     conn: Conn,
     layout: Layout,
+    /// The Redis key names of every shard, computed once.
+    shards: Vec<ShardKeys>,
     caps: Capabilities,
     timeout: Duration,
+    /// Expiring writes so far, to sweep the expiry index on one in `SWEEP_EVERY`.
+    expiring_writes: AtomicU64,
     /// The URL(s) with any password replaced, for `Debug`.
     display: String,
 }
@@ -385,15 +424,21 @@ impl RedisBuilder {
             let connect = ConnectionManager::new_with_config(client, config);
             Conn::Single(bounded("connect", self.connect_timeout, connect).await?)
         };
+        let layout = Layout {
+            namespace: self.namespace,
+            shards: self.cluster.then_some(self.shards),
+        };
+        let shards = (0..layout.shard_count())
+            .map(|shard| ShardKeys::new(&layout, shard))
+            .collect();
         Ok(RedisStore {
             inner: Arc::new(Inner {
                 conn,
-                layout: Layout {
-                    namespace: self.namespace,
-                    shards: self.cluster.then_some(self.shards),
-                },
+                layout,
+                shards,
                 caps: Capabilities::new(BACKEND),
                 timeout: self.timeout,
+                expiring_writes: AtomicU64::new(0),
                 display,
             }),
         })
@@ -456,11 +501,37 @@ fn parse_metadata(key: &str, json: &[u8]) -> Result<Option<serde_json::Value>> {
 
 /// A checked write, ready to send.
 struct Write {
-    key: String,
-    value: Bytes,
-    metadata: String,
-    mode: &'static str,
-    when: u64,
+    /// The value as stored (framed when it has metadata).
+    stored: Bytes,
+    expiry: Option<Expiry>,
+}
+
+impl Write {
+    /// The expiry as a unix-ms score for the expiry index (refined by sweeps to the server's
+    /// own time).
+    fn expires_at_ms(&self, now_ms: u64) -> Option<u64> {
+        kv_core::expires_at_ms(self.expiry, now_ms)
+    }
+}
+
+/// The `SET` of a write, with its expiry; `only_existing` adds `XX`.
+fn set_command(value_key: &str, w: &Write, only_existing: bool) -> Cmd {
+    let mut set = redis::cmd("SET");
+    set.arg(value_key).arg(&w.stored[..]);
+    let (mode, when) = expiry_args(w.expiry);
+    match mode {
+        "1" => {
+            set.arg("PX").arg(when);
+        }
+        "2" => {
+            set.arg("PXAT").arg(when);
+        }
+        _ => {}
+    }
+    if only_existing {
+        set.arg("XX");
+    }
+    set
 }
 
 /// The page one shard returned.
@@ -504,11 +575,12 @@ impl RedisStore {
         RedisBuilder::new(nodes.into_iter().map(Into::into).collect(), true)
     }
 
-    fn shard(&self, shard: u32) -> ShardKeys {
-        ShardKeys::new(&self.inner.layout, shard)
+    fn shard(&self, shard: u32) -> &ShardKeys {
+        // Shard numbers come from `Layout::shard_of`, always below the shard count.
+        &self.inner.shards[shard as usize]
     }
 
-    fn keys_of(&self, key: &str) -> ShardKeys {
+    fn keys_of(&self, key: &str) -> &ShardKeys {
         self.shard(self.inner.layout.shard_of(key))
     }
 
@@ -520,18 +592,13 @@ impl RedisStore {
         bounded(operation, self.inner.timeout, call).await
     }
 
-    fn check_write(&self, key: String, value: Bytes, options: &PutOptions) -> Result<Write> {
-        let checked =
-            self.inner
-                .caps
-                .check_put(&key, value.len(), options, SystemClock.now_ms())?;
-        let (mode, when) = expiry_args(checked.expiry);
+    fn check_write(&self, key: &str, value: Bytes, options: &PutOptions) -> Result<Write> {
+        // Only an expiry needs the time.
+        let now = options.expiry.map_or(0, |_| SystemClock.now_ms());
+        let checked = self.inner.caps.check_put(key, value.len(), options, now)?;
         Ok(Write {
-            key,
-            value,
-            metadata: checked.metadata_json.unwrap_or_default(),
-            mode,
-            when,
+            stored: frame(value, checked.metadata_json.as_deref()),
+            expiry: checked.expiry,
         })
     }
 
@@ -548,34 +615,101 @@ impl RedisStore {
         groups
     }
 
-    async fn write_batch(&self, writes: Vec<Write>) -> Result<()> {
-        let groups = self.by_shard(writes, |w| &w.key);
+    /// Writes a batch: per shard, one `MULTI`/`EXEC` of the `SET`s and the index updates.
+    async fn write_batch(&self, writes: Vec<(Write, String)>) -> Result<()> {
+        let now = SystemClock.now_ms();
+        let groups = self.by_shard(writes, |(_, key)| key);
+        let mut expiring_shards = Vec::new();
         let calls = groups.iter().flat_map(|(shard, group)| {
             let keys = self.shard(*shard);
+            if group.iter().any(|(_, (w, _))| w.expiry.is_some()) {
+                expiring_shards.push(*shard);
+            }
             group.chunks(BATCH_CHUNK).map(move |chunk| {
-                let mut invocation = PUT.key(&keys.index);
-                invocation
-                    .key(&keys.expiry)
-                    .arg(&keys.base)
-                    .arg(chunk.len());
-                for (_, w) in chunk {
-                    invocation
-                        .key(keys.value(&w.key))
-                        .key(keys.meta(&w.key))
-                        .arg(&w.key)
-                        .arg(&w.value[..])
-                        .arg(&w.metadata)
-                        .arg(w.mode)
-                        .arg(w.when);
+                let mut pipe = redis::pipe();
+                pipe.atomic();
+                let mut index = redis::cmd("ZADD");
+                index.arg(&keys.index);
+                let mut expiring = redis::cmd("ZADD");
+                expiring.arg(&keys.expiry);
+                let mut any_expiring = false;
+                for (_, (w, key)) in chunk {
+                    pipe.add_command(set_command(&keys.value(key), w, false))
+                        .ignore();
+                    index.arg(0).arg(key);
+                    if let Some(at) = w.expires_at_ms(now) {
+                        expiring.arg(at).arg(key);
+                        any_expiring = true;
+                    }
                 }
-                async move {
-                    self.run("put", self.inner.conn.invoke::<i64>(&invocation))
-                        .await
+                pipe.add_command(index).ignore();
+                if any_expiring {
+                    pipe.add_command(expiring).ignore();
                 }
+                async move { self.run("put", self.inner.conn.pipeline::<()>(&pipe)).await }
             })
         });
-        try_join_all(calls).await?;
+        try_join_all(calls.collect::<Vec<_>>()).await?;
+        for shard in expiring_shards {
+            self.maybe_sweep(shard).await?;
+        }
         Ok(())
+    }
+
+    /// On one expiring write in `SWEEP_EVERY`, drops up to `SWEEP_BATCH` dead entries from the
+    /// shard's indexes: twice what those writes can add, so the indexes cannot grow with
+    /// expired keys.
+    async fn maybe_sweep(&self, shard: u32) -> Result<()> {
+        if self.inner.expiring_writes.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY != 0 {
+            return Ok(());
+        }
+        let keys = self.shard(shard);
+        let mut invocation = SWEEP.key(&keys.index);
+        invocation
+            .key(&keys.expiry)
+            .arg(&keys.base)
+            .arg(SWEEP_BATCH);
+        self.run("sweep", self.inner.conn.invoke::<i64>(&invocation))
+            .await
+            .map(drop)
+    }
+
+    /// Adds `delta` to a counter whose value is framed with metadata (which `INCRBY` refuses),
+    /// by compare-and-set, keeping the metadata and the TTL.
+    async fn increment_framed(&self, key: &str, delta: i64) -> Result<i64> {
+        let keys = self.keys_of(key);
+        let value_key = keys.value(key);
+        loop {
+            let mut get = redis::cmd("GET");
+            get.arg(&value_key);
+            let Some(stored) = self
+                .run::<Option<Bytes>>("increment", self.inner.conn.query(&get))
+                .await?
+            else {
+                // Deleted meanwhile: an ordinary increment creates it.
+                return Box::pin(self.increment(key, delta, CounterOptions::new())).await;
+            };
+            let (value, meta) = unframe(stored.clone());
+            let current = kv_core::parse_counter(&value).ok_or_else(|| Error::NotACounter {
+                key: key.to_owned(),
+            })?;
+            let next = current
+                .checked_add(delta)
+                .ok_or_else(|| Error::CounterOverflow {
+                    key: key.to_owned(),
+                    delta,
+                })?;
+            let meta = (!meta.is_empty()).then(|| String::from_utf8_lossy(&meta).into_owned());
+            let replacement = frame(Bytes::from(next.to_string()), meta.as_deref());
+            let mut invocation = SWAP.key(&value_key);
+            invocation.arg(&stored[..]).arg(&replacement[..]);
+            let swapped: i64 = self
+                .run("increment", self.inner.conn.invoke(&invocation))
+                .await?;
+            if swapped == 1 {
+                return Ok(next);
+            }
+        }
     }
 
     async fn list_shard(
@@ -593,7 +727,8 @@ impl RedisStore {
             .arg(prefix)
             .arg(start)
             .arg(limit)
-            .arg((limit * 2).max(1000));
+            .arg((limit * 2).max(1000))
+            .arg(&FRAME_MAGIC[..]);
         self.run("list", self.inner.conn.invoke(&invocation)).await
     }
 }
@@ -611,53 +746,104 @@ impl KvStore for RedisStore {
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
         self.inner.caps.check_key(key)?;
-        let cmd = redis::cmd("GET")
-            .arg(self.keys_of(key).value(key))
-            .to_owned();
-        self.run("get", self.inner.conn.query(&cmd)).await
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(self.keys_of(key).value(key));
+        let stored: Option<Bytes> = self.run("get", self.inner.conn.query(&cmd)).await?;
+        Ok(stored.map(|stored| unframe(stored).0))
     }
 
     async fn get_with_metadata(&self, key: &str) -> Result<Option<Entry>> {
         self.inner.caps.check_key(key)?;
-        let keys = self.keys_of(key);
-        let mut invocation = GET_META.key(keys.value(key));
-        invocation.key(keys.meta(key));
-        let found: Option<(Bytes, Vec<u8>, i64)> = self
-            .run("get_with_metadata", self.inner.conn.invoke(&invocation))
+        let value_key = self.keys_of(key).value(key);
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("GET")
+            .arg(&value_key)
+            .cmd("PEXPIRETIME")
+            .arg(&value_key);
+        let (stored, at): (Option<Bytes>, i64) = self
+            .run("get_with_metadata", self.inner.conn.pipeline(&pipe))
             .await?;
-        found
-            .map(|(value, meta, at)| {
-                Ok(Entry::new(
-                    value,
-                    parse_metadata(key, &meta)?,
-                    expiration_secs(at),
-                ))
-            })
-            .transpose()
+        let Some(stored) = stored else {
+            return Ok(None);
+        };
+        let (value, meta) = unframe(stored);
+        Ok(Some(Entry::new(
+            value,
+            parse_metadata(key, &meta)?,
+            expiration_secs(at),
+        )))
     }
 
     async fn put(&self, key: &str, value: Bytes, options: PutOptions) -> Result<()> {
-        let write = self.check_write(key.to_owned(), value, &options)?;
-        self.write_batch(vec![write]).await
+        let w = self.check_write(key, value, &options)?;
+        let keys = self.keys_of(key);
+        let value_key = keys.value(key);
+        let expires_at = w.expires_at_ms(SystemClock.now_ms());
+        // An existing key is already indexed (every creation indexes it atomically, and names
+        // leave the index only with their key), so an overwrite is a plain `SET … XX`; for an
+        // expiring key, its expiry-index score goes in the same round trip.
+        let set = set_command(&value_key, &w, true);
+        let overwritten: Option<()> = match expires_at {
+            None => self.run("put", self.inner.conn.query(&set)).await?,
+            Some(at) => {
+                let mut overwrite = redis::pipe();
+                overwrite.add_command(set);
+                overwrite
+                    .cmd("ZADD")
+                    .arg(&keys.expiry)
+                    .arg(at)
+                    .arg(key)
+                    .ignore();
+                let (overwritten,): (Option<()>,) = self
+                    .run("put", self.inner.conn.pipeline(&overwrite))
+                    .await?;
+                overwritten
+            }
+        };
+        if overwritten.is_none() {
+            // The key is new (or expired): write and index it together.
+            let mut create = redis::pipe();
+            create.atomic();
+            create
+                .add_command(set_command(&value_key, &w, false))
+                .ignore();
+            create.cmd("ZADD").arg(&keys.index).arg(0).arg(key).ignore();
+            if let Some(at) = expires_at {
+                create
+                    .cmd("ZADD")
+                    .arg(&keys.expiry)
+                    .arg(at)
+                    .arg(key)
+                    .ignore();
+            }
+            self.run("put", self.inner.conn.pipeline::<()>(&create))
+                .await?;
+        }
+        if w.expiry.is_some() {
+            self.maybe_sweep(self.inner.layout.shard_of(key)).await?;
+        }
+        Ok(())
     }
 
     async fn put_if_absent(&self, key: &str, value: Bytes, options: PutOptions) -> Result<bool> {
-        let w = self.check_write(key.to_owned(), value, &options)?;
+        let w = self.check_write(key, value, &options)?;
+        let (mode, when) = expiry_args(w.expiry);
         let keys = self.keys_of(key);
         let mut invocation = PUT_IF_ABSENT.key(&keys.index);
         invocation
             .key(&keys.expiry)
             .key(keys.value(key))
-            .key(keys.meta(key))
-            .arg(&keys.base)
             .arg(key)
-            .arg(&w.value[..])
-            .arg(&w.metadata)
-            .arg(w.mode)
-            .arg(w.when);
+            .arg(&w.stored[..])
+            .arg(mode)
+            .arg(when);
         let written: i64 = self
             .run("put_if_absent", self.inner.conn.invoke(&invocation))
             .await?;
+        if written == 1 && w.expiry.is_some() {
+            self.maybe_sweep(self.inner.layout.shard_of(key)).await?;
+        }
         Ok(written == 1)
     }
 
@@ -733,7 +919,7 @@ impl KvStore for RedisStore {
         let mut out = vec![None; keys.len()];
         for (group, values) in try_join_all(calls).await? {
             for ((position, _), value) in group.iter().zip(values) {
-                out[*position] = value;
+                out[*position] = value.map(|stored| unframe(stored).0);
             }
         }
         Ok(out)
@@ -742,7 +928,12 @@ impl KvStore for RedisStore {
     async fn put_many(&self, items: Vec<PutItem>) -> Result<()> {
         let writes = items
             .into_iter()
-            .map(|item| self.check_write(item.key, item.value, &item.options))
+            .map(|item| {
+                Ok((
+                    self.check_write(&item.key, item.value, &item.options)?,
+                    item.key,
+                ))
+            })
             .collect::<Result<Vec<_>>>()?;
         if writes.is_empty() {
             return Ok(());
@@ -757,16 +948,23 @@ impl KvStore for RedisStore {
         let calls = groups.iter().flat_map(|(shard, group)| {
             let shard_keys = self.shard(*shard);
             group.chunks(BATCH_CHUNK).map(move |chunk| {
-                let mut invocation = DELETE.key(&shard_keys.index);
-                invocation.key(&shard_keys.expiry).arg(chunk.len());
+                let mut del = redis::cmd("DEL");
+                let mut unindex = redis::cmd("ZREM");
+                unindex.arg(&shard_keys.index);
+                let mut unexpire = redis::cmd("ZREM");
+                unexpire.arg(&shard_keys.expiry);
                 for (_, key) in chunk {
-                    invocation
-                        .key(shard_keys.value(key))
-                        .key(shard_keys.meta(key))
-                        .arg(key.as_str());
+                    del.arg(shard_keys.value(key));
+                    unindex.arg(key.as_str());
+                    unexpire.arg(key.as_str());
                 }
+                let mut pipe = redis::pipe();
+                pipe.atomic();
+                pipe.add_command(del).ignore();
+                pipe.add_command(unindex).ignore();
+                pipe.add_command(unexpire).ignore();
                 async move {
-                    self.run("delete", self.inner.conn.invoke::<i64>(&invocation))
+                    self.run("delete", self.inner.conn.pipeline::<()>(&pipe))
                         .await
                 }
             })
@@ -785,36 +983,40 @@ impl KvStore for RedisStore {
         invocation
             .key(&keys.expiry)
             .key(keys.value(key))
-            .arg(&keys.base)
             .arg(key)
             .arg(delta)
             .arg(mode)
             .arg(when);
         let call = self.inner.conn.invoke::<String>(&invocation);
-        match tokio::time::timeout(self.inner.timeout, call).await {
-            Err(_) => Err(Error::Timeout {
-                backend: BACKEND,
-                operation: "increment",
-                after: self.inner.timeout,
-            }),
-            Ok(Ok(n)) => n
-                .parse()
-                .map_err(|e| Error::backend(BACKEND, "increment returned a non-integer", false, e)),
-            Ok(Err(e)) => {
-                let message = e.to_string();
-                if message.contains("not an integer") {
-                    Err(Error::NotACounter {
-                        key: key.to_owned(),
-                    })
-                } else if message.contains("overflow") {
-                    Err(Error::CounterOverflow {
-                        key: key.to_owned(),
-                        delta,
-                    })
-                } else {
-                    Err(redis_error("increment", e))
-                }
+        let result = match tokio::time::timeout(self.inner.timeout, call).await {
+            Err(_) => {
+                return Err(Error::Timeout {
+                    backend: BACKEND,
+                    operation: "increment",
+                    after: self.inner.timeout,
+                });
             }
+            Ok(result) => result,
+        };
+        match result {
+            Ok(n) => {
+                let n = n.parse().map_err(|e| {
+                    Error::backend(BACKEND, "increment returned a non-integer", false, e)
+                })?;
+                if n == delta && expiry.is_some() {
+                    self.maybe_sweep(self.inner.layout.shard_of(key)).await?;
+                }
+                Ok(n)
+            }
+            // INCRBY refuses framed values: a counter with metadata takes the slow path.
+            Err(e) if e.to_string().contains("not an integer") => {
+                self.increment_framed(key, delta).await
+            }
+            Err(e) if e.to_string().contains("overflow") => Err(Error::CounterOverflow {
+                key: key.to_owned(),
+                delta,
+            }),
+            Err(e) => Err(redis_error("increment", e)),
         }
     }
 }

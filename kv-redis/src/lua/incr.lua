@@ -1,9 +1,10 @@
--- Adds a delta to a counter; a counter created by this call gets the expiry. Returns the new
--- value as its decimal string.
+-- Adds a delta to a counter; a counter created by this call gets the expiry and enters the
+-- indexes. Returns the new value as its decimal string (Lua numbers are doubles, so returning
+-- the integer would lose precision past 2^53).
 -- KEYS: index, expiry index, value key.
--- ARGV: base, name, delta, mode ('0', '1' PEXPIRE, '2' PEXPIREAT), when.
+-- ARGV: name, delta, mode ('0', '1' PEXPIRE, '2' PEXPIREAT), when.
 local idx, exq, vk = KEYS[1], KEYS[2], KEYS[3]
-local base, name, delta, mode, when = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local name, delta, mode, when = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local existed = redis.call('EXISTS', vk)
 redis.call('INCRBY', vk, delta)
 if existed == 0 then
@@ -13,13 +14,8 @@ if existed == 0 then
     redis.call('PEXPIREAT', vk, when)
   end
   redis.call('ZADD', idx, 0, name)
-  local at = redis.call('PEXPIRETIME', vk)
-  if at > 0 then
-    redis.call('ZADD', exq, at, name)
-    SWEEP(idx, exq, base, 2)
-  else
-    redis.call('ZREM', exq, name)
+  if mode ~= '0' then
+    redis.call('ZADD', exq, redis.call('PEXPIRETIME', vk), name)
   end
 end
--- Lua numbers are doubles: return the stored decimal string so no i64 loses precision.
 return redis.call('GET', vk)

@@ -1,0 +1,126 @@
+//! Behaviour specific to the Redis backend: the value frame, metadata on counters, the expiry
+//! sweep that keeps the indexes bounded, and secrets kept out of `Debug` and errors.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use kv_core::{CounterOptions, KvStore, ListOptions, PutItem, PutOptions};
+use kv_redis::RedisStore;
+use kv_testsuite::{Namespace, servers};
+use serde_json::json;
+
+async fn store(namespace: &str) -> Option<(RedisStore, redis::aio::ConnectionManager)> {
+    let url = servers::shared_redis_url()?;
+    let store = RedisStore::builder(url.as_str())
+        .namespace(namespace)
+        .connect()
+        .await
+        .expect("connecting");
+    let raw = redis::Client::open(url.as_str())
+        .expect("url")
+        .get_connection_manager()
+        .await
+        .expect("raw connection");
+    Some((store, raw))
+}
+
+#[tokio::test]
+async fn values_that_look_framed_round_trip() {
+    let ns = Namespace::new();
+    let Some((store, _)) = store(ns.prefix()).await else {
+        return;
+    };
+    let tricky = Bytes::from_static(&[0xff, b'K', b'V', 0x01, 0, 0, 0, 2, b'{', b'}', b'x']);
+    store
+        .put("raw", tricky.clone(), PutOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(store.get("raw").await.unwrap(), Some(tricky.clone()));
+    let entry = store.get_with_metadata("raw").await.unwrap().unwrap();
+    assert_eq!((entry.value, entry.metadata), (tricky.clone(), None));
+    let listed = store.list(ListOptions::new()).await.unwrap();
+    assert_eq!(listed.keys[0].metadata, None);
+    assert_eq!(
+        store.get_many(&["raw".to_owned()]).await.unwrap(),
+        vec![Some(tricky)]
+    );
+}
+
+#[tokio::test]
+async fn counters_with_metadata_keep_it() {
+    let ns = Namespace::new();
+    let Some((store, _)) = store(ns.prefix()).await else {
+        return;
+    };
+    let options = PutOptions::new()
+        .metadata(json!({"unit": "requests"}))
+        .ttl(Duration::from_secs(60));
+    store.put("ctr", "41".into(), options).await.unwrap();
+    let n = store
+        .increment("ctr", 1, CounterOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(n, 42);
+    let entry = store.get_with_metadata("ctr").await.unwrap().unwrap();
+    assert_eq!(entry.value, "42");
+    assert_eq!(entry.metadata, Some(json!({"unit": "requests"})));
+    assert!(entry.expiration.is_some(), "the TTL was kept");
+    store
+        .put("text", "x".into(), PutOptions::new().metadata(json!(1)))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.increment("text", 1, CounterOptions::new()).await,
+        Err(kv_core::Error::NotACounter { .. })
+    ));
+}
+
+#[tokio::test]
+async fn expired_keys_are_swept_from_the_indexes_without_listing() {
+    let ns = Namespace::new();
+    let Some((store, mut raw)) = store(ns.prefix()).await else {
+        return;
+    };
+    let short = PutOptions::new().ttl(Duration::from_millis(50));
+    let items = (0..200)
+        .map(|i| PutItem::new(format!("old:{i:03}"), "v").options(short.clone()))
+        .collect();
+    store.put_many(items).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let long = PutOptions::new().ttl(Duration::from_secs(600));
+    for i in 0..200 {
+        store
+            .put(&format!("new:{i:03}"), "v".into(), long.clone())
+            .await
+            .unwrap();
+    }
+    let index: usize = redis::cmd("ZCARD")
+        .arg(format!("{}i", ns.prefix()))
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let expiring: usize = redis::cmd("ZCARD")
+        .arg(format!("{}x", ns.prefix()))
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(index, 200, "dead names left in the index");
+    assert_eq!(expiring, 200, "dead names left in the expiry index");
+}
+
+#[tokio::test]
+async fn passwords_stay_out_of_debug_and_errors() {
+    let port = servers::free_port();
+    let url = format!("redis://admin:hunter2@127.0.0.1:{port}");
+    let builder = RedisStore::builder(url.as_str()).connect_timeout(Duration::from_millis(300));
+    assert!(!format!("{builder:?}").contains("hunter2"));
+    let err = builder.connect().await.expect_err("nothing listens there");
+    assert!(err.is_retryable(), "{err:?}");
+    let mut chain = format!("{err} {err:?}");
+    let mut source = std::error::Error::source(&err);
+    while let Some(s) = source {
+        chain.push_str(&format!(" {s} {s:?}"));
+        source = s.source();
+    }
+    assert!(!chain.contains("hunter2"), "{chain}");
+}
