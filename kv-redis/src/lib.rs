@@ -215,7 +215,29 @@ impl ShardKeys {
     fn value(&self, key: &str) -> String {
         format!("{}v:{key}", self.base)
     }
+
+    /// The value key as a command argument, written straight into the command's buffer.
+    fn value_arg<'a>(&'a self, key: &'a str) -> ValueKey<'a> {
+        ValueKey {
+            base: &self.base,
+            key,
+        }
+    }
 }
+
+/// A value key written as one command argument without an intermediate `String`.
+struct ValueKey<'a> {
+    base: &'a str,
+    key: &'a str,
+}
+
+impl redis::ToRedisArgs for ValueKey<'_> {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        out.write_arg_fmt(format_args!("{}v:{}", self.base, self.key));
+    }
+}
+
+impl redis::ToSingleRedisArg for ValueKey<'_> {}
 
 struct Inner {
     conn: Conn,
@@ -415,9 +437,11 @@ impl RedisBuilder {
                 ));
             };
             let client = redis::Client::open(url.as_str()).map_err(config_error)?;
+            // Responses are bounded by the store's own per-operation timeout (one timer per
+            // call, covering reconnection waits too), so the connection needs none of its own.
             let config = redis::aio::ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(self.connect_timeout))
-                .set_response_timeout(Some(self.timeout))
+                .set_response_timeout(None)
                 .set_min_delay(Duration::from_millis(20))
                 .set_max_delay(Duration::from_millis(250))
                 .set_number_of_retries(3);
@@ -515,7 +539,7 @@ impl Write {
 }
 
 /// The `SET` of a write, with its expiry; `only_existing` adds `XX`.
-fn set_command(value_key: &str, w: &Write, only_existing: bool) -> Cmd {
+fn set_command(value_key: impl redis::ToRedisArgs, w: &Write, only_existing: bool) -> Cmd {
     let mut set = redis::cmd("SET");
     set.arg(value_key).arg(&w.stored[..]);
     let (mode, when) = expiry_args(w.expiry);
@@ -747,7 +771,7 @@ impl KvStore for RedisStore {
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
         self.inner.caps.check_key(key)?;
         let mut cmd = redis::cmd("GET");
-        cmd.arg(self.keys_of(key).value(key));
+        cmd.arg(self.keys_of(key).value_arg(key));
         let stored: Option<Bytes> = self.run("get", self.inner.conn.query(&cmd)).await?;
         Ok(stored.map(|stored| unframe(stored).0))
     }
@@ -778,7 +802,7 @@ impl KvStore for RedisStore {
     async fn put(&self, key: &str, value: Bytes, options: PutOptions) -> Result<()> {
         let w = self.check_write(key, value, &options)?;
         let keys = self.keys_of(key);
-        let value_key = keys.value(key);
+        let value_key = keys.value_arg(key);
         let expires_at = w.expires_at_ms(SystemClock.now_ms());
         // An existing key is already indexed (every creation indexes it atomically, and names
         // leave the index only with their key), so an overwrite is a plain `SET … XX`; for an
@@ -908,7 +932,7 @@ impl KvStore for RedisStore {
             let shard_keys = self.shard(*shard);
             let mut cmd = redis::cmd("MGET");
             for (_, key) in group {
-                cmd.arg(shard_keys.value(key));
+                cmd.arg(shard_keys.value_arg(key));
             }
             async move {
                 let values: Vec<Option<Bytes>> =

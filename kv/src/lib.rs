@@ -8,6 +8,7 @@
 //! | feature | module | backend |
 //! |---|---|---|
 //! | `memory` (default) | [`memory`] | the embedded in-memory store |
+//! | `redis` | `redis` | Redis and Redis Cluster |
 
 pub use kv_core::*;
 
@@ -25,4 +26,19 @@ pub use kv_core::*;
 #[cfg(feature = "memory")]
 pub mod memory {
     pub use kv_memory::{MemoryBuilder, MemoryStore};
+}
+
+/// Redis and Redis Cluster (feature `redis`).
+///
+/// ```no_run
+/// use kv::KvStore;
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> kv::Result<()> {
+/// let store = kv::redis::RedisStore::connect("redis://127.0.0.1:6379").await?;
+/// let _ = store.get("k").await?;
+/// # Ok(()) }
+/// ```
+#[cfg(feature = "redis")]
+pub mod redis {
+    pub use kv_redis::{RedisBuilder, RedisStore, redact_url};
 }
