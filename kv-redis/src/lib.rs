@@ -658,7 +658,7 @@ impl RedisStore {
                 expiring.arg(&keys.expiry);
                 let mut any_expiring = false;
                 for (_, (w, key)) in chunk {
-                    pipe.add_command(set_command(&keys.value(key), w, false))
+                    pipe.add_command(set_command(keys.value_arg(key), w, false))
                         .ignore();
                     index.arg(0).arg(key);
                     if let Some(at) = w.expires_at_ms(now) {
