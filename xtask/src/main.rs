@@ -1,7 +1,7 @@
 //! Project automation, run as `cargo xtask <command>`.
 //!
 //! - `cargo xtask test [ARGS…]`: installs what the tests need when it is missing (Debian's
-//!   `redis-server`), then runs `cargo test --workspace [ARGS…]`.
+//!   `redis-server`), then runs `cargo test --workspace --all-features [ARGS…]`.
 //! - `cargo xtask deps`: only the installation step.
 
 use std::env;
@@ -68,6 +68,6 @@ fn install_deps() -> Result<(), String> {
 fn run_tests(extra: &[String]) -> Result<(), String> {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     run(Command::new(cargo)
-        .args(["test", "--workspace"])
+        .args(["test", "--workspace", "--all-features"])
         .args(extra))
 }
