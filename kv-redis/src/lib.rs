@@ -50,7 +50,7 @@
 //!
 //! # Redis Cluster
 //!
-//! [`RedisBuilder::cluster`] spreads keys over 16 shards (configurable), each with its own hash
+//! [`RedisStore::cluster`] spreads keys over 16 shards (configurable), each with its own hash
 //! tag: key `k` of shard `s` lives under `{ns s}v:k`, next to its shard's two indexes, so every
 //! transaction and script touches one slot. A listing runs the page script on every shard and merges the pages;
 //! a batch runs one transaction per shard.
@@ -315,6 +315,9 @@ pub fn redact_url(url: &str) -> String {
 /// ```
 #[derive(Clone)]
 pub struct RedisBuilder {
+    /// PEM root certificates to trust instead of the system's, for `rediss://`.
+    #[cfg(feature = "tls")]
+    root_certificates: Option<Vec<u8>>,
     urls: Vec<String>,
     cluster: bool,
     namespace: String,
@@ -333,13 +336,15 @@ impl fmt::Debug for RedisBuilder {
             .field("connect_timeout", &self.connect_timeout)
             .field("timeout", &self.timeout)
             .field("shards", &self.shards)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
 impl RedisBuilder {
     fn new(urls: Vec<String>, cluster: bool) -> Self {
         Self {
+            #[cfg(feature = "tls")]
+            root_certificates: None,
             urls,
             cluster,
             namespace: "kv:".to_owned(),
@@ -398,6 +403,34 @@ impl RedisBuilder {
         self
     }
 
+    /// Trusts these PEM root certificates (instead of the system's) for `rediss://` URLs, e.g. a
+    /// private CA. Feature `tls` (on by default).
+    ///
+    /// ```
+    /// let ca = b"-----BEGIN CERTIFICATE-----\n...\n-----END CERTIFICATE-----\n".to_vec();
+    /// let builder = kv_redis::RedisStore::builder("rediss://redis.internal:6380")
+    ///     .tls_root_certificates(ca);
+    /// # let _ = builder;
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn tls_root_certificates(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.root_certificates = Some(pem.into());
+        self
+    }
+
+    /// The certificates to trust, if custom; installs the ring crypto provider unless the
+    /// application installed one.
+    #[cfg(feature = "tls")]
+    fn tls_certificates(&self) -> Option<redis::TlsCertificates> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        self.root_certificates
+            .clone()
+            .map(|pem| redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem),
+            })
+    }
+
     /// Connects, failing with a retryable error if Redis cannot be reached in time.
     ///
     /// ```no_run
@@ -417,7 +450,13 @@ impl RedisBuilder {
         let config_error =
             |e: RedisError| Error::backend(BACKEND, "invalid Redis configuration", false, e);
         let conn = if self.cluster {
-            let client = redis::cluster::ClusterClientBuilder::new(self.urls.clone())
+            #[allow(unused_mut)]
+            let mut builder = redis::cluster::ClusterClientBuilder::new(self.urls.clone());
+            #[cfg(feature = "tls")]
+            if let Some(certificates) = self.tls_certificates() {
+                builder = builder.certs(certificates);
+            }
+            let client = builder
                 .connection_timeout(self.connect_timeout)
                 .response_timeout(self.timeout)
                 .retries(2)
@@ -436,7 +475,14 @@ impl RedisBuilder {
                     std::io::Error::other("use RedisStore::cluster for several nodes"),
                 ));
             };
-            let client = redis::Client::open(url.as_str()).map_err(config_error)?;
+            #[cfg(feature = "tls")]
+            let client = match self.tls_certificates() {
+                Some(certificates) => redis::Client::build_with_tls(url.as_str(), certificates),
+                None => redis::Client::open(url.as_str()),
+            };
+            #[cfg(not(feature = "tls"))]
+            let client = redis::Client::open(url.as_str());
+            let client = client.map_err(config_error)?;
             // Responses are bounded by the store's own per-operation timeout (one timer per
             // call, covering reconnection waits too), so the connection needs none of its own.
             let config = redis::aio::ConnectionManagerConfig::new()

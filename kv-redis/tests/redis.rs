@@ -124,3 +124,28 @@ async fn passwords_stay_out_of_debug_and_errors() {
     }
     assert!(!chain.contains("hunter2"), "{chain}");
 }
+
+#[tokio::test]
+async fn connects_over_a_unix_socket() {
+    let socket = std::env::temp_dir().join(format!(
+        "kv-redis-{}-{}.sock",
+        std::process::id(),
+        servers::free_port()
+    ));
+    let socket_arg = socket.to_string_lossy().into_owned();
+    let Some(_server) = servers::RedisServer::start(&["--unixsocket", &socket_arg]) else {
+        return;
+    };
+    let store = RedisStore::connect(&format!("redis+unix://{socket_arg}"))
+        .await
+        .expect("connecting over the socket");
+    store
+        .put("over-unix", "ok".into(), PutOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get("over-unix").await.unwrap().as_deref(),
+        Some(&b"ok"[..])
+    );
+    let _ = std::fs::remove_file(&socket);
+}

@@ -74,6 +74,7 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     args: Vec<String>,
+    tls: bool,
     guard: Option<Child>,
 }
 
@@ -82,6 +83,13 @@ impl RedisServer {
     /// free port and a fresh data directory. `None` when the user opted out with
     /// `KV_TEST_SKIP_REDIS=1`; panics with install instructions when the binary is missing.
     pub fn start(args: &[&str]) -> Option<Self> {
+        let mut server = Self::prepare(args)?;
+        server.spawn();
+        Some(server)
+    }
+
+    /// Checks for the binary and picks a port and a data directory, without starting.
+    fn prepare(args: &[&str]) -> Option<Self> {
         if !on_path("redis-server") {
             if skip_redis() {
                 return None;
@@ -91,39 +99,149 @@ impl RedisServer {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("kv-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("creating a data directory");
-        let mut server = Self {
+        Some(Self {
             port,
             dir,
             args: args.iter().map(|a| (*a).to_owned()).collect(),
+            tls: false,
             guard: None,
+        })
+    }
+
+    /// Starts a server that only speaks TLS, with a certificate for `127.0.0.1` signed by a
+    /// throwaway CA (made with the `openssl` command); [`RedisServer::tls_ca_pem`] returns the CA
+    /// to trust and [`RedisServer::url`] a `rediss://` URL.
+    pub fn start_tls() -> Option<Self> {
+        let mut server = Self::prepare(&[])?;
+        let dir = server.dir.clone();
+        let openssl = |args: &[&str]| {
+            let status = Command::new("openssl")
+                .args(args)
+                .current_dir(&dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("running openssl (Debian package openssl)");
+            assert!(status.success(), "openssl {args:?} failed");
         };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-subj",
+            "/CN=kv-test-ca",
+            "-days",
+            "2",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ]);
+        let extensions = "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+                          keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n";
+        std::fs::write(dir.join("ext.cnf"), extensions).expect("writing certificate extensions");
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ]);
+        server.tls = true;
         server.spawn();
         Some(server)
+    }
+
+    /// The PEM of the CA that signed a [`RedisServer::start_tls`] server's certificate.
+    pub fn tls_ca_pem(&self) -> Vec<u8> {
+        std::fs::read(self.dir.join("ca.crt")).expect("reading the test CA")
     }
 
     fn spawn(&mut self) {
         // The shell starts redis-server, then blocks reading stdin; when the pipe closes (we
         // drop it, or this process dies) it kills the server.
         let script = r#"redis-server "$@" & pid=$!; read _; kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null"#;
+        let port = self.port.to_string();
+        let listen: Vec<&str> = if self.tls {
+            vec![
+                "--port",
+                "0",
+                "--tls-port",
+                &port,
+                "--tls-cert-file",
+                "server.crt",
+                "--tls-key-file",
+                "server.key",
+                "--tls-ca-cert-file",
+                "ca.crt",
+                "--tls-auth-clients",
+                "no",
+            ]
+        } else {
+            vec!["--port", &port]
+        };
         let child = Command::new("sh")
             .arg("-c")
             .arg(script)
             .arg("sh")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--dir"])
+            .args(&listen)
+            .args(["--bind", "127.0.0.1", "--save", "", "--dir"])
             .arg(&self.dir)
             .args(&self.args)
+            .current_dir(&self.dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("starting redis-server");
         self.guard = Some(child);
-        let port = self.port;
+        let dir = self.dir.clone();
+        let (port, tls) = (self.port, self.tls);
         wait_until(
             "redis-server to answer PING",
             Duration::from_secs(20),
-            || command(port, "PING").is_some_and(|reply| reply.starts_with("+PONG")),
+            || {
+                if tls {
+                    Command::new("redis-cli")
+                        .args([
+                            "--tls",
+                            "--cacert",
+                            "ca.crt",
+                            "-p",
+                            &port.to_string(),
+                            "PING",
+                        ])
+                        .current_dir(&dir)
+                        .output()
+                        .is_ok_and(|out| out.stdout.starts_with(b"PONG"))
+                } else {
+                    command(port, "PING").is_some_and(|reply| reply.starts_with("+PONG"))
+                }
+            },
         );
     }
 
@@ -146,9 +264,10 @@ impl RedisServer {
         self.port
     }
 
-    /// `redis://127.0.0.1:{port}`.
+    /// `redis://127.0.0.1:{port}` (`rediss://` for a TLS server).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// Its data directory.

@@ -1,7 +1,7 @@
 //! Project automation, run as `cargo xtask <command>`.
 //!
 //! - `cargo xtask test [ARGS…]`: installs what the tests need when it is missing (Debian's
-//!   `redis-server`), then runs `cargo test --workspace --all-features [ARGS…]`.
+//!   `redis-server`, `redis-cli`, `openssl`), then runs `cargo test --workspace --all-features [ARGS…]`.
 //! - `cargo xtask deps`: only the installation step.
 
 use std::env;
@@ -43,11 +43,15 @@ fn run(command: &mut Command) -> Result<(), String> {
 
 /// Installs the Debian packages the tests need, when they are missing.
 fn install_deps() -> Result<(), String> {
-    let missing: Vec<&str> = [("redis-server", "redis-server")]
-        .into_iter()
-        .filter(|(binary, _)| !on_path(binary))
-        .map(|(_, package)| package)
-        .collect();
+    let missing: Vec<&str> = [
+        ("redis-server", "redis-server"),
+        ("redis-cli", "redis-tools"),
+        ("openssl", "openssl"),
+    ]
+    .into_iter()
+    .filter(|(binary, _)| !on_path(binary))
+    .map(|(_, package)| package)
+    .collect();
     if missing.is_empty() {
         return Ok(());
     }

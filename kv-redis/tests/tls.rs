@@ -1,0 +1,33 @@
+//! `rediss://` against a real `redis-server` that only speaks TLS, with a certificate signed by a
+//! throwaway CA the store is told to trust.
+#![cfg(feature = "tls")]
+
+use kv_core::{KvStore, PutOptions};
+use kv_redis::RedisStore;
+use kv_testsuite::servers::RedisServer;
+
+#[tokio::test]
+async fn rediss_with_a_private_ca() {
+    let Some(server) = RedisServer::start_tls() else {
+        kv_testsuite::skip("TLS test", "KV_TEST_SKIP_REDIS=1");
+        return;
+    };
+    assert!(server.url().starts_with("rediss://"));
+    let store = RedisStore::builder(server.url())
+        .tls_root_certificates(server.tls_ca_pem())
+        .connect()
+        .await
+        .expect("connecting over TLS");
+    store
+        .put("secure", "yes".into(), PutOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get("secure").await.unwrap().as_deref(),
+        Some(&b"yes"[..])
+    );
+
+    // Without the CA the server's certificate is not trusted: a clear error, not a panic.
+    let untrusted = RedisStore::builder(server.url()).connect().await;
+    assert!(untrusted.is_err(), "an unknown CA must be refused");
+}
