@@ -1,0 +1,34 @@
+//! Wrappers that each implement [`KvStore`](kv_core::KvStore) over any store and compose in any
+//! order, the way tower layers compose services:
+//!
+//! - [`Namespaced`]: every key under a prefix, for tenants or applications sharing a store;
+//! - [`Traced`]: a `tracing` span per operation (keys left out, or hashed);
+//! - [`Metered`]: operation counts and latency histograms through the `metrics` facade;
+//! - [`Resilient`]: a timeout per call and retries of transient failures within a budget.
+//!
+//! Every wrapper forwards every trait method explicitly (checked by
+//! `#[deny(clippy::missing_trait_methods)]`), so a method added to the trait cannot be silently
+//! skipped, and every wrapper passes the conformance suite.
+//!
+//! ```
+//! use std::time::Duration;
+//! use kv_core::{KvStore, PutOptions};
+//! use kv_layers::{Metered, Namespaced, Resilient, Traced};
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> kv_core::Result<()> {
+//! let store = Traced::new(Metered::new(Resilient::new(Namespaced::new(
+//!     kv_memory::MemoryStore::new(),
+//!     "billing/",
+//! ))
+//! .timeout(Duration::from_millis(250))));
+//! store.put("invoice:7", "paid".into(), PutOptions::new()).await?;
+//! # Ok(()) }
+//! ```
+
+mod namespace;
+mod observe;
+mod resilient;
+
+pub use namespace::Namespaced;
+pub use observe::{Metered, Traced};
+pub use resilient::{Resilient, RetryPolicy};
