@@ -4,7 +4,9 @@
 //! - [`Namespaced`]: every key under a prefix, for tenants or applications sharing a store;
 //! - [`Traced`]: a `tracing` span per operation (keys left out, or hashed);
 //! - [`Metered`]: operation counts and latency histograms through the `metrics` facade;
-//! - [`Resilient`]: a timeout per call and retries of transient failures within a budget.
+//! - [`Resilient`]: a timeout per call and retries of transient failures within a budget;
+//! - [`TwoTier`]: a bounded local memory tier in front of a remote store, kept fresh across
+//!   instances by an [`Invalidator`] (Redis pub/sub with feature `redis`) or a staleness bound.
 //!
 //! Every wrapper forwards every trait method explicitly (checked by
 //! `#[deny(clippy::missing_trait_methods)]`), so a method added to the trait cannot be silently
@@ -27,8 +29,14 @@
 
 mod namespace;
 mod observe;
+#[cfg(feature = "redis")]
+mod redis_invalidator;
 mod resilient;
+mod two_tier;
 
 pub use namespace::Namespaced;
 pub use observe::{Metered, Traced};
+#[cfg(feature = "redis")]
+pub use redis_invalidator::RedisInvalidator;
 pub use resilient::{Resilient, RetryPolicy};
+pub use two_tier::{Invalidation, InvalidationSink, Invalidator, TwoTier};

@@ -1,0 +1,488 @@
+//! [`TwoTier`]: a bounded local memory tier in front of a remote store.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use kv_core::{
+    Capabilities, Consistency, CounterOptions, Entry, KvStore, ListOptions, ListPage, PutItem,
+    PutOptions, Result,
+};
+use serde_json::Value;
+use tokio::time::Instant;
+
+const SHARDS: usize = 16;
+
+/// What an [`Invalidator`] tells a local tier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Invalidation {
+    /// Another instance changed these keys: drop them.
+    Keys(Vec<String>),
+    /// Messages may have been lost (the channel was down): drop everything, and do not cache
+    /// until the channel is `Up` again.
+    Down,
+    /// The channel works (again): caching may resume.
+    Up,
+}
+
+/// Where a local tier's invalidations are delivered; dropped tiers stop receiving.
+#[derive(Clone)]
+pub struct InvalidationSink {
+    tier: Weak<Local>,
+}
+
+impl fmt::Debug for InvalidationSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InvalidationSink")
+            .field("alive", &self.is_alive())
+            .finish()
+    }
+}
+
+impl InvalidationSink {
+    /// Delivers one invalidation; returns `false` once the tier is gone, so the listener can stop.
+    pub fn deliver(&self, invalidation: Invalidation) -> bool {
+        let Some(tier) = self.tier.upgrade() else {
+            return false;
+        };
+        match invalidation {
+            Invalidation::Keys(keys) => keys.iter().for_each(|k| tier.remove(k)),
+            Invalidation::Down => {
+                tier.usable.store(false, Ordering::SeqCst);
+                tier.clear();
+            }
+            Invalidation::Up => {
+                tier.clear();
+                tier.usable.store(true, Ordering::SeqCst);
+            }
+        }
+        true
+    }
+
+    /// Whether the tier still exists.
+    pub fn is_alive(&self) -> bool {
+        self.tier.strong_count() > 0
+    }
+}
+
+/// Tells other instances which keys changed, and this instance what others changed.
+///
+/// Implemented over Redis pub/sub by `RedisInvalidator` (feature `redis`).
+#[async_trait::async_trait]
+pub trait Invalidator: Send + Sync + fmt::Debug + 'static {
+    /// Announces that `keys` changed.
+    async fn publish(&self, keys: &[String]) -> Result<()>;
+
+    /// Starts delivering what other instances announce to `sink`, beginning with
+    /// [`Invalidation::Down`] until the subscription is established.
+    fn subscribe(&self, sink: InvalidationSink);
+}
+
+/// A cached value.
+#[derive(Debug)]
+struct Cached {
+    value: Bytes,
+    metadata: Option<Value>,
+    /// Unix seconds, as the remote reported it.
+    expiration: Option<u64>,
+    fetched: Instant,
+    size: usize,
+    generation: u64,
+}
+
+#[derive(Debug, Default)]
+struct Shard {
+    map: HashMap<String, Cached>,
+    /// Insertion order for eviction; entries whose generation no longer matches are skipped.
+    order: VecDeque<(String, u64)>,
+    bytes: usize,
+    generation: u64,
+}
+
+/// The local tier: sharded maps bounded by entries and bytes, evicting the oldest insertions.
+#[derive(Debug)]
+struct Local {
+    shards: Box<[Mutex<Shard>]>,
+    max_entries: AtomicUsize,
+    max_bytes: AtomicUsize,
+    /// Whether cached entries may be served (false while invalidations may be missed).
+    usable: AtomicBool,
+}
+
+fn lock(shard: &Mutex<Shard>) -> std::sync::MutexGuard<'_, Shard> {
+    shard.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Local {
+    fn shard(&self, key: &str) -> &Mutex<Shard> {
+        let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        // The modulo keeps the index below SHARDS.
+        &self.shards[(hash % SHARDS as u64) as usize]
+    }
+
+    fn get(&self, key: &str, max_age: Duration) -> Option<Entry> {
+        if !self.usable.load(Ordering::Relaxed) {
+            return None;
+        }
+        let shard = lock(self.shard(key));
+        let cached = shard.map.get(key)?;
+        if cached.fetched.elapsed() >= max_age {
+            return None;
+        }
+        if let Some(expiration) = cached.expiration {
+            // Expirations come rounded up to the second, so the key may end up to a second
+            // before `expiration`: a copy is served only until that earliest possible end.
+            let now_ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            if now_ms >= expiration.saturating_sub(1).saturating_mul(1000) {
+                return None;
+            }
+        }
+        Some(Entry::new(
+            cached.value.clone(),
+            cached.metadata.clone(),
+            cached.expiration,
+        ))
+    }
+
+    fn insert(&self, key: &str, entry: &Entry, fetched: Instant) {
+        let metadata_size = entry.metadata.as_ref().map_or(0, |m| m.to_string().len());
+        let size = key.len() + entry.value.len() + metadata_size;
+        let per_shard_bytes = self.max_bytes.load(Ordering::Relaxed) / SHARDS;
+        if size > per_shard_bytes || !self.usable.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut shard = lock(self.shard(key));
+        shard.generation += 1;
+        let generation = shard.generation;
+        let cached = Cached {
+            value: entry.value.clone(),
+            metadata: entry.metadata.clone(),
+            expiration: entry.expiration,
+            fetched,
+            size,
+            generation,
+        };
+        if let Some(old) = shard.map.insert(key.to_owned(), cached) {
+            shard.bytes -= old.size;
+        }
+        shard.bytes += size;
+        shard.order.push_back((key.to_owned(), generation));
+        let max_entries = (self.max_entries.load(Ordering::Relaxed) / SHARDS).max(1);
+        while shard.map.len() > max_entries || shard.bytes > per_shard_bytes {
+            let Some((oldest, generation)) = shard.order.pop_front() else {
+                break;
+            };
+            if shard
+                .map
+                .get(&oldest)
+                .is_some_and(|c| c.generation == generation)
+            {
+                if let Some(evicted) = shard.map.remove(&oldest) {
+                    shard.bytes -= evicted.size;
+                }
+            }
+        }
+        if shard.order.len() > 2 * shard.map.len() + 64 {
+            let Shard { map, order, .. } = &mut *shard;
+            order.retain(|(key, generation)| {
+                map.get(key).is_some_and(|c| c.generation == *generation)
+            });
+        }
+    }
+
+    fn remove(&self, key: &str) {
+        let mut shard = lock(self.shard(key));
+        if let Some(old) = shard.map.remove(key) {
+            shard.bytes -= old.size;
+        }
+    }
+
+    fn clear(&self) {
+        for shard in self.shards.iter() {
+            let mut shard = lock(shard);
+            shard.map.clear();
+            shard.order.clear();
+            shard.bytes = 0;
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.shards.iter().map(|s| lock(s).map.len()).sum()
+    }
+}
+
+/// A bounded local memory tier in front of a remote store, for hot keys that should cost no
+/// round trip.
+///
+/// # Consistency
+///
+/// - **Reads** are served from the local tier when it holds the key, the copy is younger than
+///   `max_staleness`, and the key cannot have expired yet (expirations are reported in whole
+///   seconds, so a copy is dropped a second before the reported one); otherwise
+///   they go to the remote store and refill the local tier. Listings always go to the remote.
+/// - **Writes and deletes** go to the remote store first; then the local copy is dropped and,
+///   with an [`Invalidator`], the change is announced to the other instances.
+/// - **This instance reads its own writes** immediately.
+/// - **Other instances** stop serving the old value when the announcement reaches them (over
+///   Redis pub/sub, typically well under a millisecond), and in any case once their copy is
+///   `max_staleness` old. While an invalidator's channel is down, the local tier is emptied and
+///   bypassed, so a lost announcement never extends staleness beyond what a copy fetched before
+///   the outage already had. Without an invalidator, `max_staleness` alone bounds it.
+///
+/// [`Capabilities::consistency`] therefore reports [`Consistency::Eventual`].
+///
+/// ```
+/// use std::time::Duration;
+/// use kv_core::{KvStore, PutOptions};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> kv_core::Result<()> {
+/// let remote = kv_memory::MemoryStore::new();
+/// let store = kv_layers::TwoTier::new(remote)
+///     .max_entries(10_000)
+///     .max_bytes(64 << 20)
+///     .max_staleness(Duration::from_secs(1));
+/// store.put("config", "v1".into(), PutOptions::new()).await?;
+/// assert_eq!(store.get("config").await?.as_deref(), Some(&b"v1"[..]));
+/// assert_eq!(store.get("config").await?.as_deref(), Some(&b"v1"[..])); // local hit
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct TwoTier<R> {
+    remote: R,
+    local: Arc<Local>,
+    max_staleness: Duration,
+    invalidator: Option<Arc<dyn Invalidator>>,
+    caps: Capabilities,
+}
+
+impl<R: KvStore> TwoTier<R> {
+    /// A local tier of up to 10,000 entries and 64 MiB, copies at most 1 s old, no invalidator.
+    ///
+    /// ```
+    /// let store = kv_layers::TwoTier::new(kv_memory::MemoryStore::new());
+    /// assert_eq!(store.cached_entries(), 0);
+    /// ```
+    pub fn new(remote: R) -> Self {
+        let caps = remote
+            .capabilities()
+            .clone()
+            .with_consistency(Consistency::Eventual);
+        Self {
+            remote,
+            local: Arc::new(Local {
+                shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+                max_entries: AtomicUsize::new(10_000),
+                max_bytes: AtomicUsize::new(64 << 20),
+                usable: AtomicBool::new(true),
+            }),
+            max_staleness: Duration::from_secs(1),
+            invalidator: None,
+            caps,
+        }
+    }
+
+    /// The most entries held locally.
+    ///
+    /// ```
+    /// let store = kv_layers::TwoTier::new(kv_memory::MemoryStore::new()).max_entries(100);
+    /// # let _ = store;
+    /// ```
+    pub fn max_entries(self, entries: usize) -> Self {
+        self.local
+            .max_entries
+            .store(entries.max(SHARDS), Ordering::Relaxed);
+        self
+    }
+
+    /// The most bytes (keys, values and metadata) held locally.
+    ///
+    /// ```
+    /// let store = kv_layers::TwoTier::new(kv_memory::MemoryStore::new()).max_bytes(1 << 20);
+    /// # let _ = store;
+    /// ```
+    pub fn max_bytes(self, bytes: usize) -> Self {
+        self.local.max_bytes.store(bytes, Ordering::Relaxed);
+        self
+    }
+
+    /// How old a local copy may be before it is fetched again: the staleness bound when no
+    /// invalidation reaches this instance.
+    ///
+    /// ```
+    /// let store = kv_layers::TwoTier::new(kv_memory::MemoryStore::new())
+    ///     .max_staleness(std::time::Duration::from_millis(200));
+    /// # let _ = store;
+    /// ```
+    pub fn max_staleness(mut self, max: Duration) -> Self {
+        self.max_staleness = max;
+        self
+    }
+
+    /// Announces writes to, and hears writes from, other instances through `invalidator`.
+    /// Call within a tokio runtime (the invalidator may spawn its listener).
+    ///
+    /// ```
+    /// # async fn example(url: &str) -> kv_core::Result<()> {
+    /// # #[cfg(feature = "redis")]
+    /// # {
+    /// let remote = kv_redis::RedisStore::connect(url).await?;
+    /// let invalidator = kv_layers::RedisInvalidator::connect(url, "kv:invalidate").await?;
+    /// let store = kv_layers::TwoTier::new(remote).invalidator(invalidator);
+    /// # }
+    /// # Ok(()) }
+    /// ```
+    pub fn invalidator(mut self, invalidator: impl Invalidator) -> Self {
+        let invalidator: Arc<dyn Invalidator> = Arc::new(invalidator);
+        self.local.usable.store(false, Ordering::SeqCst);
+        invalidator.subscribe(InvalidationSink {
+            tier: Arc::downgrade(&self.local),
+        });
+        self.invalidator = Some(invalidator);
+        self
+    }
+
+    /// How many entries the local tier holds now.
+    ///
+    /// ```
+    /// let store = kv_layers::TwoTier::new(kv_memory::MemoryStore::new());
+    /// assert_eq!(store.cached_entries(), 0);
+    /// ```
+    pub fn cached_entries(&self) -> usize {
+        self.local.len()
+    }
+
+    /// The remote store.
+    ///
+    /// ```
+    /// let store = kv_layers::TwoTier::new(kv_memory::MemoryStore::new());
+    /// let _remote: &kv_memory::MemoryStore = store.remote();
+    /// ```
+    pub fn remote(&self) -> &R {
+        &self.remote
+    }
+
+    async fn read(&self, key: &str) -> Result<Option<Entry>> {
+        if let Some(entry) = self.local.get(key, self.max_staleness) {
+            return Ok(Some(entry));
+        }
+        let fetched = Instant::now();
+        let entry = self.remote.get_with_metadata(key).await?;
+        if let Some(entry) = &entry {
+            self.local.insert(key, entry, fetched);
+        }
+        Ok(entry)
+    }
+
+    /// Drops local copies and tells the other instances.
+    async fn changed(&self, keys: &[String]) {
+        for key in keys {
+            self.local.remove(key);
+        }
+        if let Some(invalidator) = &self.invalidator {
+            if let Err(error) = invalidator.publish(keys).await {
+                tracing::warn!(
+                    target: "kv",
+                    %error,
+                    "could not announce a write; other instances may serve the old value until their copy ages out"
+                );
+            }
+        }
+    }
+
+    async fn changed_one(&self, key: &str) {
+        self.changed(&[key.to_owned()]).await;
+    }
+}
+
+#[deny(clippy::missing_trait_methods)]
+#[async_trait::async_trait]
+impl<R: KvStore> KvStore for TwoTier<R> {
+    fn capabilities(&self) -> &Capabilities {
+        &self.caps
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        self.caps.check_key(key)?;
+        Ok(self.read(key).await?.map(|e| e.value))
+    }
+
+    async fn get_with_metadata(&self, key: &str) -> Result<Option<Entry>> {
+        self.caps.check_key(key)?;
+        self.read(key).await
+    }
+
+    async fn put(&self, key: &str, value: Bytes, options: PutOptions) -> Result<()> {
+        let result = self.remote.put(key, value, options).await;
+        self.changed_one(key).await;
+        result
+    }
+
+    async fn put_if_absent(&self, key: &str, value: Bytes, options: PutOptions) -> Result<bool> {
+        let written = self.remote.put_if_absent(key, value, options).await?;
+        if written {
+            self.changed_one(key).await;
+        }
+        Ok(written)
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        let result = self.remote.delete(key).await;
+        self.changed_one(key).await;
+        result
+    }
+
+    async fn list(&self, options: ListOptions) -> Result<ListPage> {
+        self.remote.list(options).await
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
+        self.caps.check_batch_get(keys.len())?;
+        keys.iter().try_for_each(|k| self.caps.check_key(k))?;
+        let mut values: Vec<Option<Bytes>> = Vec::with_capacity(keys.len());
+        let mut missing = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            match self.local.get(key, self.max_staleness) {
+                Some(entry) => values.push(Some(entry.value)),
+                None => {
+                    values.push(None);
+                    missing.push(i);
+                }
+            }
+        }
+        if !missing.is_empty() {
+            let wanted: Vec<String> = missing.iter().map(|&i| keys[i].clone()).collect();
+            let fetched = self.remote.get_many(&wanted).await?;
+            for (i, value) in missing.into_iter().zip(fetched) {
+                values[i] = value;
+            }
+        }
+        Ok(values)
+    }
+
+    async fn put_many(&self, items: Vec<PutItem>) -> Result<()> {
+        let keys: Vec<String> = items.iter().map(|i| i.key.clone()).collect();
+        let result = self.remote.put_many(items).await;
+        self.changed(&keys).await;
+        result
+    }
+
+    async fn delete_many(&self, keys: &[String]) -> Result<()> {
+        let result = self.remote.delete_many(keys).await;
+        self.changed(keys).await;
+        result
+    }
+
+    async fn increment(&self, key: &str, delta: i64, options: CounterOptions) -> Result<i64> {
+        let result = self.remote.increment(key, delta, options).await;
+        self.changed_one(key).await;
+        result
+    }
+}

@@ -1,0 +1,215 @@
+//! The two-tier store: the conformance suite over memory and over Redis, invalidation between
+//! two instances sharing one Redis, the staleness bound without invalidation, and the size bounds.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kv_core::{KvStore, PutOptions};
+use kv_layers::{Invalidation, InvalidationSink, Invalidator, RedisInvalidator, TwoTier};
+use kv_memory::MemoryStore;
+use kv_redis::RedisStore;
+use kv_testsuite::{Harness, Namespace, servers};
+use tokio::time::Instant;
+
+async fn memory_harness() -> Harness {
+    Harness::real_time(TwoTier::new(MemoryStore::new()).max_staleness(Duration::from_secs(5)))
+}
+
+kv_testsuite::conformance_tests!(memory_harness);
+
+/// Two stores on one Redis namespace, each fronted by a local tier, sharing a channel.
+async fn pair(
+    max_staleness: Duration,
+    invalidate: bool,
+) -> Option<(TwoTier<RedisStore>, TwoTier<RedisStore>)> {
+    let url = servers::shared_redis_url()?;
+    let ns = Namespace::new();
+    let mut tiers = Vec::new();
+    for _ in 0..2 {
+        let remote = RedisStore::builder(url.as_str())
+            .namespace(ns.prefix())
+            .connect()
+            .await
+            .expect("connecting");
+        let mut tier = TwoTier::new(remote).max_staleness(max_staleness);
+        if invalidate {
+            let channel = format!("{}invalidate", ns.prefix());
+            let invalidator = RedisInvalidator::connect(&url, channel)
+                .await
+                .expect("pub/sub");
+            tier = tier.invalidator(invalidator);
+        }
+        tiers.push(tier);
+    }
+    let b = tiers.pop()?;
+    let a = tiers.pop()?;
+    Some((a, b))
+}
+
+mod on_redis {
+    use super::*;
+
+    async fn harness() -> Option<Harness> {
+        let (a, _b) = pair(Duration::from_secs(30), true).await?;
+        Some(Harness::real_time(a))
+    }
+
+    kv_testsuite::conformance_tests!(harness);
+}
+
+/// Polls `b` until it returns `want`, and returns how long that took.
+async fn until_seen(b: &TwoTier<RedisStore>, key: &str, want: &[u8], limit: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        if b.get(key).await.unwrap().as_deref() == Some(want) {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < limit, "still stale after {limit:?}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_through_one_instance_invalidates_the_other() {
+    let Some((a, b)) = pair(Duration::from_secs(60), true).await else {
+        return;
+    };
+    // Wait until both listeners are subscribed (until then reads bypass the local tier).
+    a.put("warmup", "0".into(), PutOptions::new())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    while b.cached_entries() == 0 {
+        b.get("warmup").await.unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "listener never subscribed"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for round in 0..20 {
+        let old = format!("v{round}");
+        let new = format!("v{}", round + 1);
+        a.put("hot", old.clone().into(), PutOptions::new())
+            .await
+            .unwrap();
+        until_seen(&b, "hot", old.as_bytes(), Duration::from_secs(1)).await;
+        assert!(b.cached_entries() > 0, "b serves from its local tier");
+        a.put("hot", new.clone().into(), PutOptions::new())
+            .await
+            .unwrap();
+        // With a 60 s staleness bound, only the pub/sub invalidation can make b see this soon.
+        until_seen(&b, "hot", new.as_bytes(), Duration::from_secs(1)).await;
+    }
+    a.delete("hot").await.unwrap();
+    let started = Instant::now();
+    while b.get("hot").await.unwrap().is_some() {
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "deleted key still served"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_invalidation_staleness_is_bounded() {
+    let bound = Duration::from_millis(300);
+    let Some((a, b)) = pair(bound, false).await else {
+        return;
+    };
+    a.put("k", "old".into(), PutOptions::new()).await.unwrap();
+    assert_eq!(b.get("k").await.unwrap().as_deref(), Some(&b"old"[..]));
+    a.put("k", "new".into(), PutOptions::new()).await.unwrap();
+    // a reads its own write at once; b may lag, but never past the bound (plus scheduling).
+    assert_eq!(a.get("k").await.unwrap().as_deref(), Some(&b"new"[..]));
+    until_seen(&b, "k", b"new", bound + Duration::from_millis(200)).await;
+}
+
+#[tokio::test]
+async fn the_local_tier_is_bounded_by_entries_and_bytes() {
+    let remote = MemoryStore::new();
+    for i in 0..1000 {
+        remote
+            .put(&format!("k{i}"), vec![0u8; 1000].into(), PutOptions::new())
+            .await
+            .unwrap();
+    }
+    let tier = TwoTier::new(remote.clone()).max_entries(64);
+    for i in 0..1000 {
+        tier.get(&format!("k{i}")).await.unwrap();
+    }
+    assert!(
+        tier.cached_entries() <= 64,
+        "{} entries",
+        tier.cached_entries()
+    );
+    assert!(tier.cached_entries() >= 16);
+    let tier = TwoTier::new(remote).max_bytes(32 * 1024);
+    for i in 0..1000 {
+        tier.get(&format!("k{i}")).await.unwrap();
+    }
+    assert!(
+        tier.cached_entries() <= 32,
+        "{} entries",
+        tier.cached_entries()
+    );
+}
+
+/// An invalidator driven by hand.
+#[derive(Debug, Default, Clone)]
+struct Manual(Arc<Mutex<Option<InvalidationSink>>>);
+
+#[async_trait::async_trait]
+impl Invalidator for Manual {
+    async fn publish(&self, _keys: &[String]) -> kv_core::Result<()> {
+        Ok(())
+    }
+    fn subscribe(&self, sink: InvalidationSink) {
+        *self.0.lock().unwrap() = Some(sink);
+    }
+}
+
+#[tokio::test]
+async fn while_invalidations_may_be_lost_the_local_tier_is_bypassed() {
+    let remote = MemoryStore::new();
+    remote
+        .put("k", "v1".into(), PutOptions::new())
+        .await
+        .unwrap();
+    let manual = Manual::default();
+    let tier = TwoTier::new(remote.clone())
+        .max_staleness(Duration::from_secs(60))
+        .invalidator(manual.clone());
+    let sink = manual.0.lock().unwrap().clone().unwrap();
+    tier.get("k").await.unwrap();
+    assert_eq!(
+        tier.cached_entries(),
+        0,
+        "nothing is cached before the channel is up"
+    );
+    assert!(sink.deliver(Invalidation::Up));
+    tier.get("k").await.unwrap();
+    assert_eq!(tier.cached_entries(), 1);
+    // Another instance's write, announced: dropped.
+    remote
+        .put("k", "v2".into(), PutOptions::new())
+        .await
+        .unwrap();
+    assert!(sink.deliver(Invalidation::Keys(vec!["k".into()])));
+    assert_eq!(tier.get("k").await.unwrap().as_deref(), Some(&b"v2"[..]));
+    // The channel goes down: everything cached is dropped and reads go to the remote.
+    assert!(sink.deliver(Invalidation::Down));
+    assert_eq!(tier.cached_entries(), 0);
+    remote
+        .put("k", "v3".into(), PutOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(tier.get("k").await.unwrap().as_deref(), Some(&b"v3"[..]));
+    assert_eq!(tier.cached_entries(), 0);
+    drop(tier);
+    assert!(
+        !sink.deliver(Invalidation::Up),
+        "a dropped tier stops listening"
+    );
+}
