@@ -9,6 +9,7 @@ use std::process::ExitCode;
 mod alloc;
 mod memory;
 mod redis;
+mod wrappers;
 
 #[global_allocator]
 static ALLOCATOR: alloc::Counting = alloc::Counting;
@@ -66,8 +67,9 @@ fn main() -> ExitCode {
     match which.as_str() {
         "memory" => runtime.block_on(memory::run()),
         "redis" => runtime.block_on(redis::run()),
+        "wrappers" => runtime.block_on(wrappers::run()),
         _ => {
-            eprintln!("usage: kv-bench memory|redis");
+            eprintln!("usage: kv-bench memory|redis|wrappers");
             return ExitCode::FAILURE;
         }
     }

@@ -4,6 +4,7 @@
 //! - [`Namespaced`]: every key under a prefix, for tenants or applications sharing a store;
 //! - [`Traced`]: a `tracing` span per operation (keys left out, or hashed);
 //! - [`Metered`]: operation counts and latency histograms through the `metrics` facade;
+//! - [`Observed`]: both in one layer, measured once;
 //! - [`Resilient`]: a timeout per call and retries of transient failures within a budget;
 //! - [`TwoTier`]: a bounded local memory tier in front of a remote store, kept fresh across
 //!   instances by an [`Invalidator`] (Redis pub/sub with feature `redis`) or a staleness bound.
@@ -27,6 +28,7 @@
 //! # Ok(()) }
 //! ```
 
+mod compose;
 mod namespace;
 mod observe;
 #[cfg(feature = "redis")]
@@ -34,8 +36,9 @@ mod redis_invalidator;
 mod resilient;
 mod two_tier;
 
+pub use compose::Layered;
 pub use namespace::Namespaced;
-pub use observe::{Metered, Traced};
+pub use observe::{Metered, Observed, Traced};
 #[cfg(feature = "redis")]
 pub use redis_invalidator::RedisInvalidator;
 pub use resilient::{Resilient, RetryPolicy};

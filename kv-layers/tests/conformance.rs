@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use kv_core::ManualClock;
-use kv_layers::{Metered, Namespaced, Resilient, RetryPolicy, Traced};
+use kv_layers::{Metered, Namespaced, Observed, Resilient, RetryPolicy, Traced};
 use kv_memory::MemoryStore;
 use kv_testsuite::Harness;
 
@@ -51,6 +51,15 @@ mod all_stacked {
             "inner/",
         ))));
         Harness::manual(store, clock)
+    }
+    kv_testsuite::conformance_tests!(harness);
+}
+
+mod observed {
+    use super::*;
+    async fn harness() -> Harness {
+        let (store, clock) = memory();
+        Harness::manual(Observed::new(store).hash_keys(true), clock)
     }
     kv_testsuite::conformance_tests!(harness);
 }

@@ -11,7 +11,7 @@ use kv_core::{
     Capabilities, CounterOptions, Entry, Error, KvStore, ListOptions, ListPage, PutItem,
     PutOptions, Result,
 };
-use kv_layers::{Metered, Namespaced, Resilient, RetryPolicy, Traced};
+use kv_layers::{Metered, Namespaced, Observed, Resilient, RetryPolicy, Traced};
 use kv_memory::MemoryStore;
 
 /// A store that fails its next `failures` calls with `error`, or delays each call.
@@ -454,4 +454,32 @@ fn operations_are_counted_and_timed_by_outcome() {
             .clone();
     assert_eq!(samples.len(), 3);
     assert!(samples.iter().all(|s| *s >= 0.0));
+}
+
+#[test]
+fn observed_records_the_same_spans_and_metrics_at_once() {
+    let spans = Spans::default();
+    let recorder = Recorded::default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    tracing::subscriber::with_default(spans.clone(), || {
+        metrics::with_local_recorder(&recorder, || {
+            runtime.block_on(async {
+                let store = Observed::new(MemoryStore::new());
+                store.put("k", "v".into(), PutOptions::new()).await.unwrap();
+                store.get("k").await.unwrap();
+            });
+        });
+    });
+    let all = spans.0.fields.lock().unwrap();
+    let operations: Vec<&str> = {
+        let mut ids: Vec<&u64> = all.keys().collect();
+        ids.sort();
+        ids.iter().map(|id| all[id]["operation"].as_str()).collect()
+    };
+    assert_eq!(operations, ["put", "get"]);
+    let counters = recorder.counters.lock().unwrap();
+    let get = &counters["kv_operations_total{backend=memory,operation=get,outcome=ok}"];
+    assert_eq!(get.0.load(Ordering::SeqCst), 1);
 }

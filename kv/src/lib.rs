@@ -9,6 +9,7 @@
 //! |---|---|---|
 //! | `memory` (default) | [`memory`] | the embedded in-memory store |
 //! | `redis` | `redis` | Redis and Redis Cluster |
+//! | `layers` (default) | [`layers`] | namespaces, tracing, metrics, timeouts and retries, a two-tier store |
 
 pub use kv_core::*;
 
@@ -41,4 +42,21 @@ pub mod memory {
 #[cfg(feature = "redis")]
 pub mod redis {
     pub use kv_redis::{RedisBuilder, RedisStore, redact_url};
+}
+
+/// Wrappers over any store (feature `layers`, on by default): import [`layers::Layered`] and
+/// stack them with one method call each.
+///
+/// ```
+/// use kv::layers::Layered;
+/// use kv::KvStore;
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> kv::Result<()> {
+/// let store = kv::memory::MemoryStore::new().namespaced("app/").traced().two_tier();
+/// assert_eq!(store.get("k").await?, None);
+/// # Ok(()) }
+/// ```
+#[cfg(feature = "layers")]
+pub mod layers {
+    pub use kv_layers::*;
 }

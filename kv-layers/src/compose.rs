@@ -1,0 +1,98 @@
+//! [`Layered`]: the wrappers as methods, so a stack reads top to bottom.
+
+use kv_core::KvStore;
+
+use crate::{Metered, Namespaced, Observed, Resilient, Traced, TwoTier};
+
+/// Wraps any store in the layers of this crate, one method call each.
+///
+/// ```
+/// use std::time::Duration;
+/// use kv_core::{KvStore, PutOptions};
+/// use kv_layers::{Layered, RetryPolicy};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> kv_core::Result<()> {
+/// let store = kv_memory::MemoryStore::new()
+///     .namespaced("billing/")
+///     .resilient()
+///     .timeout(Duration::from_millis(250))
+///     .retry(RetryPolicy::new().max_attempts(3))
+///     .metered()
+///     .traced()
+///     .two_tier()
+///     .max_staleness(Duration::from_millis(500));
+/// store.put("invoice:7", "paid".into(), PutOptions::new()).await?;
+/// assert_eq!(store.get("invoice:7").await?.as_deref(), Some(&b"paid"[..]));
+/// # Ok(()) }
+/// ```
+pub trait Layered: KvStore + Sized {
+    /// Puts every key under `prefix`: [`Namespaced`].
+    ///
+    /// ```
+    /// use kv_layers::Layered;
+    /// let store = kv_memory::MemoryStore::new().namespaced("app/");
+    /// # let _ = store;
+    /// ```
+    fn namespaced(self, prefix: impl Into<String>) -> Namespaced<Self> {
+        Namespaced::new(self, prefix)
+    }
+
+    /// A span per operation: [`Traced`].
+    ///
+    /// ```
+    /// use kv_layers::Layered;
+    /// let store = kv_memory::MemoryStore::new().traced();
+    /// # let _ = store;
+    /// ```
+    fn traced(self) -> Traced<Self> {
+        Traced::new(self)
+    }
+
+    /// Counts and latencies through the `metrics` facade: [`Metered`].
+    ///
+    /// ```
+    /// use kv_layers::Layered;
+    /// let store = kv_memory::MemoryStore::new().metered();
+    /// # let _ = store;
+    /// ```
+    fn metered(self) -> Metered<Self> {
+        Metered::new(self)
+    }
+
+    /// Spans and metrics in one layer: [`Observed`].
+    ///
+    /// ```
+    /// use kv_layers::Layered;
+    /// let store = kv_memory::MemoryStore::new().observed();
+    /// # let _ = store;
+    /// ```
+    fn observed(self) -> Observed<Self> {
+        Observed::new(self)
+    }
+
+    /// Timeouts and retries: [`Resilient`] (configure it with its own methods).
+    ///
+    /// ```
+    /// use kv_layers::Layered;
+    /// let store = kv_memory::MemoryStore::new()
+    ///     .resilient()
+    ///     .timeout(std::time::Duration::from_secs(1));
+    /// # let _ = store;
+    /// ```
+    fn resilient(self) -> Resilient<Self> {
+        Resilient::new(self)
+    }
+
+    /// A local tier in front: [`TwoTier`] (configure it with its own methods).
+    ///
+    /// ```
+    /// use kv_layers::Layered;
+    /// let store = kv_memory::MemoryStore::new().two_tier().max_entries(1000);
+    /// # let _ = store;
+    /// ```
+    fn two_tier(self) -> TwoTier<Self> {
+        TwoTier::new(self)
+    }
+}
+
+impl<S: KvStore + Sized> Layered for S {}
