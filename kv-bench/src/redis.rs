@@ -16,10 +16,11 @@ use crate::{line, median};
 
 const KEYS: usize = 10_000;
 const VALUE_BYTES: usize = 100;
-const ROUND: Duration = Duration::from_millis(1500);
-const ROUNDS: usize = 5;
+const ROUND: Duration = Duration::from_millis(600);
+const ROUNDS: usize = 9;
 
-/// Runs `op(task, i)` from `concurrency` tasks for `ROUND`; returns ops/s.
+/// Runs `op(task, i)` from `concurrency` tasks for `ROUND`; returns ops/s. Each ratio printed is
+/// the median of the per-round ratios, each round measuring both sides back to back.
 async fn throughput<F, Fut>(concurrency: usize, op: F) -> f64
 where
     F: Fn(usize, usize) -> Fut + Send + Sync + Clone + 'static,
@@ -87,89 +88,100 @@ pub(crate) async fn run() {
         .await
         .expect("loading raw keys");
 
-    for concurrency in [1usize, 64, 256] {
-        let (mut raw_get, mut our_get, mut raw_put, mut our_put) = (vec![], vec![], vec![], vec![]);
-        for _ in 0..ROUNDS {
-            raw_get.push(
-                throughput(concurrency, {
-                    let (raw, keys) = (raw.clone(), raw_keys.clone());
-                    move |_, i| {
-                        let (mut raw, keys) = (raw.clone(), keys.clone());
-                        async move {
-                            let v: Option<Vec<u8>> = raw.get(&keys[i]).await.expect("raw get");
-                            assert!(v.is_some());
-                        }
-                    }
-                })
-                .await,
-            );
-            our_get.push(
-                throughput(concurrency, {
-                    let (store, keys) = (store.clone(), keys.clone());
-                    move |_, i| {
-                        let (store, keys) = (store.clone(), keys.clone());
-                        async move {
-                            let v = store.get(&keys[i]).await.expect("get");
-                            assert!(v.is_some());
-                        }
-                    }
-                })
-                .await,
-            );
-            raw_put.push(
-                throughput(concurrency, {
-                    let (raw, keys, value) = (raw.clone(), raw_keys.clone(), value.clone());
-                    move |_, i| {
-                        let (mut raw, keys, value) = (raw.clone(), keys.clone(), value.clone());
-                        async move {
-                            let () = raw.set(&keys[i], &value[..]).await.expect("raw set");
-                        }
-                    }
-                })
-                .await,
-            );
-            our_put.push(
-                throughput(concurrency, {
-                    let (store, keys, value) = (store.clone(), keys.clone(), value.clone());
-                    move |_, i| {
-                        let (store, keys, value) = (store.clone(), keys.clone(), value.clone());
-                        async move {
-                            store
-                                .put(&keys[i], value, PutOptions::new())
-                                .await
-                                .expect("put");
-                        }
-                    }
-                })
-                .await,
-            );
+    let raw_get = |c: usize| {
+        throughput(c, {
+            let (raw, keys) = (raw.clone(), raw_keys.clone());
+            move |_, i| {
+                let (mut raw, keys) = (raw.clone(), keys.clone());
+                async move {
+                    let v: Option<Vec<u8>> = raw.get(&keys[i]).await.expect("raw get");
+                    assert!(v.is_some());
+                }
+            }
+        })
+    };
+    let our_get = |c: usize| {
+        throughput(c, {
+            let (store, keys) = (store.clone(), keys.clone());
+            move |_, i| {
+                let (store, keys) = (store.clone(), keys.clone());
+                async move {
+                    let v = store.get(&keys[i]).await.expect("get");
+                    assert!(v.is_some());
+                }
+            }
+        })
+    };
+    let raw_put = |c: usize| {
+        throughput(c, {
+            let (raw, keys, value) = (raw.clone(), raw_keys.clone(), value.clone());
+            move |_, i| {
+                let (mut raw, keys, value) = (raw.clone(), keys.clone(), value.clone());
+                async move {
+                    let () = raw.set(&keys[i], &value[..]).await.expect("raw set");
+                }
+            }
+        })
+    };
+    let our_put = |c: usize| {
+        throughput(c, {
+            let (store, keys, value) = (store.clone(), keys.clone(), value.clone());
+            move |_, i| {
+                let (store, keys, value) = (store.clone(), keys.clone(), value.clone());
+                async move {
+                    store
+                        .put(&keys[i], value, PutOptions::new())
+                        .await
+                        .expect("put");
+                }
+            }
+        })
+    };
+    for c in [1usize, 64, 256] {
+        let (mut get_ratio, mut put_ratio) = (Vec::new(), Vec::new());
+        let (mut raw_gets, mut our_gets, mut raw_puts, mut our_puts) =
+            (vec![], vec![], vec![], vec![]);
+        for round in 0..ROUNDS {
+            // Alternate which side goes first, so drift in the machine's speed cancels out.
+            let (rg, og, rp, op) = if round % 2 == 0 {
+                let (rg, og) = (raw_get(c).await, our_get(c).await);
+                let (rp, op) = (raw_put(c).await, our_put(c).await);
+                (rg, og, rp, op)
+            } else {
+                let (og, rg) = (our_get(c).await, raw_get(c).await);
+                let (op, rp) = (our_put(c).await, raw_put(c).await);
+                (rg, og, rp, op)
+            };
+            get_ratio.push(og / rg);
+            put_ratio.push(op / rp);
+            raw_gets.push(rg);
+            our_gets.push(og);
+            raw_puts.push(rp);
+            our_puts.push(op);
         }
-        let (raw_get, our_get) = (median(raw_get), median(our_get));
-        let (raw_put, our_put) = (median(raw_put), median(our_put));
-        let c = concurrency;
         line(
             &format!("redis_raw_get_ops_per_sec_c{c}"),
-            format!("{raw_get:.0}"),
+            format!("{:.0}", median(raw_gets)),
         );
         line(
             &format!("redis_get_ops_per_sec_c{c}"),
-            format!("{our_get:.0}"),
+            format!("{:.0}", median(our_gets)),
         );
         line(
             &format!("redis_get_ratio_vs_raw_c{c}"),
-            format!("{:.2}", our_get / raw_get),
+            format!("{:.2}", median(get_ratio)),
         );
         line(
             &format!("redis_raw_put_ops_per_sec_c{c}"),
-            format!("{raw_put:.0}"),
+            format!("{:.0}", median(raw_puts)),
         );
         line(
             &format!("redis_put_ops_per_sec_c{c}"),
-            format!("{our_put:.0}"),
+            format!("{:.0}", median(our_puts)),
         );
         line(
             &format!("redis_put_ratio_vs_raw_c{c}"),
-            format!("{:.2}", our_put / raw_put),
+            format!("{:.2}", median(put_ratio)),
         );
     }
 

@@ -139,14 +139,15 @@ impl Conn {
     async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> redis::RedisResult<T> {
         match self {
             Conn::Single(c) => cmd.query_async(&mut c.clone()).await,
-            Conn::Cluster(c) => cmd.query_async(&mut c.clone()).await,
+            // Boxed, so the cluster's larger future does not grow every single-server call.
+            Conn::Cluster(c) => Box::pin(cmd.query_async(&mut c.clone())).await,
         }
     }
 
     async fn pipeline<T: FromRedisValue>(&self, pipe: &redis::Pipeline) -> redis::RedisResult<T> {
         match self {
             Conn::Single(c) => pipe.query_async(&mut c.clone()).await,
-            Conn::Cluster(c) => pipe.query_async(&mut c.clone()).await,
+            Conn::Cluster(c) => Box::pin(pipe.query_async(&mut c.clone())).await,
         }
     }
 
@@ -156,7 +157,7 @@ impl Conn {
     ) -> redis::RedisResult<T> {
         match self {
             Conn::Single(c) => invocation.invoke_async(&mut c.clone()).await,
-            Conn::Cluster(c) => invocation.invoke_async(&mut c.clone()).await,
+            Conn::Cluster(c) => Box::pin(invocation.invoke_async(&mut c.clone())).await,
         }
     }
 }
@@ -233,7 +234,13 @@ struct ValueKey<'a> {
 
 impl redis::ToRedisArgs for ValueKey<'_> {
     fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
-        out.write_arg_fmt(format_args!("{}v:{}", self.base, self.key));
+        use std::io::Write as _;
+        let mut arg = out.writer_for_next_arg();
+        // Writing into the command's own buffer cannot fail.
+        let _ = arg
+            .write_all(self.base.as_bytes())
+            .and_then(|()| arg.write_all(b"v:"))
+            .and_then(|()| arg.write_all(self.key.as_bytes()));
     }
 }
 
@@ -726,6 +733,54 @@ impl RedisStore {
         Ok(())
     }
 
+    /// `SET … XX` of an expiring key, with its expiry-index score in the same round trip.
+    async fn overwrite_expiring(
+        &self,
+        set: Cmd,
+        keys: &ShardKeys,
+        key: &str,
+        at: u64,
+    ) -> Result<Option<()>> {
+        let mut overwrite = redis::pipe();
+        overwrite.add_command(set);
+        overwrite
+            .cmd("ZADD")
+            .arg(&keys.expiry)
+            .arg(at)
+            .arg(key)
+            .ignore();
+        let (overwritten,): (Option<()>,) = self
+            .run("put", self.inner.conn.pipeline(&overwrite))
+            .await?;
+        Ok(overwritten)
+    }
+
+    /// Writes a new (or expired) key and indexes it, atomically.
+    async fn create(
+        &self,
+        keys: &ShardKeys,
+        key: &str,
+        w: &Write,
+        expires_at: Option<u64>,
+    ) -> Result<()> {
+        let mut create = redis::pipe();
+        create.atomic();
+        create
+            .add_command(set_command(keys.value_arg(key), w, false))
+            .ignore();
+        create.cmd("ZADD").arg(&keys.index).arg(0).arg(key).ignore();
+        if let Some(at) = expires_at {
+            create
+                .cmd("ZADD")
+                .arg(&keys.expiry)
+                .arg(at)
+                .arg(key)
+                .ignore();
+        }
+        self.run("put", self.inner.conn.pipeline::<()>(&create))
+            .await
+    }
+
     /// On one expiring write in `SWEEP_EVERY`, drops up to `SWEEP_BATCH` dead entries from the
     /// shard's indexes: twice what those writes can add, so the indexes cannot grow with
     /// expired keys.
@@ -849,48 +904,21 @@ impl KvStore for RedisStore {
         let w = self.check_write(key, value, &options)?;
         let keys = self.keys_of(key);
         let value_key = keys.value_arg(key);
-        let expires_at = w.expires_at_ms(SystemClock.now_ms());
+        let expires_at = w.expiry.and_then(|_| w.expires_at_ms(SystemClock.now_ms()));
         // An existing key is already indexed (every creation indexes it atomically, and names
         // leave the index only with their key), so an overwrite is a plain `SET … XX`; for an
         // expiring key, its expiry-index score goes in the same round trip.
         let set = set_command(&value_key, &w, true);
         let overwritten: Option<()> = match expires_at {
             None => self.run("put", self.inner.conn.query(&set)).await?,
-            Some(at) => {
-                let mut overwrite = redis::pipe();
-                overwrite.add_command(set);
-                overwrite
-                    .cmd("ZADD")
-                    .arg(&keys.expiry)
-                    .arg(at)
-                    .arg(key)
-                    .ignore();
-                let (overwritten,): (Option<()>,) = self
-                    .run("put", self.inner.conn.pipeline(&overwrite))
-                    .await?;
-                overwritten
-            }
+            // The rarer paths are boxed, so the common future stays small.
+            Some(at) => Box::pin(self.overwrite_expiring(set, keys, key, at)).await?,
         };
         if overwritten.is_none() {
-            // The key is new (or expired): write and index it together.
-            let mut create = redis::pipe();
-            create.atomic();
-            create
-                .add_command(set_command(&value_key, &w, false))
-                .ignore();
-            create.cmd("ZADD").arg(&keys.index).arg(0).arg(key).ignore();
-            if let Some(at) = expires_at {
-                create
-                    .cmd("ZADD")
-                    .arg(&keys.expiry)
-                    .arg(at)
-                    .arg(key)
-                    .ignore();
-            }
-            self.run("put", self.inner.conn.pipeline::<()>(&create))
-                .await?;
+            Box::pin(self.create(keys, key, &w, expires_at)).await?;
         }
         if w.expiry.is_some() {
+            Box::pin(self.maybe_sweep(self.inner.layout.shard_of(key))).await?;
             self.maybe_sweep(self.inner.layout.shard_of(key)).await?;
         }
         Ok(())
