@@ -455,6 +455,39 @@ pub fn parse_counter(bytes: &[u8]) -> Option<i64> {
     std::str::from_utf8(bytes).ok()?.parse().ok()
 }
 
+/// Adds `delta` to a stored counter value, as every backend's `increment` does: the value must
+/// be a canonical decimal `i64` ([`parse_counter`]), and the sum must not overflow.
+///
+/// ```
+/// use kv_core::{Error, add_to_counter};
+/// assert_eq!(add_to_counter("n", b"41", 1).unwrap(), 42);
+/// assert!(matches!(add_to_counter("n", b"x", 1), Err(Error::NotACounter { .. })));
+/// assert!(matches!(add_to_counter("n", b"9223372036854775807", 1), Err(Error::CounterOverflow { .. })));
+/// ```
+pub fn add_to_counter(key: &str, stored: &[u8], delta: i64) -> Result<i64> {
+    let current = parse_counter(stored).ok_or_else(|| Error::NotACounter { key: excerpt(key) })?;
+    current
+        .checked_add(delta)
+        .ok_or_else(|| Error::CounterOverflow {
+            key: excerpt(key),
+            delta,
+        })
+}
+
+/// A stable 64-bit hash of a key (FNV-1a): the same in every process and on every machine, for
+/// sharding keys and for correlating them in traces without recording them. Not keyed, so not
+/// a defence against chosen keys: use it only where collisions cost balance, not correctness.
+///
+/// ```
+/// assert_eq!(kv_core::stable_hash("a"), kv_core::stable_hash("a"));
+/// assert_ne!(kv_core::stable_hash("a"), kv_core::stable_hash("b"));
+/// ```
+pub fn stable_hash(key: &str) -> u64 {
+    key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 /// Rounds `d` up to a multiple of `precision` (a zero precision leaves it unchanged).
 fn round_up(d: Duration, precision: Duration) -> Duration {
     let p = precision.as_nanos();

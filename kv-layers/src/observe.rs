@@ -11,12 +11,9 @@ use kv_core::{
 use tracing::Instrument;
 use tracing::field::Empty;
 
-/// A stable 64-bit FNV-1a hash of a key, so traces can correlate keys without holding them.
+/// The key's stable hash, so traces can correlate keys without holding them.
 fn key_hash(key: &str) -> String {
-    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    format!("{hash:016x}")
+    format!("{:016x}", kv_core::stable_hash(key))
 }
 
 /// The operations, as the labels and span fields name them.

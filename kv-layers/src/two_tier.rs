@@ -119,9 +119,7 @@ fn lock(shard: &Mutex<Shard>) -> std::sync::MutexGuard<'_, Shard> {
 
 impl Local {
     fn shard(&self, key: &str) -> &Mutex<Shard> {
-        let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
+        let hash = kv_core::stable_hash(key);
         // The modulo keeps the index below SHARDS.
         &self.shards[(hash % SHARDS as u64) as usize]
     }

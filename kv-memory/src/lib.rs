@@ -44,8 +44,8 @@ use bytes::Bytes;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry as MapEntry;
 use kv_core::{
-    Capabilities, Clock, CounterOptions, Entry, Error, KeyInfo, KvStore, ListOptions, ListPage,
-    PutItem, PutOptions, Result, SystemClock, cursor, expires_at_ms, parse_counter,
+    Capabilities, Clock, CounterOptions, Entry, KeyInfo, KvStore, ListOptions, ListPage, PutItem,
+    PutOptions, Result, SystemClock, add_to_counter, cursor, expires_at_ms, stable_hash,
 };
 use serde_json::Value;
 
@@ -305,9 +305,7 @@ fn lock<T>(lock: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Inner {
     fn shard(&self, key: &str) -> usize {
         // FNV-1a: the shard only spreads contention, so it needs no keyed hash.
-        let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
+        let hash = stable_hash(key);
         // The modulo keeps the result below INDEX_SHARDS, so the cast cannot truncate.
         (hash % INDEX_SHARDS as u64) as usize
     }
@@ -506,15 +504,7 @@ impl Inner {
     fn increment(&self, key: &str, delta: i64, expires_at_ms: Option<u64>) -> Result<i64> {
         let now = self.clock.now_ms();
         let add = |slot: &mut Slot| -> Result<i64> {
-            let current = parse_counter(&slot.value).ok_or_else(|| Error::NotACounter {
-                key: key.to_owned(),
-            })?;
-            let next = current
-                .checked_add(delta)
-                .ok_or_else(|| Error::CounterOverflow {
-                    key: key.to_owned(),
-                    delta,
-                })?;
+            let next = add_to_counter(key, &slot.value, delta)?;
             slot.value = Bytes::from(next.to_string());
             Ok(next)
         };

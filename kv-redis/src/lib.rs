@@ -179,9 +179,7 @@ impl Layout {
         match self.shards {
             None => 0,
             Some(n) => {
-                let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-                    (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-                });
+                let hash = kv_core::stable_hash(key);
                 // The modulo keeps the value below n, a u32.
                 (hash % u64::from(n)) as u32
             }
@@ -815,15 +813,7 @@ impl RedisStore {
                 return Box::pin(self.increment(key, delta, CounterOptions::new())).await;
             };
             let (value, meta) = unframe(stored.clone());
-            let current = kv_core::parse_counter(&value).ok_or_else(|| Error::NotACounter {
-                key: key.to_owned(),
-            })?;
-            let next = current
-                .checked_add(delta)
-                .ok_or_else(|| Error::CounterOverflow {
-                    key: key.to_owned(),
-                    delta,
-                })?;
+            let next = kv_core::add_to_counter(key, &value, delta)?;
             let meta = (!meta.is_empty()).then(|| String::from_utf8_lossy(&meta).into_owned());
             let replacement = frame(Bytes::from(next.to_string()), meta.as_deref());
             let mut invocation = SWAP.key(&value_key);
