@@ -25,6 +25,20 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
+/// The Redis to benchmark against: `KV_BENCH_REDIS_URL`, or a `redis-server` started on a free
+/// loopback port (kept running while the returned guard lives).
+fn redis_for_bench() -> (Option<kv_testsuite::servers::RedisServer>, String) {
+    match std::env::var("KV_BENCH_REDIS_URL") {
+        Ok(url) => (None, url),
+        Err(_) => {
+            let server = kv_testsuite::servers::RedisServer::start(&[])
+                .expect("redis-server is needed for this benchmark");
+            let url = server.url();
+            (Some(server), url)
+        }
+    }
+}
+
 /// A small deterministic xorshift generator, so both sides see the same key sequence.
 struct Rng(u64);
 

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use kv_core::{KvStore, ListOptions, PutItem, PutOptions};
 use kv_redis::RedisStore;
-use kv_testsuite::servers::RedisServer;
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 
@@ -51,14 +50,7 @@ where
 }
 
 pub(crate) async fn run() {
-    let server;
-    let url = match std::env::var("KV_BENCH_REDIS_URL") {
-        Ok(url) => url,
-        Err(_) => {
-            server = RedisServer::start(&[]).expect("redis-server is needed for this benchmark");
-            server.url()
-        }
-    };
+    let (_server, url) = crate::redis_for_bench();
     let store = RedisStore::builder(url.as_str())
         .namespace("bench:")
         .connect()

@@ -11,7 +11,6 @@ use kv_core::{KvStore, PutItem};
 use kv_layers::{Observed, RedisInvalidator, TwoTier};
 use kv_memory::MemoryStore;
 use kv_redis::RedisStore;
-use kv_testsuite::servers::RedisServer;
 
 use crate::{Rng, line, median};
 
@@ -199,14 +198,7 @@ pub(crate) async fn run() {
 
 /// Hot-key gets at concurrency 64 through a two-tier store and straight from Redis.
 async fn two_tier() {
-    let server;
-    let url = match std::env::var("KV_BENCH_REDIS_URL") {
-        Ok(url) => url,
-        Err(_) => {
-            server = RedisServer::start(&[]).expect("redis-server is needed for this benchmark");
-            server.url()
-        }
-    };
+    let (_server, url) = crate::redis_for_bench();
     let connect = || {
         RedisStore::builder(url.as_str())
             .namespace("bench-tier:")
