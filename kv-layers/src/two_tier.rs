@@ -101,6 +101,8 @@ struct Shard {
     order: VecDeque<(String, u64)>,
     bytes: usize,
     generation: u64,
+    /// Bumped by every invalidation, so a fetch that raced one does not cache what it read.
+    epoch: u64,
 }
 
 /// The local tier: sharded maps bounded by entries and bytes, evicting the oldest insertions.
@@ -150,7 +152,14 @@ impl Local {
         ))
     }
 
-    fn insert(&self, key: &str, entry: &Entry, fetched: Instant) {
+    /// The shard's invalidation epoch, to pass to [`Local::insert`] after fetching `key`.
+    fn epoch(&self, key: &str) -> u64 {
+        lock(self.shard(key)).epoch
+    }
+
+    /// Caches what was fetched for `key`, unless an invalidation of its shard happened since
+    /// `epoch` was read (the value may be older than the write that caused it).
+    fn insert(&self, key: &str, entry: &Entry, fetched: Instant, epoch: u64) {
         let metadata_size = entry.metadata.as_ref().map_or(0, |m| m.to_string().len());
         let size = key.len() + entry.value.len() + metadata_size;
         let per_shard_bytes = self.max_bytes.load(Ordering::Relaxed) / SHARDS;
@@ -158,6 +167,9 @@ impl Local {
             return;
         }
         let mut shard = lock(self.shard(key));
+        if shard.epoch != epoch {
+            return;
+        }
         shard.generation += 1;
         let generation = shard.generation;
         let cached = Cached {
@@ -198,6 +210,7 @@ impl Local {
 
     fn remove(&self, key: &str) {
         let mut shard = lock(self.shard(key));
+        shard.epoch += 1;
         if let Some(old) = shard.map.remove(key) {
             shard.bytes -= old.size;
         }
@@ -206,6 +219,7 @@ impl Local {
     fn clear(&self) {
         for shard in self.shards.iter() {
             let mut shard = lock(shard);
+            shard.epoch += 1;
             shard.map.clear();
             shard.order.clear();
             shard.bytes = 0;
@@ -226,8 +240,9 @@ impl Local {
 ///   `max_staleness`, and the key cannot have expired yet (expirations are reported in whole
 ///   seconds, so a copy is dropped a second before the reported one); otherwise
 ///   they go to the remote store and refill the local tier. Listings always go to the remote.
-/// - **Writes and deletes** go to the remote store first; then the local copy is dropped and,
-///   with an [`Invalidator`], the change is announced to the other instances.
+/// - **Writes and deletes** drop the local copy, go to the remote store, then drop it again
+///   and, with an [`Invalidator`], announce the change to the other instances. A read whose
+///   remote fetch overlapped a write or an announcement does not cache what it fetched.
 /// - **This instance reads its own writes** immediately.
 /// - **Other instances** stop serving the old value when the announcement reaches them (over
 ///   Redis pub/sub, typically well under a millisecond), and in any case once their copy is
@@ -372,9 +387,10 @@ impl<R: KvStore> TwoTier<R> {
             return Ok(Some(entry));
         }
         let fetched = Instant::now();
+        let epoch = self.local.epoch(key);
         let entry = self.remote.get_with_metadata(key).await?;
         if let Some(entry) = &entry {
-            self.local.insert(key, entry, fetched);
+            self.local.insert(key, entry, fetched, epoch);
         }
         Ok(entry)
     }
@@ -418,20 +434,24 @@ impl<R: KvStore> KvStore for TwoTier<R> {
     }
 
     async fn put(&self, key: &str, value: Bytes, options: PutOptions) -> Result<()> {
+        self.local.remove(key);
         let result = self.remote.put(key, value, options).await;
         self.changed_one(key).await;
         result
     }
 
     async fn put_if_absent(&self, key: &str, value: Bytes, options: PutOptions) -> Result<bool> {
-        let written = self.remote.put_if_absent(key, value, options).await?;
-        if written {
+        self.local.remove(key);
+        let result = self.remote.put_if_absent(key, value, options).await;
+        // A failed call may still have written.
+        if !matches!(result, Ok(false)) {
             self.changed_one(key).await;
         }
-        Ok(written)
+        result
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
+        self.local.remove(key);
         let result = self.remote.delete(key).await;
         self.changed_one(key).await;
         result
@@ -467,18 +487,21 @@ impl<R: KvStore> KvStore for TwoTier<R> {
 
     async fn put_many(&self, items: Vec<PutItem>) -> Result<()> {
         let keys: Vec<String> = items.iter().map(|i| i.key.clone()).collect();
+        keys.iter().for_each(|k| self.local.remove(k));
         let result = self.remote.put_many(items).await;
         self.changed(&keys).await;
         result
     }
 
     async fn delete_many(&self, keys: &[String]) -> Result<()> {
+        keys.iter().for_each(|k| self.local.remove(k));
         let result = self.remote.delete_many(keys).await;
         self.changed(keys).await;
         result
     }
 
     async fn increment(&self, key: &str, delta: i64, options: CounterOptions) -> Result<i64> {
+        self.local.remove(key);
         let result = self.remote.increment(key, delta, options).await;
         self.changed_one(key).await;
         result

@@ -38,9 +38,12 @@
 //! Redis `SCAN` is unordered and walks the whole keyspace, so listing uses the `ns i` sorted set
 //! instead: `ZRANGE … BYLEX` from the prefix (or after the cursor) returns keys in byte order in
 //! O(log n + limit), however many other keys the database holds, and a prefix holding `*`, `?` or
-//! `[` is matched literally. The cost is on writes: every put also touches the index (a cheap
-//! no-op `ZADD` for an existing key), and the index takes roughly 40-60 bytes of Redis memory per
-//! key.
+//! `[` is matched literally. The cost is on writes of new keys, which also enter the index, and
+//! on memory: the index takes roughly 40-60 bytes of Redis memory per key.
+//!
+//! An overwrite relies on the existing key being indexed already, so the index keys must never
+//! be evicted: run Redis with `maxmemory-policy noeviction` or a `volatile-*` policy (the index
+//! sorted sets have no TTL), not `allkeys-*`.
 //!
 //! Redis expires values on its own, so the index can hold names of keys that have expired. A
 //! listing skips them and removes them as it meets them, and one in sixteen expiring writes also
@@ -288,21 +291,42 @@ impl fmt::Debug for RedisStore {
 /// assert_eq!(kv_redis::redact_url("redis://u:pw@h:1/0"), "redis://u:***@h:1/0");
 /// assert_eq!(kv_redis::redact_url("rediss://:pw@h"), "rediss://:***@h");
 /// assert_eq!(kv_redis::redact_url("redis://h:6379"), "redis://h:6379");
+/// assert_eq!(kv_redis::redact_url("redis://u:pa/ss@h"), "redis://u:***@h");
+/// assert_eq!(
+///     kv_redis::redact_url("redis+unix:///tmp/r.sock?db=0&pass=secret"),
+///     "redis+unix:///tmp/r.sock?db=0&pass=***"
+/// );
 /// ```
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return url.to_owned();
+    // The password may hold an unencoded `/`, so the user info ends at the last `@` before any
+    // query or fragment.
+    let end = rest.find(['?', '#']).unwrap_or(rest.len());
+    let (address, query) = rest.split_at(end);
+    let address = match address.rfind('@') {
+        None => address.to_owned(),
+        Some(at) => {
+            let masked = match address[..at].split_once(':') {
+                Some((user, _)) => format!("{user}:***"),
+                None => "***".to_owned(),
+            };
+            format!("{masked}{}", &address[at..])
+        }
     };
-    let userinfo = &rest[..at];
-    let masked = match userinfo.split_once(':') {
-        Some((user, _)) => format!("{user}:***"),
-        None => "***".to_owned(),
-    };
-    format!("{scheme}://{masked}{}", &rest[at..])
+    // A unix-socket URL carries the password as a query parameter.
+    let query: String = query
+        .split_inclusive(['?', '&', '#'])
+        .map(|part| match part.split_once('=') {
+            Some((name, value)) if name == "pass" || name == "password" => {
+                let tail = value.chars().last().filter(|c| matches!(c, '&' | '#'));
+                format!("{name}=***{}", tail.map(String::from).unwrap_or_default())
+            }
+            _ => part.to_owned(),
+        })
+        .collect();
+    format!("{scheme}://{address}{query}")
 }
 
 /// Configures a [`RedisStore`].
@@ -726,7 +750,7 @@ impl RedisStore {
         });
         try_join_all(calls.collect::<Vec<_>>()).await?;
         for shard in expiring_shards {
-            self.maybe_sweep(shard).await?;
+            self.maybe_sweep(shard).await;
         }
         Ok(())
     }
@@ -782,9 +806,12 @@ impl RedisStore {
     /// On one expiring write in `SWEEP_EVERY`, drops up to `SWEEP_BATCH` dead entries from the
     /// shard's indexes: twice what those writes can add, so the indexes cannot grow with
     /// expired keys.
-    async fn maybe_sweep(&self, shard: u32) -> Result<()> {
+    ///
+    /// Best effort: the write it follows has succeeded, so a failed sweep is not reported (a
+    /// caller would retry a write that is done); later writes and listings clean up instead.
+    async fn maybe_sweep(&self, shard: u32) {
         if self.inner.expiring_writes.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY != 0 {
-            return Ok(());
+            return;
         }
         let keys = self.shard(shard);
         let mut invocation = SWEEP.key(&keys.index);
@@ -792,14 +819,19 @@ impl RedisStore {
             .key(&keys.expiry)
             .arg(&keys.base)
             .arg(SWEEP_BATCH);
-        self.run("sweep", self.inner.conn.invoke::<i64>(&invocation))
-            .await
-            .map(drop)
+        let _ = self
+            .run("sweep", self.inner.conn.invoke::<i64>(&invocation))
+            .await;
     }
 
     /// Adds `delta` to a counter whose value is framed with metadata (which `INCRBY` refuses),
     /// by compare-and-set, keeping the metadata and the TTL.
-    async fn increment_framed(&self, key: &str, delta: i64) -> Result<i64> {
+    async fn increment_framed(
+        &self,
+        key: &str,
+        delta: i64,
+        options: CounterOptions,
+    ) -> Result<i64> {
         let keys = self.keys_of(key);
         let value_key = keys.value(key);
         loop {
@@ -810,7 +842,7 @@ impl RedisStore {
                 .await?
             else {
                 // Deleted meanwhile: an ordinary increment creates it.
-                return Box::pin(self.increment(key, delta, CounterOptions::new())).await;
+                return Box::pin(self.increment(key, delta, options)).await;
             };
             let (value, meta) = unframe(stored.clone());
             let next = kv_core::add_to_counter(key, &value, delta)?;
@@ -908,8 +940,7 @@ impl KvStore for RedisStore {
             Box::pin(self.create(keys, key, &w, expires_at)).await?;
         }
         if w.expiry.is_some() {
-            Box::pin(self.maybe_sweep(self.inner.layout.shard_of(key))).await?;
-            self.maybe_sweep(self.inner.layout.shard_of(key)).await?;
+            Box::pin(self.maybe_sweep(self.inner.layout.shard_of(key))).await;
         }
         Ok(())
     }
@@ -930,7 +961,7 @@ impl KvStore for RedisStore {
             .run("put_if_absent", self.inner.conn.invoke(&invocation))
             .await?;
         if written == 1 && w.expiry.is_some() {
-            self.maybe_sweep(self.inner.layout.shard_of(key)).await?;
+            self.maybe_sweep(self.inner.layout.shard_of(key)).await;
         }
         Ok(written == 1)
     }
@@ -1092,13 +1123,13 @@ impl KvStore for RedisStore {
                     Error::backend(BACKEND, "increment returned a non-integer", false, e)
                 })?;
                 if n == delta && expiry.is_some() {
-                    self.maybe_sweep(self.inner.layout.shard_of(key)).await?;
+                    self.maybe_sweep(self.inner.layout.shard_of(key)).await;
                 }
                 Ok(n)
             }
             // INCRBY refuses framed values: a counter with metadata takes the slow path.
             Err(e) if e.to_string().contains("not an integer") => {
-                self.increment_framed(key, delta).await
+                self.increment_framed(key, delta, options).await
             }
             Err(e) if e.to_string().contains("overflow") => Err(Error::CounterOverflow {
                 key: key.to_owned(),
