@@ -213,3 +213,97 @@ async fn while_invalidations_may_be_lost_the_local_tier_is_bypassed() {
         "a dropped tier stops listening"
     );
 }
+
+/// A remote whose reads, once armed, pause after reading until released, so a write can land
+/// while a read is in flight.
+#[derive(Debug, Default)]
+struct Gated {
+    inner: MemoryStore,
+    armed: std::sync::atomic::AtomicBool,
+    read: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+}
+
+#[deny(clippy::missing_trait_methods)]
+#[async_trait::async_trait]
+impl KvStore for Gated {
+    fn capabilities(&self) -> &kv_core::Capabilities {
+        self.inner.capabilities()
+    }
+    async fn get(&self, key: &str) -> kv_core::Result<Option<bytes::Bytes>> {
+        self.inner.get(key).await
+    }
+    async fn get_with_metadata(&self, key: &str) -> kv_core::Result<Option<kv_core::Entry>> {
+        let entry = self.inner.get_with_metadata(key).await;
+        if self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            self.read.notify_one();
+            self.release.notified().await;
+        }
+        entry
+    }
+    async fn put(
+        &self,
+        key: &str,
+        value: bytes::Bytes,
+        options: PutOptions,
+    ) -> kv_core::Result<()> {
+        self.inner.put(key, value, options).await
+    }
+    async fn put_if_absent(
+        &self,
+        key: &str,
+        value: bytes::Bytes,
+        options: PutOptions,
+    ) -> kv_core::Result<bool> {
+        self.inner.put_if_absent(key, value, options).await
+    }
+    async fn delete(&self, key: &str) -> kv_core::Result<()> {
+        self.inner.delete(key).await
+    }
+    async fn list(&self, options: kv_core::ListOptions) -> kv_core::Result<kv_core::ListPage> {
+        self.inner.list(options).await
+    }
+    async fn get_many(&self, keys: &[String]) -> kv_core::Result<Vec<Option<bytes::Bytes>>> {
+        self.inner.get_many(keys).await
+    }
+    async fn put_many(&self, items: Vec<kv_core::PutItem>) -> kv_core::Result<()> {
+        self.inner.put_many(items).await
+    }
+    async fn delete_many(&self, keys: &[String]) -> kv_core::Result<()> {
+        self.inner.delete_many(keys).await
+    }
+    async fn increment(
+        &self,
+        key: &str,
+        delta: i64,
+        options: kv_core::CounterOptions,
+    ) -> kv_core::Result<i64> {
+        self.inner.increment(key, delta, options).await
+    }
+}
+
+/// A read that fetched the old value before a write on the same instance finished must not
+/// cache it: the instance reads its own write (a regression test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_racing_a_write_does_not_cache_the_old_value() {
+    let remote = Gated::default();
+    remote
+        .put("k", "old".into(), PutOptions::new())
+        .await
+        .unwrap();
+    let tier = Arc::new(TwoTier::new(remote).max_staleness(Duration::from_secs(60)));
+    tier.remote()
+        .armed
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let reader = {
+        let tier = tier.clone();
+        tokio::spawn(async move { tier.get("k").await.unwrap() })
+    };
+    tier.remote().read.notified().await;
+    tier.put("k", "new".into(), PutOptions::new())
+        .await
+        .unwrap();
+    tier.remote().release.notify_one();
+    assert_eq!(reader.await.unwrap().as_deref(), Some(&b"old"[..]));
+    assert_eq!(tier.get("k").await.unwrap().as_deref(), Some(&b"new"[..]));
+}
