@@ -114,7 +114,7 @@ async fn a_write_through_one_instance_invalidates_the_other() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_invalidation_staleness_is_bounded() {
-    let bound = Duration::from_millis(300);
+    let bound = Duration::from_millis(200);
     let Some((a, b)) = pair(bound, false).await else {
         return;
     };
@@ -123,7 +123,9 @@ async fn without_invalidation_staleness_is_bounded() {
     a.put("k", "new".into(), PutOptions::new()).await.unwrap();
     // a reads its own write at once; b may lag, but never past the bound (plus scheduling).
     assert_eq!(a.get("k").await.unwrap().as_deref(), Some(&b"new"[..]));
-    until_seen(&b, "k", b"new", bound + Duration::from_millis(200)).await;
+    // Leaves room for a loaded machine, yet stays below the default one-second bound, so the
+    // configured bound is the one at work.
+    until_seen(&b, "k", b"new", bound + Duration::from_millis(600)).await;
 }
 
 #[tokio::test]
