@@ -550,14 +550,24 @@ async fn bounded<T>(
     timeout: Duration,
     call: impl Future<Output = redis::RedisResult<T>>,
 ) -> Result<T> {
-    match tokio::time::timeout(timeout, call).await {
-        Err(_) => Err(Error::Timeout {
+    within(operation, timeout, call)
+        .await?
+        .map_err(|e| redis_error(operation, e))
+}
+
+/// Runs a Redis call under `timeout`, mapping only the timeout to [`Error::Timeout`].
+async fn within<T>(
+    operation: &'static str,
+    timeout: Duration,
+    call: impl Future<Output = redis::RedisResult<T>>,
+) -> Result<redis::RedisResult<T>> {
+    tokio::time::timeout(timeout, call)
+        .await
+        .map_err(|_| Error::Timeout {
             backend: BACKEND,
             operation,
             after: timeout,
-        }),
-        Ok(result) => result.map_err(|e| redis_error(operation, e)),
-    }
+        })
 }
 
 fn redis_error(operation: &'static str, e: RedisError) -> Error {
@@ -617,15 +627,15 @@ impl Write {
 fn set_command(value_key: impl redis::ToRedisArgs, w: &Write, only_existing: bool) -> Cmd {
     let mut set = redis::cmd("SET");
     set.arg(value_key).arg(&w.stored[..]);
-    let (mode, when) = expiry_args(w.expiry);
-    match mode {
-        "1" => {
+    let (_, when) = expiry_args(w.expiry);
+    match w.expiry {
+        Some(Expiry::Ttl(_)) => {
             set.arg("PX").arg(when);
         }
-        "2" => {
+        Some(Expiry::At(_)) => {
             set.arg("PXAT").arg(when);
         }
-        _ => {}
+        None => {}
     }
     if only_existing {
         set.arg("XX");
@@ -1107,17 +1117,8 @@ impl KvStore for RedisStore {
             .arg(mode)
             .arg(when);
         let call = self.inner.conn.invoke::<String>(&invocation);
-        let result = match tokio::time::timeout(self.inner.timeout, call).await {
-            Err(_) => {
-                return Err(Error::Timeout {
-                    backend: BACKEND,
-                    operation: "increment",
-                    after: self.inner.timeout,
-                });
-            }
-            Ok(result) => result,
-        };
-        match result {
+        // The Redis error is inspected below, so only the timeout is mapped here.
+        match within("increment", self.inner.timeout, call).await? {
             Ok(n) => {
                 let n = n.parse().map_err(|e| {
                     Error::backend(BACKEND, "increment returned a non-integer", false, e)
