@@ -36,6 +36,7 @@ use kv_core::{Clock, KvStore, ListOptions, ManualClock, SystemClock};
 
 pub mod cases;
 pub mod model;
+pub mod patterns;
 pub mod servers;
 
 #[doc(hidden)]
@@ -129,6 +130,19 @@ impl Harness {
         match &self.time {
             Time::Manual(clock) => clock.advance(by),
             Time::Real => tokio::time::sleep(by).await,
+        }
+    }
+
+    /// The manual clock the store reads, when the harness has one.
+    ///
+    /// ```
+    /// let harness = kv_testsuite::Harness::real_time(kv_memory::MemoryStore::new());
+    /// assert!(harness.manual_clock().is_none());
+    /// ```
+    pub fn manual_clock(&self) -> Option<&ManualClock> {
+        match &self.time {
+            Time::Manual(clock) => Some(clock),
+            Time::Real => None,
         }
     }
 

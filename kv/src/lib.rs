@@ -10,6 +10,7 @@
 //! | `memory` (default) | [`memory`] | the embedded in-memory store |
 //! | `redis` | `redis` | Redis and Redis Cluster |
 //! | `layers` (default) | [`layers`] | namespaces, tracing, metrics, timeouts and retries, a two-tier store |
+//! | `patterns` (default) | [`patterns`] | a read-through cache, sessions and rate limiting over any store |
 
 pub use kv_core::*;
 
@@ -59,4 +60,24 @@ pub mod redis {
 #[cfg(feature = "layers")]
 pub mod layers {
     pub use kv_layers::*;
+}
+
+/// The patterns (feature `patterns`, on by default): a read-through [`patterns::Cache`] with
+/// stale-while-revalidate, a [`patterns::SessionManager`] and a [`patterns::RateLimiter`], over
+/// any store and wire-compatible with the TypeScript patterns for Workers KV.
+///
+/// ```
+/// use std::time::Duration;
+/// use kv::patterns::RateLimiter;
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> kv::Result<()> {
+/// let limiter = RateLimiter::fixed_window(kv::memory::MemoryStore::new(), 100, Duration::from_secs(60));
+/// let outcome = limiter.check("203.0.113.7").await?;
+/// assert!(outcome.allowed);
+/// assert_eq!(outcome.remaining, 99);
+/// # Ok(()) }
+/// ```
+#[cfg(feature = "patterns")]
+pub mod patterns {
+    pub use kv_patterns::*;
 }

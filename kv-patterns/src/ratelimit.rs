@@ -1,0 +1,424 @@
+//! Fixed- and sliding-window rate limiting on the store's counter.
+
+use std::fmt::{self, Debug};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kv_core::{Clock, CounterOptions, KvStore, SystemClock, parse_counter};
+
+/// The prefix of every counter's key, as in the TypeScript pattern.
+const PREFIX: &str = "ratelimit:";
+
+/// How requests are counted.
+///
+/// ```
+/// assert_ne!(kv_patterns::Window::Fixed, kv_patterns::Window::Sliding);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    /// The TypeScript pattern's fixed window: one counter per identifier and window, starting
+    /// at a multiple of the window length. A burst of up to twice the limit can straddle a
+    /// window boundary.
+    Fixed,
+    /// The sliding-window estimate Cloudflare describes for its own limiter: the previous
+    /// window's count, weighted by the share of it still inside the sliding window, plus the
+    /// current count. It smooths the boundary burst with the same two counters.
+    Sliding,
+}
+
+/// The outcome of a check, as the TypeScript pattern's `{allowed, remaining, resetAt}`.
+///
+/// ```
+/// let r = kv_patterns::RateLimit { allowed: true, limit: 10, remaining: 9, reset_at: 60 };
+/// assert_eq!(r.retry_after(30), std::time::Duration::from_secs(30));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Whether the request is admitted.
+    pub allowed: bool,
+    /// The limit per window.
+    pub limit: u64,
+    /// How many more requests the current window admits.
+    pub remaining: u64,
+    /// When the current window ends, in unix seconds.
+    pub reset_at: u64,
+}
+
+impl RateLimit {
+    /// How long from `now_secs` until the window resets (for a `Retry-After` header).
+    ///
+    /// ```
+    /// let r = kv_patterns::RateLimit { allowed: false, limit: 10, remaining: 0, reset_at: 100 };
+    /// assert_eq!(r.retry_after(160).as_secs(), 0);
+    /// ```
+    pub fn retry_after(&self, now_secs: u64) -> Duration {
+        Duration::from_secs(self.reset_at.saturating_sub(now_secs))
+    }
+}
+
+/// A rate limiter over any [`KvStore`], wire-compatible with the TypeScript `rateLimit`: the
+/// count of `identifier`'s requests in the window starting at `windowStart` (unix seconds) is a
+/// decimal string under `ratelimit:{identifier}:{windowStart}`.
+///
+/// **Exact where the store allows.** Each check is one atomic
+/// [`increment`](KvStore::increment) (the TypeScript pattern reads, then writes, so concurrent
+/// requests all see the same count and all get in). With limit L, any number of concurrent
+/// checks admit exactly L on a store whose counter is atomic (memory, Redis). A rejected check
+/// gives its increment back, so the stored count is the number admitted, as in the TypeScript
+/// pattern. On Cloudflare KV, which has no atomic operation, the counter is a read-modify-write
+/// and concurrent checks can over-admit, as the TypeScript pattern does; [`is_exact`](Self::is_exact)
+/// says which case applies. There, a check that finds the window full does not write at all
+/// (Cloudflare takes one write a second per key).
+///
+/// Windows are whole seconds (at least one); counters live for the window (two for
+/// [`Window::Sliding`]), raised to the backend's minimum TTL.
+///
+/// ```
+/// use std::time::Duration;
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> kv_core::Result<()> {
+/// let limiter = kv_patterns::RateLimiter::fixed_window(kv_memory::MemoryStore::new(), 2, Duration::from_secs(60));
+/// assert!(limiter.check("10.0.0.1").await?.allowed);
+/// assert!(limiter.check("10.0.0.1").await?.allowed);
+/// let third = limiter.check("10.0.0.1").await?;
+/// assert!(!third.allowed);
+/// assert_eq!(third.remaining, 0);
+/// assert!(limiter.check("10.0.0.2").await?.allowed);
+/// # Ok(()) }
+/// ```
+pub struct RateLimiter<S> {
+    store: S,
+    clock: Arc<dyn Clock>,
+    limit: u64,
+    window_secs: u64,
+    window: Window,
+}
+
+impl<S: Clone> Clone for RateLimiter<S> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            clock: Arc::clone(&self.clock),
+            limit: self.limit,
+            window_secs: self.window_secs,
+            window: self.window,
+        }
+    }
+}
+
+impl<S: Debug> Debug for RateLimiter<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimiter")
+            .field("store", &self.store)
+            .field("limit", &self.limit)
+            .field("window_secs", &self.window_secs)
+            .field("window", &self.window)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`RateLimiter`].
+///
+/// ```
+/// use std::time::Duration;
+/// let limiter = kv_patterns::RateLimiter::builder(kv_memory::MemoryStore::new(), 100, Duration::from_secs(60))
+///     .window(kv_patterns::Window::Sliding)
+///     .clock(kv_core::ManualClock::new())
+///     .build();
+/// assert_eq!(limiter.limit(), 100);
+/// ```
+#[derive(Debug)]
+pub struct RateLimiterBuilder<S> {
+    limiter: RateLimiter<S>,
+}
+
+impl<S: KvStore> RateLimiterBuilder<S> {
+    /// Fixed (the default) or sliding window.
+    ///
+    /// ```
+    /// let b = kv_patterns::RateLimiter::builder(kv_memory::MemoryStore::new(), 1, std::time::Duration::from_secs(1))
+    ///     .window(kv_patterns::Window::Fixed);
+    /// # let _ = b;
+    /// ```
+    pub fn window(mut self, window: Window) -> Self {
+        self.limiter.window = window;
+        self
+    }
+
+    /// Reads time from `clock` (the default is the system clock).
+    ///
+    /// ```
+    /// let b = kv_patterns::RateLimiter::builder(kv_memory::MemoryStore::new(), 1, std::time::Duration::from_secs(1))
+    ///     .clock(kv_core::ManualClock::new());
+    /// # let _ = b;
+    /// ```
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.limiter.clock = Arc::new(clock);
+        self
+    }
+
+    /// Builds the limiter.
+    ///
+    /// ```
+    /// let limiter = kv_patterns::RateLimiter::builder(kv_memory::MemoryStore::new(), 1, std::time::Duration::from_secs(1)).build();
+    /// # let _ = limiter;
+    /// ```
+    pub fn build(self) -> RateLimiter<S> {
+        self.limiter
+    }
+}
+
+impl<S: KvStore> RateLimiter<S> {
+    /// `limit` requests per fixed `window` (rounded up to whole seconds, at least one), as the
+    /// TypeScript pattern.
+    ///
+    /// ```
+    /// let limiter = kv_patterns::RateLimiter::fixed_window(kv_memory::MemoryStore::new(), 100, std::time::Duration::from_secs(60));
+    /// assert_eq!(limiter.window_length(), std::time::Duration::from_secs(60));
+    /// ```
+    pub fn fixed_window(store: S, limit: u64, window: Duration) -> Self {
+        Self::builder(store, limit, window).build()
+    }
+
+    /// `limit` requests per sliding `window` (rounded up to whole seconds, at least one).
+    ///
+    /// ```
+    /// let limiter = kv_patterns::RateLimiter::sliding_window(kv_memory::MemoryStore::new(), 100, std::time::Duration::from_secs(60));
+    /// assert_eq!(limiter.window_kind(), kv_patterns::Window::Sliding);
+    /// ```
+    pub fn sliding_window(store: S, limit: u64, window: Duration) -> Self {
+        Self::builder(store, limit, window)
+            .window(Window::Sliding)
+            .build()
+    }
+
+    /// A builder for a limiter of `limit` requests per `window`.
+    ///
+    /// ```
+    /// let limiter = kv_patterns::RateLimiter::builder(kv_memory::MemoryStore::new(), 5, std::time::Duration::from_millis(1500)).build();
+    /// assert_eq!(limiter.window_length().as_secs(), 2);
+    /// ```
+    pub fn builder(store: S, limit: u64, window: Duration) -> RateLimiterBuilder<S> {
+        let window_secs = window
+            .as_secs()
+            .saturating_add(u64::from(window.subsec_nanos() > 0))
+            .max(1);
+        RateLimiterBuilder {
+            limiter: Self {
+                store,
+                clock: Arc::new(SystemClock),
+                limit,
+                window_secs,
+                window: Window::Fixed,
+            },
+        }
+    }
+
+    /// Requests admitted per window.
+    ///
+    /// ```
+    /// let limiter = kv_patterns::RateLimiter::fixed_window(kv_memory::MemoryStore::new(), 7, std::time::Duration::from_secs(1));
+    /// assert_eq!(limiter.limit(), 7);
+    /// ```
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// The window's length.
+    ///
+    /// ```
+    /// let limiter = kv_patterns::RateLimiter::fixed_window(kv_memory::MemoryStore::new(), 7, std::time::Duration::from_secs(9));
+    /// assert_eq!(limiter.window_length().as_secs(), 9);
+    /// ```
+    pub fn window_length(&self) -> Duration {
+        Duration::from_secs(self.window_secs)
+    }
+
+    /// Fixed or sliding.
+    ///
+    /// ```
+    /// let limiter = kv_patterns::RateLimiter::fixed_window(kv_memory::MemoryStore::new(), 7, std::time::Duration::from_secs(9));
+    /// assert_eq!(limiter.window_kind(), kv_patterns::Window::Fixed);
+    /// ```
+    pub fn window_kind(&self) -> Window {
+        self.window
+    }
+
+    /// The store the counters live in.
+    ///
+    /// ```
+    /// let limiter = kv_patterns::RateLimiter::fixed_window(kv_memory::MemoryStore::new(), 7, std::time::Duration::from_secs(9));
+    /// assert_eq!(kv_core::KvStore::capabilities(limiter.store()).backend, "memory");
+    /// ```
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// `true` when concurrent checks never admit more than the limit (the store's counter is
+    /// atomic); `false` on a best-effort counter such as Cloudflare KV's.
+    ///
+    /// ```
+    /// let limiter = kv_patterns::RateLimiter::fixed_window(kv_memory::MemoryStore::new(), 7, std::time::Duration::from_secs(9));
+    /// assert!(limiter.is_exact());
+    /// ```
+    pub fn is_exact(&self) -> bool {
+        self.store.capabilities().atomic_counter
+    }
+
+    /// Counts one request of `identifier` and says whether it is admitted. An identifier too
+    /// long for the backend's keys is an error ([`kv_core::Error::KeyTooLong`]), before any
+    /// request to the store.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> kv_core::Result<()> {
+    /// let limiter = kv_patterns::RateLimiter::fixed_window(kv_memory::MemoryStore::new(), 1, std::time::Duration::from_secs(60));
+    /// let first = limiter.check("user:1").await?;
+    /// assert!(first.allowed && first.remaining == 0);
+    /// assert!(!limiter.check("user:1").await?.allowed);
+    /// # Ok(()) }
+    /// ```
+    pub async fn check(&self, identifier: &str) -> kv_core::Result<RateLimit> {
+        let now_ms = self.clock.now_ms();
+        let window = self.window_at(identifier, now_ms);
+        self.store.capabilities().check_key(&window.current)?;
+        let atomic = self.is_exact();
+        let previous = self.previous_count(&window).await?;
+        if !atomic {
+            // A best-effort counter: a full window is answered without a write, as the
+            // TypeScript pattern does.
+            let current = self.read_count(&window.current).await?;
+            if self.estimate(previous, current, &window) >= self.limit_f64() {
+                return Ok(self.rejected(&window));
+            }
+        }
+        let options = CounterOptions::new().ttl(self.counter_ttl());
+        let count = self.store.increment(&window.current, 1, options).await?;
+        let count = u64::try_from(count).unwrap_or(0);
+        let estimate = self.estimate(previous, count, &window);
+        if estimate <= self.limit_f64() {
+            return Ok(RateLimit {
+                allowed: true,
+                limit: self.limit,
+                remaining: remaining(self.limit_f64() - estimate),
+                reset_at: window.reset_at,
+            });
+        }
+        // Give the increment back, so the stored count is what was admitted.
+        self.store
+            .increment(
+                &window.current,
+                -1,
+                CounterOptions::new().ttl(self.counter_ttl()),
+            )
+            .await?;
+        Ok(self.rejected(&window))
+    }
+
+    /// The quota left for `identifier`, without using any of it: `allowed` says whether a
+    /// check now would be admitted.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> kv_core::Result<()> {
+    /// let limiter = kv_patterns::RateLimiter::fixed_window(kv_memory::MemoryStore::new(), 3, std::time::Duration::from_secs(60));
+    /// limiter.check("k").await?;
+    /// let quota = limiter.peek("k").await?;
+    /// assert_eq!((quota.allowed, quota.remaining), (true, 2));
+    /// assert_eq!(limiter.peek("k").await?.remaining, 2);
+    /// # Ok(()) }
+    /// ```
+    pub async fn peek(&self, identifier: &str) -> kv_core::Result<RateLimit> {
+        let now_ms = self.clock.now_ms();
+        let window = self.window_at(identifier, now_ms);
+        self.store.capabilities().check_key(&window.current)?;
+        let previous = self.previous_count(&window).await?;
+        let current = self.read_count(&window.current).await?;
+        let estimate = self.estimate(previous, current, &window);
+        Ok(RateLimit {
+            allowed: estimate + 1.0 <= self.limit_f64(),
+            limit: self.limit,
+            remaining: remaining(self.limit_f64() - estimate),
+            reset_at: window.reset_at,
+        })
+    }
+
+    fn window_at(&self, identifier: &str, now_ms: u64) -> WindowKeys {
+        let now = now_ms / 1000;
+        let start = now - now % self.window_secs;
+        let previous = match self.window {
+            Window::Fixed => None,
+            Window::Sliding => start
+                .checked_sub(self.window_secs)
+                .map(|previous_start| format!("{PREFIX}{identifier}:{previous_start}")),
+        };
+        let elapsed_ms = now_ms.saturating_sub(start.saturating_mul(1000));
+        WindowKeys {
+            current: format!("{PREFIX}{identifier}:{start}"),
+            previous,
+            reset_at: start.saturating_add(self.window_secs),
+            // The share of the previous window still inside the sliding window.
+            previous_weight: 1.0
+                - (elapsed_ms as f64 / (self.window_secs as f64 * 1000.0)).min(1.0),
+        }
+    }
+
+    async fn previous_count(&self, window: &WindowKeys) -> kv_core::Result<u64> {
+        match &window.previous {
+            Some(key) => self.read_count(key).await,
+            None => Ok(0),
+        }
+    }
+
+    /// The count stored under `key`; a missing or unreadable count (not written by a counter)
+    /// is zero.
+    async fn read_count(&self, key: &str) -> kv_core::Result<u64> {
+        let raw = self.store.get(key).await?;
+        Ok(raw
+            .and_then(|raw| parse_counter(&raw))
+            .and_then(|n| u64::try_from(n).ok())
+            .unwrap_or(0))
+    }
+
+    fn estimate(&self, previous: u64, current: u64, window: &WindowKeys) -> f64 {
+        previous as f64 * window.previous_weight + current as f64
+    }
+
+    fn limit_f64(&self) -> f64 {
+        self.limit as f64
+    }
+
+    fn rejected(&self, window: &WindowKeys) -> RateLimit {
+        RateLimit {
+            allowed: false,
+            limit: self.limit,
+            remaining: 0,
+            reset_at: window.reset_at,
+        }
+    }
+
+    fn counter_ttl(&self) -> Duration {
+        let windows = match self.window {
+            Window::Fixed => 1,
+            Window::Sliding => 2,
+        };
+        Duration::from_secs(self.window_secs.saturating_mul(windows))
+            .max(self.store.capabilities().min_ttl)
+    }
+}
+
+struct WindowKeys {
+    current: String,
+    previous: Option<String>,
+    reset_at: u64,
+    previous_weight: f64,
+}
+
+fn remaining(room: f64) -> u64 {
+    if room > 0.0 {
+        // Saturating float-to-int conversion of a non-negative, finite number.
+        room.floor() as u64
+    } else {
+        0
+    }
+}
