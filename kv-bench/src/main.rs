@@ -1,13 +1,14 @@
 //! Side-by-side benchmarks: each `kv` backend against the raw library underneath, in one process,
 //! printed as `name: value` lines (ratios are ours ÷ theirs). Results live in BENCHMARKS.md.
 //!
-//! `cargo run --release -p kv-bench -- memory` (or `redis`: starts its own `redis-server` unless
-//! `KV_BENCH_REDIS_URL` is set)
+//! `cargo run --release -p kv-bench -- memory` (or `redis`, `wrappers`, `patterns`: those start
+//! their own `redis-server` unless `KV_BENCH_REDIS_URL` is set)
 
 use std::process::ExitCode;
 
 mod alloc;
 mod memory;
+mod patterns;
 mod redis;
 mod wrappers;
 
@@ -82,8 +83,9 @@ fn main() -> ExitCode {
         "memory" => runtime.block_on(memory::run()),
         "redis" => runtime.block_on(redis::run()),
         "wrappers" => runtime.block_on(wrappers::run()),
+        "patterns" => runtime.block_on(patterns::run()),
         _ => {
-            eprintln!("usage: kv-bench memory|redis|wrappers");
+            eprintln!("usage: kv-bench memory|redis|wrappers|patterns");
             return ExitCode::FAILURE;
         }
     }

@@ -20,7 +20,7 @@ const ROUNDS: usize = 9;
 
 /// Runs `op(task, i)` from `concurrency` tasks for `ROUND`; returns ops/s. Each ratio printed is
 /// the median of the per-round ratios, each round measuring both sides back to back.
-async fn throughput<F, Fut>(concurrency: usize, op: F) -> f64
+pub(crate) async fn throughput<F, Fut>(concurrency: usize, op: F) -> f64
 where
     F: Fn(usize, usize) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = ()> + Send,

@@ -594,8 +594,8 @@ impl<S: KvStore> Cache<S> {
                 Freshness::Expired => {}
             }
         }
-        self.fetch_once(&cache_key, options, is_negative, fetcher)
-            .await
+        // Boxed, so the hit path's future stays small.
+        Box::pin(self.fetch_once(&cache_key, options, is_negative, fetcher)).await
     }
 
     /// Fetches `cache_key` once for all concurrent callers with the same types.
