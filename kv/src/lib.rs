@@ -14,6 +14,9 @@
 
 pub use kv_core::*;
 
+mod open;
+pub use open::{OpenError, open};
+
 /// The embedded in-memory backend (feature `memory`, on by default).
 ///
 /// ```

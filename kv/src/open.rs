@@ -1,0 +1,166 @@
+//! One constructor for every backend, from a URL: what a service's configuration names.
+
+use std::fmt;
+use std::sync::Arc;
+
+use kv_core::KvStore;
+
+/// Why [`open`] could not make a store. URLs in messages have their password removed.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let err = kv::open("ftp://example").await.unwrap_err();
+/// assert!(matches!(err, kv::OpenError::UnknownScheme { .. }));
+/// # }
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The URL's scheme names no backend.
+    UnknownScheme {
+        /// The scheme.
+        scheme: String,
+    },
+    /// The backend exists, but this build of `kv` was compiled without its feature.
+    FeatureDisabled {
+        /// The scheme asked for.
+        scheme: String,
+        /// The `kv` feature that enables it.
+        feature: &'static str,
+    },
+    /// The URL is malformed for its backend.
+    Invalid {
+        /// What is wrong.
+        message: String,
+    },
+    /// The backend refused to connect.
+    Store(kv_core::Error),
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownScheme { scheme } => write!(
+                f,
+                "no backend for URL scheme {scheme:?} (expected memory:, redis://, rediss://, \
+                 redis+unix://, redis+cluster:// or cloudflare://)"
+            ),
+            Self::FeatureDisabled { scheme, feature } => write!(
+                f,
+                "{scheme}: URLs need the `{feature}` feature of the kv crate, which this build \
+                 does not have (add `features = [\"{feature}\"]` to the kv dependency)"
+            ),
+            Self::Invalid { message } => f.write_str(message),
+            Self::Store(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for OpenError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Store(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<kv_core::Error> for OpenError {
+    fn from(e: kv_core::Error) -> Self {
+        Self::Store(e)
+    }
+}
+
+/// Opens the store that `url` names, so the backend is one setting:
+///
+/// | URL | store | feature |
+/// |---|---|---|
+/// | `memory:` (or `memory://`) | a new, empty [`memory::MemoryStore`](crate::memory::MemoryStore) | `memory` |
+/// | `redis://[:password@]host:port[/db]`, `rediss://…` (TLS), `redis+unix:///path` | one Redis server | `redis` |
+/// | `redis+cluster://host:port,host:port` (`rediss+cluster://` for TLS) | a Redis Cluster, from its seed nodes | `redis` |
+///
+/// A URL for a backend whose feature is off is a clear [`OpenError::FeatureDisabled`], never a
+/// panic.
+///
+/// ```
+/// use kv::KvStore;
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), kv::OpenError> {
+/// let store = kv::open("memory:").await?;
+/// store.put("k", "v".into(), kv::PutOptions::new()).await?;
+/// assert_eq!(store.capabilities().backend, "memory");
+/// # Ok(()) }
+/// ```
+pub async fn open(url: &str) -> Result<Arc<dyn KvStore>, OpenError> {
+    let scheme = url
+        .split_once(':')
+        .map(|(scheme, _)| scheme.to_ascii_lowercase())
+        .unwrap_or_default();
+    match scheme.as_str() {
+        "memory" => memory(&scheme),
+        "redis" | "rediss" | "redis+unix" => redis(url, &scheme).await,
+        "redis+cluster" | "rediss+cluster" => redis_cluster(url, &scheme).await,
+        _ => Err(OpenError::UnknownScheme { scheme }),
+    }
+}
+
+#[cfg(feature = "memory")]
+fn memory(_scheme: &str) -> Result<Arc<dyn KvStore>, OpenError> {
+    Ok(Arc::new(kv_memory::MemoryStore::new()))
+}
+
+#[cfg(not(feature = "memory"))]
+fn memory(scheme: &str) -> Result<Arc<dyn KvStore>, OpenError> {
+    Err(OpenError::FeatureDisabled {
+        scheme: scheme.to_owned(),
+        feature: "memory",
+    })
+}
+
+#[cfg(feature = "redis")]
+async fn redis(url: &str, _scheme: &str) -> Result<Arc<dyn KvStore>, OpenError> {
+    Ok(Arc::new(kv_redis::RedisStore::connect(url).await?))
+}
+
+#[cfg(not(feature = "redis"))]
+async fn redis(_url: &str, scheme: &str) -> Result<Arc<dyn KvStore>, OpenError> {
+    Err(OpenError::FeatureDisabled {
+        scheme: scheme.to_owned(),
+        feature: "redis",
+    })
+}
+
+#[cfg(feature = "redis")]
+async fn redis_cluster(url: &str, scheme: &str) -> Result<Arc<dyn KvStore>, OpenError> {
+    let node_scheme = scheme.trim_end_matches("+cluster");
+    let nodes = url
+        .split_once("://")
+        .map(|(_, rest)| rest)
+        .unwrap_or_default();
+    let (auth, hosts) = match nodes.rsplit_once('@') {
+        Some((auth, hosts)) => (format!("{auth}@"), hosts),
+        None => (String::new(), nodes),
+    };
+    let hosts = hosts.trim_end_matches('/');
+    if hosts.is_empty() {
+        return Err(OpenError::Invalid {
+            message: format!("{scheme}:// needs at least one host:port"),
+        });
+    }
+    let urls: Vec<String> = hosts
+        .split(',')
+        .map(|host| format!("{node_scheme}://{auth}{host}"))
+        .collect();
+    Ok(Arc::new(
+        kv_redis::RedisStore::cluster(urls).connect().await?,
+    ))
+}
+
+#[cfg(not(feature = "redis"))]
+async fn redis_cluster(_url: &str, scheme: &str) -> Result<Arc<dyn KvStore>, OpenError> {
+    Err(OpenError::FeatureDisabled {
+        scheme: scheme.to_owned(),
+        feature: "redis",
+    })
+}

@@ -1,0 +1,84 @@
+//! `kv::open`: every scheme, and clear errors for the ones that cannot work.
+
+use kv::{KvStore, OpenError, PutOptions};
+use kv_testsuite::servers;
+
+#[tokio::test]
+async fn memory_urls() {
+    for url in ["memory:", "memory://", "MEMORY://"] {
+        let store = kv::open(url).await.expect("memory store");
+        store
+            .put("k", "v".into(), PutOptions::new())
+            .await
+            .expect("put");
+        assert_eq!(store.capabilities().backend, "memory");
+    }
+}
+
+#[tokio::test]
+async fn unknown_and_malformed_urls() {
+    for url in ["", "nothing", "ftp://host", "postgres://u:secret@db/app"] {
+        match kv::open(url).await {
+            Err(OpenError::UnknownScheme { .. }) => {}
+            Err(other) => panic!("{url}: expected UnknownScheme, got {other:?}"),
+            Ok(_) => panic!("{url}: expected UnknownScheme, got a store"),
+        }
+    }
+    match kv::open("redis+cluster://").await {
+        Err(OpenError::Invalid { message }) => assert!(message.contains("host:port")),
+        Err(other) => panic!("expected Invalid, got {other:?}"),
+        Ok(_) => panic!("expected Invalid, got a store"),
+    }
+}
+
+#[tokio::test]
+async fn unreachable_redis_is_a_store_error_without_the_password() {
+    let port = servers::free_port();
+    let url = format!("redis://:hunter2@127.0.0.1:{port}");
+    match kv::open(&url).await {
+        Err(err @ OpenError::Store(_)) => {
+            let message = format!("{err} {err:?}");
+            assert!(!message.contains("hunter2"), "{message}");
+        }
+        Err(other) => panic!("expected a store error, got {other:?}"),
+        Ok(_) => panic!("nothing listens on port {port}"),
+    }
+}
+
+#[tokio::test]
+async fn redis_and_cluster_urls() {
+    let Some(url) = servers::shared_redis_url() else {
+        kv_testsuite::skip("redis_and_cluster_urls", "KV_TEST_SKIP_REDIS=1");
+        return;
+    };
+    let store = kv::open(&url).await.expect("redis store");
+    assert_eq!(store.capabilities().backend, "redis");
+    let key = kv_testsuite::Namespace::new().key("open");
+    store
+        .put(&key, "v".into(), PutOptions::new())
+        .await
+        .expect("put");
+    assert_eq!(
+        store.get(&key).await.expect("get").as_deref(),
+        Some(&b"v"[..])
+    );
+    store.delete(&key).await.expect("delete");
+
+    let nodes = servers::shared_redis_cluster_urls().expect("a cluster beside the server");
+    let hosts: Vec<&str> = nodes
+        .iter()
+        .map(|u| u.trim_start_matches("redis://").trim_end_matches('/'))
+        .collect();
+    let cluster = kv::open(&format!("redis+cluster://{}", hosts.join(",")))
+        .await
+        .expect("cluster store");
+    cluster
+        .put(&key, "c".into(), PutOptions::new())
+        .await
+        .expect("put");
+    assert_eq!(
+        cluster.get(&key).await.expect("get").as_deref(),
+        Some(&b"c"[..])
+    );
+    cluster.delete(&key).await.expect("delete");
+}
