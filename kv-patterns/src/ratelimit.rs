@@ -29,8 +29,9 @@ pub enum Window {
 /// The outcome of a check, as the TypeScript pattern's `{allowed, remaining, resetAt}`.
 ///
 /// ```
-/// let r = kv_patterns::RateLimit { allowed: true, limit: 10, remaining: 9, reset_at: 60 };
-/// assert_eq!(r.retry_after(30), std::time::Duration::from_secs(30));
+/// use std::time::Duration;
+/// let r = kv_patterns::RateLimit { allowed: true, limit: 10, remaining: 9, reset_at: 60, reset_after: Duration::from_secs(30) };
+/// assert_eq!(r.retry_after(30), Duration::from_secs(30));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {
@@ -42,13 +43,16 @@ pub struct RateLimit {
     pub remaining: u64,
     /// When the current window ends, in unix seconds.
     pub reset_at: u64,
+    /// How long from the check until the window ends, rounded up to whole seconds (what a
+    /// `Retry-After` header says).
+    pub reset_after: Duration,
 }
 
 impl RateLimit {
     /// How long from `now_secs` until the window resets (for a `Retry-After` header).
     ///
     /// ```
-    /// let r = kv_patterns::RateLimit { allowed: false, limit: 10, remaining: 0, reset_at: 100 };
+    /// let r = kv_patterns::RateLimit { allowed: false, limit: 10, remaining: 0, reset_at: 100, reset_after: std::time::Duration::ZERO };
     /// assert_eq!(r.retry_after(160).as_secs(), 0);
     /// ```
     pub fn retry_after(&self, now_secs: u64) -> Duration {
@@ -302,6 +306,7 @@ impl<S: KvStore> RateLimiter<S> {
                 limit: self.limit,
                 remaining: remaining(self.limit_f64() - estimate),
                 reset_at: window.reset_at,
+                reset_after: window.reset_after,
             });
         }
         // Give the increment back, so the stored count is what was admitted.
@@ -340,6 +345,7 @@ impl<S: KvStore> RateLimiter<S> {
             limit: self.limit,
             remaining: remaining(self.limit_f64() - estimate),
             reset_at: window.reset_at,
+            reset_after: window.reset_after,
         })
     }
 
@@ -357,6 +363,13 @@ impl<S: KvStore> RateLimiter<S> {
             current: format!("{PREFIX}{identifier}:{start}"),
             previous,
             reset_at: start.saturating_add(self.window_secs),
+            reset_after: Duration::from_secs(
+                start
+                    .saturating_add(self.window_secs)
+                    .saturating_mul(1000)
+                    .saturating_sub(now_ms)
+                    .div_ceil(1000),
+            ),
             // The share of the previous window still inside the sliding window.
             previous_weight: 1.0
                 - (elapsed_ms as f64 / (self.window_secs as f64 * 1000.0)).min(1.0),
@@ -394,6 +407,7 @@ impl<S: KvStore> RateLimiter<S> {
             limit: self.limit,
             remaining: 0,
             reset_at: window.reset_at,
+            reset_after: window.reset_after,
         }
     }
 
@@ -411,6 +425,7 @@ struct WindowKeys {
     current: String,
     previous: Option<String>,
     reset_at: u64,
+    reset_after: Duration,
     previous_weight: f64,
 }
 

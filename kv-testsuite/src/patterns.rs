@@ -762,6 +762,8 @@ pub async fn ratelimit_fixed_window(h: &Harness) {
             (r.remaining, r.limit, r.reset_at),
             (remaining, 3, start + 60)
         );
+        let until_reset = ((start + 60) * 1000 - time.now_ms()).div_ceil(1000);
+        assert_eq!(r.reset_after, Duration::from_secs(until_reset));
     }
     let rejected = limiter.check(&id).await.expect("check");
     assert!(!rejected.allowed);
