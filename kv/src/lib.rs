@@ -11,6 +11,7 @@
 //! | `redis` | `redis` | Redis and Redis Cluster |
 //! | `layers` (default) | [`layers`] | namespaces, tracing, metrics, timeouts and retries, a two-tier store |
 //! | `patterns` (default) | [`patterns`] | a read-through cache, sessions and rate limiting over any store |
+//! | `axum` | `http` | a tower rate-limit layer and cookie sessions for axum services |
 
 pub use kv_core::*;
 
@@ -83,4 +84,19 @@ pub mod layers {
 #[cfg(feature = "patterns")]
 pub mod patterns {
     pub use kv_patterns::*;
+}
+
+/// axum and tower integration (feature `axum`): [`http::RateLimitLayer`] and cookie sessions
+/// ([`http::SessionLayer`], [`http::CurrentSession`]) over any store.
+///
+/// ```
+/// use std::time::Duration;
+/// use kv::http::RateLimitLayer;
+/// use kv::patterns::RateLimiter;
+/// let limiter = RateLimiter::fixed_window(kv::memory::MemoryStore::new(), 100, Duration::from_secs(60));
+/// let app: axum::Router = axum::Router::new().layer(RateLimitLayer::new(limiter));
+/// ```
+#[cfg(feature = "axum")]
+pub mod http {
+    pub use kv_http::*;
 }

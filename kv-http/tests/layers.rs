@@ -1,0 +1,351 @@
+//! The rate-limit and session layers on real axum routers, requests sent through `oneshot`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Request, StatusCode};
+use axum::response::Response;
+use axum::routing::get;
+use kv_core::{
+    Bytes, Capabilities, CounterOptions, Entry, Error, KvStore, ListOptions, ListPage, PutItem,
+    PutOptions,
+};
+use kv_http::{
+    ClientKey, CurrentSession, OnStoreError, RateLimitLayer, SessionCookie, SessionLayer,
+    TrustedProxies,
+};
+use kv_memory::MemoryStore;
+use kv_patterns::{RateLimiter, Session, SessionManager};
+use tower::ServiceExt;
+
+fn request(peer: &str, headers: &[(&str, &str)]) -> Request<Body> {
+    let mut builder = Request::builder().uri("/");
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let mut request = builder.body(Body::empty()).expect("request");
+    let peer: SocketAddr = format!("{peer}:40000").parse().expect("peer");
+    request.extensions_mut().insert(ConnectInfo(peer));
+    request
+}
+
+async fn body(response: Response) -> serde_json::Value {
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    serde_json::from_slice(&bytes).expect("JSON body")
+}
+
+fn header<'a>(response: &'a Response, name: &str) -> &'a str {
+    response
+        .headers()
+        .get(name)
+        .unwrap_or_else(|| panic!("missing {name}"))
+        .to_str()
+        .expect("ASCII header")
+}
+
+fn limited(limit: u64, key: ClientKey) -> Router {
+    let limiter = RateLimiter::fixed_window(MemoryStore::new(), limit, Duration::from_secs(60));
+    Router::new()
+        .route("/", get(|| async { "ok" }))
+        .layer(RateLimitLayer::new(limiter).client_key(key))
+}
+
+#[tokio::test]
+async fn headers_then_429_with_the_seed_body() {
+    let app = limited(3, ClientKey::Peer);
+    for remaining in ["2", "1", "0"] {
+        let response = app
+            .clone()
+            .oneshot(request("192.0.2.1", &[]))
+            .await
+            .expect("infallible");
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(header(&response, "x-ratelimit-limit"), "3");
+        assert_eq!(header(&response, "x-ratelimit-remaining"), remaining);
+        let reset: u64 = header(&response, "x-ratelimit-reset")
+            .parse()
+            .expect("epoch seconds");
+        assert_eq!(reset % 60, 0, "the window's end");
+        assert_eq!(
+            header(&response, "ratelimit-policy"),
+            "\"default\";q=3;w=60"
+        );
+        let current = header(&response, "ratelimit");
+        assert!(
+            current.starts_with(&format!("\"default\";r={remaining};t=")),
+            "{current}"
+        );
+    }
+    let rejected = app
+        .clone()
+        .oneshot(request("192.0.2.1", &[]))
+        .await
+        .expect("infallible");
+    assert_eq!(rejected.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = header(&rejected, "retry-after").parse().expect("seconds");
+    assert!((1..=60).contains(&retry_after));
+    assert_eq!(header(&rejected, "x-ratelimit-remaining"), "0");
+    assert_eq!(header(&rejected, "content-type"), "application/json");
+    assert_eq!(
+        body(rejected).await,
+        serde_json::json!({"error": "Too many requests"})
+    );
+
+    let other = app
+        .oneshot(request("192.0.2.2", &[]))
+        .await
+        .expect("infallible");
+    assert_eq!(
+        other.status(),
+        StatusCode::OK,
+        "another client has its own quota"
+    );
+}
+
+#[tokio::test]
+async fn forwarding_headers_count_only_from_trusted_proxies() {
+    let proxies = TrustedProxies::parse("10.0.0.0/8").expect("proxies");
+    let app = limited(1, ClientKey::Forwarded(proxies));
+
+    // An untrusted peer cannot pick its key by sending headers.
+    let first = app
+        .clone()
+        .oneshot(request("198.51.100.9", &[("x-forwarded-for", "1.1.1.1")]))
+        .await
+        .expect("infallible");
+    assert_eq!(first.status(), StatusCode::OK);
+    let spoofed = app
+        .clone()
+        .oneshot(request("198.51.100.9", &[("x-forwarded-for", "2.2.2.2")]))
+        .await
+        .expect("infallible");
+    assert_eq!(spoofed.status(), StatusCode::TOO_MANY_REQUESTS);
+
+    // Through the proxies, the right-most untrusted hop is the client; a client-written
+    // left-most entry changes nothing.
+    let via = |xff: &'static str| request("10.0.0.1", &[("x-forwarded-for", xff)]);
+    assert_eq!(
+        app.clone()
+            .oneshot(via("6.6.6.6, 203.0.113.7, 10.0.0.2"))
+            .await
+            .expect("ok")
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.clone()
+            .oneshot(via("7.7.7.7, 203.0.113.7"))
+            .await
+            .expect("ok")
+            .status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        app.clone()
+            .oneshot(via("203.0.113.8"))
+            .await
+            .expect("ok")
+            .status(),
+        StatusCode::OK
+    );
+}
+
+#[test]
+fn client_key_resolution() {
+    let proxies = TrustedProxies::parse("10.0.0.0/8, 2001:db8::/32").expect("proxies");
+    let key = ClientKey::Forwarded(proxies);
+    let resolve = |peer: &str, headers: &[(&str, &str)]| {
+        let (parts, _) = request(peer, headers).into_parts();
+        key.resolve(&parts)
+    };
+    assert_eq!(
+        resolve(
+            "10.1.1.1",
+            &[(
+                "forwarded",
+                "for=192.0.2.60;proto=http, for=\"[2001:db8::17]:4711\""
+            )]
+        ),
+        "192.0.2.60"
+    );
+    assert_eq!(
+        resolve("10.1.1.1", &[("cf-connecting-ip", "203.0.113.50")]),
+        "203.0.113.50"
+    );
+    assert_eq!(
+        resolve("192.0.2.99", &[("cf-connecting-ip", "203.0.113.50")]),
+        "192.0.2.99"
+    );
+    assert_eq!(
+        resolve("10.1.1.1", &[("x-forwarded-for", "10.2.2.2, 10.3.3.3")]),
+        "10.2.2.2"
+    );
+    assert_eq!(resolve("10.1.1.1", &[]), "10.1.1.1");
+    assert_eq!(
+        resolve("10.1.1.1", &[("x-forwarded-for", "203.0.113.1:5555")]),
+        "203.0.113.1"
+    );
+    let (parts, _) = Request::builder().body(()).expect("request").into_parts();
+    assert_eq!(ClientKey::Peer.resolve(&parts), "unknown", "no ConnectInfo");
+}
+
+/// A store that is down.
+#[derive(Debug)]
+struct Down(Capabilities);
+
+impl Down {
+    fn new() -> Self {
+        Self(Capabilities::new("down"))
+    }
+    fn error() -> Error {
+        Error::backend("down", "connection refused", true, "refused")
+    }
+}
+
+#[kv_core::async_trait]
+impl KvStore for Down {
+    fn capabilities(&self) -> &Capabilities {
+        &self.0
+    }
+    async fn get(&self, _: &str) -> kv_core::Result<Option<Bytes>> {
+        Err(Self::error())
+    }
+    async fn get_with_metadata(&self, _: &str) -> kv_core::Result<Option<Entry>> {
+        Err(Self::error())
+    }
+    async fn put(&self, _: &str, _: Bytes, _: PutOptions) -> kv_core::Result<()> {
+        Err(Self::error())
+    }
+    async fn put_if_absent(&self, _: &str, _: Bytes, _: PutOptions) -> kv_core::Result<bool> {
+        Err(Self::error())
+    }
+    async fn delete(&self, _: &str) -> kv_core::Result<()> {
+        Err(Self::error())
+    }
+    async fn list(&self, _: ListOptions) -> kv_core::Result<ListPage> {
+        Err(Self::error())
+    }
+    async fn get_many(&self, _: &[String]) -> kv_core::Result<Vec<Option<Bytes>>> {
+        Err(Self::error())
+    }
+    async fn put_many(&self, _: Vec<PutItem>) -> kv_core::Result<()> {
+        Err(Self::error())
+    }
+    async fn delete_many(&self, _: &[String]) -> kv_core::Result<()> {
+        Err(Self::error())
+    }
+    async fn increment(&self, _: &str, _: i64, _: CounterOptions) -> kv_core::Result<i64> {
+        Err(Self::error())
+    }
+}
+
+#[tokio::test]
+async fn a_failing_store_fails_open_or_closed() {
+    let limiter = || RateLimiter::fixed_window(Down::new(), 10, Duration::from_secs(60));
+    let open = Router::new()
+        .route("/", get(|| async { "ok" }))
+        .layer(RateLimitLayer::new(limiter()));
+    let response = open
+        .oneshot(request("192.0.2.1", &[]))
+        .await
+        .expect("infallible");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers().get("x-ratelimit-remaining").is_none());
+
+    let closed = Router::new()
+        .route("/", get(|| async { "ok" }))
+        .layer(RateLimitLayer::new(limiter()).on_store_error(OnStoreError::Reject));
+    let response = closed
+        .oneshot(request("192.0.2.1", &[]))
+        .await
+        .expect("infallible");
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        body(response).await,
+        serde_json::json!({"error": "Rate limiter unavailable"})
+    );
+}
+
+async fn me(session: CurrentSession<Session>) -> String {
+    session.data.email.clone()
+}
+
+async fn maybe(session: Option<CurrentSession<Session>>) -> &'static str {
+    if session.is_some() { "in" } else { "out" }
+}
+
+#[tokio::test]
+async fn sessions_from_the_cookie() {
+    let manager = Arc::new(SessionManager::new(MemoryStore::new()));
+    let cookie = SessionCookie::new().name("sid");
+    let app = Router::new()
+        .route("/me", get(me))
+        .route("/maybe", get(maybe))
+        .layer(SessionLayer::shared(manager.clone(), cookie.clone()));
+    let id = manager
+        .create_for("u1", "ada@example.com", "admin")
+        .await
+        .expect("create");
+    let call = |path: &str, cookie: Option<String>| {
+        let mut builder = Request::builder().uri(path);
+        if let Some(cookie) = cookie {
+            builder = builder.header("cookie", cookie);
+        }
+        app.clone()
+            .oneshot(builder.body(Body::empty()).expect("request"))
+    };
+
+    let response = call("/me", Some(format!("theme=dark; sid={id}")))
+        .await
+        .expect("infallible");
+    assert_eq!(response.status(), StatusCode::OK);
+    let bytes = axum::body::to_bytes(response.into_body(), 1024)
+        .await
+        .expect("body");
+    assert_eq!(&bytes[..], b"ada@example.com");
+
+    for cookie in [
+        None,
+        Some("sid=forged".to_owned()),
+        Some("other=x".to_owned()),
+    ] {
+        let response = call("/me", cookie).await.expect("infallible");
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            body(response).await,
+            serde_json::json!({"error": "Not logged in"})
+        );
+    }
+    let response = call("/maybe", None).await.expect("infallible");
+    let bytes = axum::body::to_bytes(response.into_body(), 1024)
+        .await
+        .expect("body");
+    assert_eq!(&bytes[..], b"out");
+
+    manager.destroy(&id).await.expect("destroy");
+    let response = call("/me", Some(format!("sid={id}")))
+        .await
+        .expect("infallible");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+
+    let down = Router::new()
+        .route("/me", get(me))
+        .layer(SessionLayer::new(SessionManager::new(Down::new()), cookie));
+    let response = down
+        .oneshot(
+            Request::builder()
+                .uri("/me")
+                .header("cookie", format!("sid={id}"))
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("infallible");
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
