@@ -9,7 +9,14 @@ use crate::error::CliError;
 
 /// Read and write the keys of any kv store: memory, Redis, Redis Cluster.
 #[derive(Debug, Parser)]
-#[command(name = "kv", version, about, long_about = None)]
+#[command(
+    name = "kv",
+    version,
+    about,
+    long_about = None,
+    after_help = "Exit codes: 0 done; 1 `get` found no such key; 2 error; \
+                  3 `import` finished but some records failed (each reported on stderr)."
+)]
 pub(crate) struct Cli {
     /// The store to open, e.g. redis://127.0.0.1:6379/0, rediss://:PASSWORD@host:6380,
     /// redis+unix:///run/redis.sock, redis+cluster://h1:7000,h2:7001 or memory:
@@ -141,7 +148,17 @@ mod tests {
         assert_eq!(parse_ttl("5m").unwrap(), Duration::from_secs(300));
         assert_eq!(parse_ttl("1h").unwrap(), Duration::from_secs(3600));
         assert_eq!(parse_ttl("2d").unwrap(), Duration::from_secs(172_800));
-        for bad in ["", "0", "0s", "s", "5x", "1h30m", "-5", "1.5h", "99999999999999999999d"] {
+        for bad in [
+            "",
+            "0",
+            "0s",
+            "s",
+            "5x",
+            "1h30m",
+            "-5",
+            "1.5h",
+            "99999999999999999999d",
+        ] {
             assert!(parse_ttl(bad).is_err(), "{bad:?} should be refused");
         }
     }

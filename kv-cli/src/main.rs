@@ -78,7 +78,11 @@ fn secrets(url: &str) -> Vec<&str> {
     let (address, query) = rest.split_at(rest.find(['?', '#']).unwrap_or(rest.len()));
     let mut secrets = Vec::new();
     if let Some((user_info, _)) = address.rsplit_once('@') {
-        secrets.push(user_info.split_once(':').map_or(user_info, |(_, pass)| pass));
+        secrets.push(
+            user_info
+                .split_once(':')
+                .map_or(user_info, |(_, pass)| pass),
+        );
     }
     for param in query.trim_start_matches('?').split(['&', '#']) {
         if let Some(("pass" | "password", value)) = param.split_once('=') {
