@@ -69,10 +69,13 @@ impl Progress {
         }
         eprintln!("{message}");
     }
+}
 
-    /// Erases the progress line.
-    pub(crate) fn finish(&mut self) {
-        if self.enabled && self.last_draw.take().is_some() {
+impl Drop for Progress {
+    /// Erases the progress line, whether the command succeeded or not, so that nothing printed
+    /// afterwards (such as an error) lands on it.
+    fn drop(&mut self) {
+        if self.enabled && self.last_draw.is_some() {
             eprint!("{CLEAR_LINE}");
         }
     }

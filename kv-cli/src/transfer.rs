@@ -54,9 +54,7 @@ pub(crate) async fn export(store: &dyn KvStore, prefix: String) -> Result<(), Cl
         }
         cursor = page.cursor;
     }
-    out.flush().map_err(CliError::Stdout)?;
-    progress.finish();
-    Ok(())
+    out.flush().map_err(CliError::Stdout)
 }
 
 /// The checkpoint of `file` unless `--checkpoint` names another: `FILE.progress`.
@@ -159,7 +157,18 @@ impl Importer<'_> {
         };
         let record: Record = match serde_json::from_str(text) {
             Ok(record) => record,
-            Err(e) => return self.fail(line, None, &format!("malformed record: {e}")),
+            Err(e) => {
+                // serde_json says "at line 1 column N" of the one line it saw; keep the column.
+                let message = e.to_string();
+                let position = format!(" at line {} column {}", e.line(), e.column());
+                let reason = message.strip_suffix(&position).unwrap_or(&message);
+                let column = e.column();
+                return self.fail(
+                    line,
+                    None,
+                    &format!("malformed record (column {column}): {reason}"),
+                );
+            }
         };
         let value = match record.value_bytes() {
             Ok(value) => value,
@@ -330,7 +339,6 @@ pub(crate) async fn import(store: &dyn KvStore, args: ImportArgs) -> Result<(), 
         });
     }
     importer.commit(line).await?;
-    importer.progress.finish();
     if let Some(path) = &importer.checkpoint {
         std::fs::remove_file(path).map_err(|source| CliError::Checkpoint {
             path: path.clone(),

@@ -419,7 +419,10 @@ fn import_reports_bad_lines_and_keys_and_writes_the_rest() {
     let out = kv(Some(&url), &["import", "-"], &input);
     assert_eq!(out.status.code(), Some(3), "finished, with failures");
     let err = text(&out.stderr);
-    assert!(err.contains("line 2: malformed record"), "{err}");
+    assert!(
+        err.contains("line 2: malformed record (column 2): key must be a string"),
+        "{err}"
+    );
     assert!(
         err.contains(&format!(
             "line 3: key {:?}: expiration {past}",
@@ -432,7 +435,9 @@ fn import_reports_bad_lines_and_keys_and_writes_the_rest() {
         "{err}"
     );
     assert!(
-        err.contains("line 6: malformed record: unknown field `expiry`"),
+        err.lines()
+            .any(|l| l.contains("line 6: malformed record (column ")
+                && l.contains("unknown field `expiry`")),
         "{err}"
     );
     assert!(
