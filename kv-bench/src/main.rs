@@ -1,12 +1,13 @@
 //! Side-by-side benchmarks: each `kv` backend against the raw library underneath, in one process,
 //! printed as `name: value` lines (ratios are ours ÷ theirs). Results live in BENCHMARKS.md.
 //!
-//! `cargo run --release -p kv-bench -- memory` (or `redis`, `wrappers`, `patterns`: those start
+//! `cargo run --release -p kv-bench -- memory` (or `redis`, `wrappers`, `patterns`, `http`: the Redis ones start
 //! their own `redis-server` unless `KV_BENCH_REDIS_URL` is set)
 
 use std::process::ExitCode;
 
 mod alloc;
+mod http;
 mod memory;
 mod patterns;
 mod redis;
@@ -84,8 +85,9 @@ fn main() -> ExitCode {
         "redis" => runtime.block_on(redis::run()),
         "wrappers" => runtime.block_on(wrappers::run()),
         "patterns" => runtime.block_on(patterns::run()),
+        "http" => runtime.block_on(http::run()),
         _ => {
-            eprintln!("usage: kv-bench memory|redis|wrappers|patterns");
+            eprintln!("usage: kv-bench memory|redis|wrappers|patterns|http");
             return ExitCode::FAILURE;
         }
     }

@@ -46,7 +46,7 @@ type Store = Arc<dyn KvStore>;
 ///
 /// ```
 /// let config = kv_demo::Config::new(std::sync::Arc::new(kv::memory::MemoryStore::new()), "demo.sqlite3");
-/// assert_eq!(config.rate_limit, 100);
+/// assert_eq!(config.rate_limit, Some(100));
 /// ```
 #[derive(Clone)]
 pub struct Config {
@@ -56,8 +56,8 @@ pub struct Config {
     pub database: PathBuf,
     /// The clock the patterns read (the system clock; tests move a manual one).
     pub clock: Arc<dyn Clock>,
-    /// Requests a minute per client.
-    pub rate_limit: u64,
+    /// Requests a minute per client; `None` serves without the rate-limit layer.
+    pub rate_limit: Option<u64>,
     /// Whether the session cookie is `Secure` (on by default; browsers and curl send it to
     /// `127.0.0.1` over plain HTTP too).
     pub secure_cookie: bool,
@@ -86,7 +86,7 @@ impl Config {
             store,
             database: database.into(),
             clock: Arc::new(SystemClock),
-            rate_limit: 100,
+            rate_limit: Some(100),
             secure_cookie: true,
         }
     }
@@ -273,28 +273,30 @@ pub fn router(config: Config) -> Result<Router, DemoError> {
             .build(),
     );
     let cookie = SessionCookie::new().secure(config.secure_cookie);
-    let limiter = RateLimiter::builder(
-        Arc::clone(&config.store),
-        config.rate_limit,
-        Duration::from_secs(60),
-    )
-    .clock(clock)
-    .build();
     let state = AppState {
         cache,
         sessions: Arc::clone(&sessions),
         cookie: cookie.clone(),
         catalog,
     };
-    Ok(Router::new()
+    let router = Router::new()
         .route("/products/{id}", get(product))
         .route("/login", post(login))
         .route("/me", get(me))
         .route("/logout", post(logout))
         .fallback(|| async { json_error(StatusCode::NOT_FOUND, "No such route") })
         .with_state(state)
-        .layer(SessionLayer::shared(sessions, cookie))
-        .layer(RateLimitLayer::new(limiter)))
+        .layer(SessionLayer::shared(sessions, cookie));
+    Ok(match config.rate_limit {
+        Some(limit) => {
+            let limiter =
+                RateLimiter::builder(Arc::clone(&config.store), limit, Duration::from_secs(60))
+                    .clock(clock)
+                    .build();
+            router.layer(RateLimitLayer::new(limiter))
+        }
+        None => router,
+    })
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then finishes the requests in

@@ -48,7 +48,7 @@ impl Demo {
         };
         let mut config = kv_demo::Config::new(store, demo.database());
         config.clock = Arc::new(clock);
-        config.rate_limit = rate_limit;
+        config.rate_limit = Some(rate_limit);
         let router = kv_demo::router(config).expect("router");
         tokio::spawn(kv_demo::serve(listener, router, async move {
             let _ = stopped.await;

@@ -1,0 +1,92 @@
+//! The demo service in-process, driven over real HTTP on loopback: the product route through
+//! the rate-limit layer against the same route without it, on the memory store.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::{line, median};
+
+const CONCURRENCY: usize = 64;
+const ROUND: Duration = Duration::from_millis(800);
+const ROUNDS: usize = 7;
+
+/// Starts the demo on an ephemeral port; returns its base URL.
+async fn start(rate_limit: Option<u64>, database: &std::path::Path) -> String {
+    let store = kv::open("memory:").await.expect("memory store");
+    let mut config = kv_demo::Config::new(store, database);
+    config.rate_limit = rate_limit;
+    let router = kv_demo::router(config).expect("demo router");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    tokio::spawn(kv_demo::serve(listener, router, std::future::pending()));
+    base
+}
+
+/// Requests per second for `GET {base}/products/1` from `CONCURRENCY` tasks over `ROUND`.
+async fn rps(client: &reqwest::Client, base: &str) -> f64 {
+    let url = Arc::new(format!("{base}/products/1"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..CONCURRENCY)
+        .map(|_| {
+            let (client, url, stop, done) = (
+                client.clone(),
+                Arc::clone(&url),
+                Arc::clone(&stop),
+                Arc::clone(&done),
+            );
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let response = client.get(url.as_str()).send().await.expect("request");
+                    assert!(response.status().is_success(), "{}", response.status());
+                    response.bytes().await.expect("body");
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(ROUND).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await.expect("benchmark task");
+    }
+    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+pub(crate) async fn run() {
+    let dir = std::env::temp_dir().join(format!("kv-bench-http-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch directory");
+    let limited = start(Some(u64::MAX), &dir.join("limited.sqlite3")).await;
+    let plain = start(None, &dir.join("plain.sqlite3")).await;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(CONCURRENCY)
+        .build()
+        .expect("client");
+    // Warm both: the product enters each cache, connections open.
+    rps(&client, &limited).await;
+    rps(&client, &plain).await;
+    let (mut ratios, mut ours, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        let (l, p) = if round % 2 == 0 {
+            let l = rps(&client, &limited).await;
+            (l, rps(&client, &plain).await)
+        } else {
+            let p = rps(&client, &plain).await;
+            (rps(&client, &limited).await, p)
+        };
+        ratios.push(l / p);
+        ours.push(l);
+        theirs.push(p);
+    }
+    line("http_cached_product_rps", format!("{:.0}", median(ours)));
+    line("http_plain_product_rps", format!("{:.0}", median(theirs)));
+    line(
+        "http_rate_limited_rps_ratio_vs_plain",
+        format!("{:.2}", median(ratios)),
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
