@@ -1,7 +1,8 @@
 //! axum and tower integration for `kv`: a [`RateLimitLayer`] that limits any route per client
 //! with the TypeScript middleware's headers and body (plus the IETF `RateLimit` headers), and
 //! cookie sessions ([`SessionLayer`], [`CurrentSession`], [`SessionCookie`]) over a
-//! [`SessionManager`](kv_patterns::SessionManager), on any store.
+//! [`SessionManager`](kv_patterns::SessionManager), on any store. With feature `tower-sessions`,
+//! `KvSessionStore` lets existing tower-sessions apps keep their sessions in any store.
 //!
 //! ```
 //! use std::time::Duration;
@@ -19,10 +20,14 @@
 mod client;
 mod ratelimit;
 mod session;
+#[cfg(feature = "tower-sessions")]
+mod tower_sessions;
 
 pub use client::{Cidr, ClientKey, InvalidCidr, TrustedProxies};
 pub use ratelimit::{OnStoreError, RateLimitLayer, RateLimitService};
 pub use session::{CurrentSession, SameSite, SessionCookie, SessionLayer, SessionService};
+#[cfg(feature = "tower-sessions")]
+pub use tower_sessions::KvSessionStore;
 
 use axum::Json;
 use axum::http::StatusCode;
