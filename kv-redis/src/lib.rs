@@ -141,7 +141,11 @@ enum Conn {
 impl Conn {
     async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> redis::RedisResult<T> {
         match self {
-            Conn::Single(c) => cmd.query_async(&mut c.clone()).await,
+            // `send_packed_command` directly, not through `ConnectionLike`, which boxes a future.
+            Conn::Single(c) => {
+                let value = c.clone().send_packed_command(cmd).await?;
+                Ok(redis::from_redis_value(value.extract_error()?)?)
+            }
             // Boxed, so the cluster's larger future does not grow every single-server call.
             Conn::Cluster(c) => Box::pin(cmd.query_async(&mut c.clone())).await,
         }
@@ -177,7 +181,9 @@ impl Conn {
 /// The `EVALSHA` of `script` with `keys` keys: the keys, then the arguments, are added to it by
 /// the caller, written straight into the command's buffer.
 fn script_call(script: &Script, keys: usize) -> Cmd {
-    let mut call = redis::cmd("EVALSHA");
+    // Room for the arguments of a typical call, so building it does not reallocate.
+    let mut call = Cmd::with_capacity(16, 256);
+    call.arg("EVALSHA");
     call.arg(script.get_hash()).arg(keys);
     call
 }
@@ -248,6 +254,12 @@ impl ShardKeys {
 struct ValueKey<'a> {
     base: &'a str,
     key: &'a str,
+}
+
+impl ValueKey<'_> {
+    fn len(&self) -> usize {
+        self.base.len() + 2 + self.key.len()
+    }
 }
 
 impl redis::ToRedisArgs for ValueKey<'_> {
@@ -641,9 +653,10 @@ impl Write {
 }
 
 /// The `SET` of a write, with its expiry; `only_existing` adds `XX`.
-fn set_command(value_key: impl redis::ToRedisArgs, w: &Write, only_existing: bool) -> Cmd {
-    let mut set = redis::cmd("SET");
-    set.arg(value_key).arg(&w.stored[..]);
+fn set_command(value_key: ValueKey<'_>, w: &Write, only_existing: bool) -> Cmd {
+    // Sized for the whole command (the expiry takes at most 24 bytes), so it never reallocates.
+    let mut set = Cmd::with_capacity(6, 32 + value_key.len() + w.stored.len());
+    set.arg("SET").arg(value_key).arg(&w.stored[..]);
     let (_, when) = expiry_args(w.expiry);
     match w.expiry {
         Some(Expiry::Ttl(_)) => {
@@ -952,12 +965,11 @@ impl KvStore for RedisStore {
     async fn put(&self, key: &str, value: Bytes, options: PutOptions) -> Result<()> {
         let w = self.check_write(key, value, &options)?;
         let keys = self.keys_of(key);
-        let value_key = keys.value_arg(key);
         let expires_at = w.expiry.and_then(|_| w.expires_at_ms(SystemClock.now_ms()));
         // An existing key is already indexed (every creation indexes it atomically, and names
         // leave the index only with their key), so an overwrite is a plain `SET … XX`; for an
         // expiring key, its expiry-index score goes in the same round trip.
-        let set = set_command(&value_key, &w, true);
+        let set = set_command(keys.value_arg(key), &w, true);
         let overwritten: Option<()> = match expires_at {
             None => self.run("put", self.inner.conn.query(&set)).await?,
             // The rarer paths are boxed, so the common future stays small.
