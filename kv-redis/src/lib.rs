@@ -78,7 +78,7 @@ use kv_core::{
 };
 use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, FromRedisValue, RedisError, RetryMethod, Script, ScriptInvocation};
+use redis::{Cmd, ErrorKind, FromRedisValue, RedisError, RetryMethod, Script, ServerErrorKind};
 
 const BACKEND: &str = "redis";
 /// Items in one batch script, so a huge batch never blocks Redis for long.
@@ -141,7 +141,11 @@ enum Conn {
 impl Conn {
     async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> redis::RedisResult<T> {
         match self {
-            Conn::Single(c) => cmd.query_async(&mut c.clone()).await,
+            // `send_packed_command` directly, not through `ConnectionLike`, which boxes a future.
+            Conn::Single(c) => {
+                let value = c.clone().send_packed_command(cmd).await?;
+                Ok(redis::from_redis_value(value.extract_error()?)?)
+            }
             // Boxed, so the cluster's larger future does not grow every single-server call.
             Conn::Cluster(c) => Box::pin(cmd.query_async(&mut c.clone())).await,
         }
@@ -154,15 +158,34 @@ impl Conn {
         }
     }
 
-    async fn invoke<T: FromRedisValue>(
-        &self,
-        invocation: &ScriptInvocation<'_>,
-    ) -> redis::RedisResult<T> {
-        match self {
-            Conn::Single(c) => invocation.invoke_async(&mut c.clone()).await,
-            Conn::Cluster(c) => Box::pin(invocation.invoke_async(&mut c.clone())).await,
+    /// Runs a script call built by [`script_call`]; a server that does not know the script
+    /// (restarted, flushed, or a new cluster node) gets it loaded and the call is retried once.
+    async fn eval<T: FromRedisValue>(&self, script: &Script, call: &Cmd) -> redis::RedisResult<T> {
+        match self.query(call).await {
+            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                Box::pin(self.load(script)).await?;
+                self.query(call).await
+            }
+            result => result,
         }
     }
+
+    async fn load(&self, script: &Script) -> redis::RedisResult<String> {
+        match self {
+            Conn::Single(c) => script.load_async(&mut c.clone()).await,
+            Conn::Cluster(c) => script.load_async(&mut c.clone()).await,
+        }
+    }
+}
+
+/// The `EVALSHA` of `script` with `keys` keys: the keys, then the arguments, are added to it by
+/// the caller, written straight into the command's buffer.
+fn script_call(script: &Script, keys: usize) -> Cmd {
+    // Room for the arguments of a typical call, so building it does not reallocate.
+    let mut call = Cmd::with_capacity(16, 256);
+    call.arg("EVALSHA");
+    call.arg(script.get_hash()).arg(keys);
+    call
 }
 
 /// Where keys live: the namespace, and on a cluster the shard hash tags.
@@ -231,6 +254,12 @@ impl ShardKeys {
 struct ValueKey<'a> {
     base: &'a str,
     key: &'a str,
+}
+
+impl ValueKey<'_> {
+    fn len(&self) -> usize {
+        self.base.len() + 2 + self.key.len()
+    }
 }
 
 impl redis::ToRedisArgs for ValueKey<'_> {
@@ -624,9 +653,10 @@ impl Write {
 }
 
 /// The `SET` of a write, with its expiry; `only_existing` adds `XX`.
-fn set_command(value_key: impl redis::ToRedisArgs, w: &Write, only_existing: bool) -> Cmd {
-    let mut set = redis::cmd("SET");
-    set.arg(value_key).arg(&w.stored[..]);
+fn set_command(value_key: ValueKey<'_>, w: &Write, only_existing: bool) -> Cmd {
+    // Sized for the whole command (the expiry takes at most 24 bytes), so it never reallocates.
+    let mut set = Cmd::with_capacity(6, 32 + value_key.len() + w.stored.len());
+    set.arg("SET").arg(value_key).arg(&w.stored[..]);
     let (_, when) = expiry_args(w.expiry);
     match w.expiry {
         Some(Expiry::Ttl(_)) => {
@@ -824,13 +854,13 @@ impl RedisStore {
             return;
         }
         let keys = self.shard(shard);
-        let mut invocation = SWEEP.key(&keys.index);
-        invocation
-            .key(&keys.expiry)
+        let mut call = script_call(&SWEEP, 2);
+        call.arg(&keys.index)
+            .arg(&keys.expiry)
             .arg(&keys.base)
             .arg(SWEEP_BATCH);
         let _ = self
-            .run("sweep", self.inner.conn.invoke::<i64>(&invocation))
+            .run("sweep", self.inner.conn.eval::<i64>(&SWEEP, &call))
             .await;
     }
 
@@ -858,10 +888,10 @@ impl RedisStore {
             let next = kv_core::add_to_counter(key, &value, delta)?;
             let meta = (!meta.is_empty()).then(|| String::from_utf8_lossy(&meta).into_owned());
             let replacement = frame(Bytes::from(next.to_string()), meta.as_deref());
-            let mut invocation = SWAP.key(&value_key);
-            invocation.arg(&stored[..]).arg(&replacement[..]);
+            let mut call = script_call(&SWAP, 1);
+            call.arg(&value_key).arg(&stored[..]).arg(&replacement[..]);
             let swapped: i64 = self
-                .run("increment", self.inner.conn.invoke(&invocation))
+                .run("increment", self.inner.conn.eval(&SWAP, &call))
                 .await?;
             if swapped == 1 {
                 return Ok(next);
@@ -877,16 +907,16 @@ impl RedisStore {
         limit: usize,
     ) -> Result<ShardPage> {
         let keys = self.shard(shard);
-        let mut invocation = LIST.key(&keys.index);
-        invocation
-            .key(&keys.expiry)
+        let mut call = script_call(&LIST, 2);
+        call.arg(&keys.index)
+            .arg(&keys.expiry)
             .arg(&keys.base)
             .arg(prefix)
             .arg(start)
             .arg(limit)
             .arg((limit * 2).max(1000))
             .arg(&FRAME_MAGIC[..]);
-        self.run("list", self.inner.conn.invoke(&invocation)).await
+        self.run("list", self.inner.conn.eval(&LIST, &call)).await
     }
 }
 
@@ -935,12 +965,11 @@ impl KvStore for RedisStore {
     async fn put(&self, key: &str, value: Bytes, options: PutOptions) -> Result<()> {
         let w = self.check_write(key, value, &options)?;
         let keys = self.keys_of(key);
-        let value_key = keys.value_arg(key);
         let expires_at = w.expiry.and_then(|_| w.expires_at_ms(SystemClock.now_ms()));
         // An existing key is already indexed (every creation indexes it atomically, and names
         // leave the index only with their key), so an overwrite is a plain `SET … XX`; for an
         // expiring key, its expiry-index score goes in the same round trip.
-        let set = set_command(&value_key, &w, true);
+        let set = set_command(keys.value_arg(key), &w, true);
         let overwritten: Option<()> = match expires_at {
             None => self.run("put", self.inner.conn.query(&set)).await?,
             // The rarer paths are boxed, so the common future stays small.
@@ -959,16 +988,16 @@ impl KvStore for RedisStore {
         let w = self.check_write(key, value, &options)?;
         let (mode, when) = expiry_args(w.expiry);
         let keys = self.keys_of(key);
-        let mut invocation = PUT_IF_ABSENT.key(&keys.index);
-        invocation
-            .key(&keys.expiry)
-            .key(keys.value(key))
+        let mut call = script_call(&PUT_IF_ABSENT, 3);
+        call.arg(&keys.index)
+            .arg(&keys.expiry)
+            .arg(keys.value_arg(key))
             .arg(key)
             .arg(&w.stored[..])
             .arg(mode)
             .arg(when);
         let written: i64 = self
-            .run("put_if_absent", self.inner.conn.invoke(&invocation))
+            .run("put_if_absent", self.inner.conn.eval(&PUT_IF_ABSENT, &call))
             .await?;
         if written == 1 && w.expiry.is_some() {
             self.maybe_sweep(self.inner.layout.shard_of(key)).await;
@@ -1108,21 +1137,18 @@ impl KvStore for RedisStore {
         let expiry = caps.check_expiry(options.expiry_on_create, SystemClock.now_ms())?;
         let (mode, when) = expiry_args(expiry);
         let keys = self.keys_of(key);
-        let mut invocation = INCR.key(&keys.index);
-        invocation
-            .key(&keys.expiry)
-            .key(keys.value(key))
+        let mut call = script_call(&INCR, 3);
+        call.arg(&keys.index)
+            .arg(&keys.expiry)
+            .arg(keys.value_arg(key))
             .arg(key)
             .arg(delta)
             .arg(mode)
             .arg(when);
-        let call = self.inner.conn.invoke::<String>(&invocation);
+        let result = self.inner.conn.eval::<i64>(&INCR, &call);
         // The Redis error is inspected below, so only the timeout is mapped here.
-        match within("increment", self.inner.timeout, call).await? {
+        match within("increment", self.inner.timeout, result).await? {
             Ok(n) => {
-                let n = n.parse().map_err(|e| {
-                    Error::backend(BACKEND, "increment returned a non-integer", false, e)
-                })?;
                 if n == delta && expiry.is_some() {
                     self.maybe_sweep(self.inner.layout.shard_of(key)).await;
                 }
