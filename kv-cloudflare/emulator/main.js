@@ -16,6 +16,8 @@
 import { Miniflare } from "miniflare";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
+import fs from "node:fs";
+import os from "node:os";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -55,10 +57,15 @@ function parseArgs(argv) {
 
 const options = parseArgs(process.argv.slice(2));
 
+// Miniflare keeps even an in-memory namespace in SQLite and blob files under a temporary
+// directory; on tmpfs, when the machine has one, writes cost no disk syncs.
+const scratchRoot = fs.existsSync("/dev/shm") ? "/dev/shm" : os.tmpdir();
+const scratch = fs.mkdtempSync(path.join(scratchRoot, "kv-cloudflare-emulator-"));
+
 const mf = new Miniflare({
   host: "127.0.0.1",
   port: options.port,
-  kvPersist: false,
+  kvPersist: scratch,
   workers: [
     {
       name: "kv-rest-api",
@@ -101,6 +108,7 @@ async function stop() {
   if (stopping) return;
   stopping = true;
   await mf.dispose();
+  fs.rmSync(scratch, { recursive: true, force: true });
   process.exit(0);
 }
 process.stdin.on("end", stop);
