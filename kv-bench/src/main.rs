@@ -2,11 +2,13 @@
 //! printed as `name: value` lines (ratios are ours ÷ theirs). Results live in BENCHMARKS.md.
 //!
 //! `cargo run --release -p kv-bench -- memory` (or `redis`: starts its own `redis-server` unless
-//! `KV_BENCH_REDIS_URL` is set)
+//! `KV_BENCH_REDIS_URL` is set; or `cloudflare`: starts the KV REST emulator unless
+//! `KV_BENCH_CF_URL` is set)
 
 use std::process::ExitCode;
 
 mod alloc;
+mod cloudflare;
 mod memory;
 mod redis;
 mod wrappers;
@@ -82,8 +84,9 @@ fn main() -> ExitCode {
         "memory" => runtime.block_on(memory::run()),
         "redis" => runtime.block_on(redis::run()),
         "wrappers" => runtime.block_on(wrappers::run()),
+        "cloudflare" => runtime.block_on(cloudflare::run()),
         _ => {
-            eprintln!("usage: kv-bench memory|redis|wrappers");
+            eprintln!("usage: kv-bench memory|redis|wrappers|cloudflare");
             return ExitCode::FAILURE;
         }
     }
