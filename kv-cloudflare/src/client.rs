@@ -179,6 +179,16 @@ impl Http {
             .await
         {
             Ok(response) => response,
+            // A request that cannot even be built (a malformed base URL) fails the same way
+            // every time.
+            Err(e) if e.is_builder() => {
+                return Err(Error::backend(
+                    BACKEND,
+                    format!("{operation}: invalid request"),
+                    false,
+                    e,
+                ));
+            }
             Err(e) => {
                 let error = if e.is_timeout() {
                     Error::Timeout {

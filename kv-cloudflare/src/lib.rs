@@ -30,8 +30,9 @@
 //! Keys are percent-encoded in paths (every byte outside `A-Z a-z 0-9 - . _ ~`, so `/` is `%2F`),
 //! and prefixes and cursors in query strings. Cloudflare's limits ([`Capabilities::cloudflare`]:
 //! keys of 1 to 512 bytes other than `.` and `..`, values up to 25 MiB, metadata up to 1024 bytes
-//! of JSON, TTLs of at least 60 s, absolute expirations at least 60 s away) are checked before
-//! any request, with the same typed [`Error`]s as every other backend.
+//! of JSON, TTLs of at least 60 s, absolute expirations at least 60 s away and, since workerd
+//! takes expirations as 32-bit seconds, no later than [`MAX_EXPIRATION_SECS`] (2038-01-19)) are
+//! checked before any request, with the same typed [`Error`]s as every other backend.
 //!
 //! Cloudflare counts `expiration_ttl` from its clock's current whole second, which would end a key
 //! up to a second early. So a TTL is sent as `expiration_ttl` plus the part of the current second
@@ -58,7 +59,9 @@
 //!   ([`Capabilities::exact_metadata`] is `false`).
 //! - **Batch reads are text.** `bulk/get` returns values as text, so a value that is not valid
 //!   UTF-8 comes back with replacement characters; every value holding U+FFFD is then read again
-//!   exactly, alone. A value starting with a UTF-8 byte-order mark loses it in `get_many`.
+//!   exactly, alone (for `get_with_metadata`, a write between the two reads can pair the new
+//!   value with the old metadata). A value starting with a UTF-8 byte-order mark loses it in
+//!   `get_many`.
 //! - **REST is an admin path, not a hot path.** Every call is an HTTPS round trip to Cloudflare's
 //!   API (tens of milliseconds), and the API allows 1,200 requests per 5 minutes per token across
 //!   all of Cloudflare's API, after which every call gets HTTP 429 for five minutes; a key takes
@@ -694,6 +697,7 @@ impl CloudflareStore {
     async fn bulk_send(
         &self,
         operation: &'static str,
+        path: &str,
         items: Vec<(String, Value, usize)>,
         request: impl Fn(&str, Bytes) -> reqwest::RequestBuilder,
     ) -> Result<()> {
@@ -706,11 +710,7 @@ impl CloudflareStore {
                 let body = Bytes::from(serde_json::to_vec(&body).map_err(|e| {
                     Error::backend(BACKEND, format!("encoding a {operation}"), false, e)
                 })?);
-                let url = self.url(if operation == "put_many" {
-                    "bulk"
-                } else {
-                    "bulk/delete"
-                });
+                let url = self.url(path);
                 let envelope = self
                     .http()
                     .json::<BulkOutcome>(operation, || request(&url, body.clone()))
@@ -989,7 +989,7 @@ impl KvStore for CloudflareStore {
             })
             .collect();
         let client = &self.inner.http.client;
-        self.bulk_send("put_many", items, |url, body| {
+        self.bulk_send("put_many", "bulk", items, |url, body| {
             client
                 .put(url)
                 .header(CONTENT_TYPE, "application/json")
@@ -1013,7 +1013,7 @@ impl KvStore for CloudflareStore {
             return Ok(());
         }
         let client = &self.inner.http.client;
-        self.bulk_send("delete_many", items, |url, body| {
+        self.bulk_send("delete_many", "bulk/delete", items, |url, body| {
             client
                 .post(url)
                 .header(CONTENT_TYPE, "application/json")

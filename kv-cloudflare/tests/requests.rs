@@ -653,3 +653,20 @@ fn missing_configuration_is_a_clear_error() {
         assert!(!err.to_string().contains(TOKEN));
     }
 }
+
+#[tokio::test]
+async fn a_malformed_base_url_fails_at_once_without_retrying() {
+    let store = store("not a url", fast_retries());
+    let err = store.get("k").await.expect_err("no URL");
+    assert!(
+        matches!(
+            err,
+            Error::Backend {
+                retryable: false,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(store.request_count(), 1);
+}

@@ -42,7 +42,7 @@ pub mod servers;
 pub mod __private {
     pub use tokio;
 
-    pub use crate::waiting::{CaseFuture, Waiting};
+    pub use crate::waiting::{Case, CaseFuture, Waiting};
 }
 
 /// The cases that wait for real time to pass, run together in the background so that their waits
@@ -56,6 +56,9 @@ mod waiting {
     /// One case, ready to run.
     pub type CaseFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
+    /// A case's name and how to start it.
+    pub type Case = (&'static str, fn() -> CaseFuture);
+
     /// The outcomes of the waiting cases, filled in as they finish.
     #[derive(Debug, Default)]
     pub struct Waiting {
@@ -65,7 +68,7 @@ mod waiting {
 
     impl Waiting {
         /// Starts every case on a runtime of its own, in the background.
-        pub fn start(cases: Vec<(&'static str, fn() -> CaseFuture)>) -> Arc<Self> {
+        pub fn start(cases: Vec<Case>) -> Arc<Self> {
             let waiting = Arc::new(Self::default());
             let record = waiting.clone();
             std::thread::spawn(move || {
