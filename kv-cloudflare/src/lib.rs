@@ -626,19 +626,24 @@ impl CloudflareStore {
     }
 
     /// `POST bulk/get` as text for `keys` (at most 100, no duplicates).
-    async fn bulk_get(&self, keys: &[&str], with_metadata: bool) -> Result<Map<String, Value>> {
+    async fn bulk_get(
+        &self,
+        operation: &'static str,
+        keys: &[&str],
+        with_metadata: bool,
+    ) -> Result<Map<String, Value>> {
         let body = serde_json::to_vec(&BulkGet {
             keys: keys.to_vec(),
             kind: "text",
             with_metadata,
         })
-        .map_err(|e| Error::backend(BACKEND, "encoding a bulk get", false, e))?;
+        .map_err(|e| Error::backend(BACKEND, format!("{operation}: encoding"), false, e))?;
         let body = Bytes::from(body);
         let url = self.url("bulk/get");
         let client = &self.inner.http.client;
         let envelope = self
             .http()
-            .json::<BulkValues>("get_many", || {
+            .json::<BulkValues>(operation, || {
                 client
                     .post(&url)
                     .header(CONTENT_TYPE, "application/json")
@@ -672,9 +677,11 @@ impl CloudflareStore {
     /// Value, metadata and expiration of `key` in one bulk read, the value re-read exactly when
     /// the text read could not carry it.
     async fn read_entry(&self, key: &str) -> Result<Option<Entry>> {
-        let mut values = self.bulk_get(&[key], true).await?;
-        let Some(Value::Object(mut found)) = values.remove(key) else {
-            return Ok(None);
+        let mut values = self.bulk_get("get_with_metadata", &[key], true).await?;
+        let mut found = match values.remove(key) {
+            None | Some(Value::Null) => return Ok(None),
+            Some(Value::Object(found)) => found,
+            other => return Err(unexpected("get_with_metadata", other)),
         };
         let metadata = wire::metadata_of(found.remove("metadata"));
         let expiration = wire::expiration_secs(found.get("expiration").and_then(Value::as_f64));
@@ -908,7 +915,7 @@ impl KvStore for CloudflareStore {
                 unique.push(key);
             }
         }
-        let mut values = self.bulk_get(&unique, false).await?;
+        let mut values = self.bulk_get("get_many", &unique, false).await?;
         let mut texts: std::collections::HashMap<&str, Option<String>> =
             std::collections::HashMap::with_capacity(unique.len());
         for key in &unique {

@@ -433,6 +433,11 @@ pub struct CfEmulatorBuilder {
 
 impl CfEmulatorBuilder {
     /// The token with read and write access (default [`CF_EMULATOR_TOKEN`]).
+    ///
+    /// ```
+    /// let builder = kv_testsuite::servers::CfEmulator::builder().token("my-token");
+    /// # let _ = builder;
+    /// ```
     pub fn token(mut self, token: impl Into<String>) -> Self {
         self.token = token.into();
         self
@@ -440,6 +445,11 @@ impl CfEmulatorBuilder {
 
     /// A second token that may only read: writes with it get HTTP 403, as a Cloudflare token
     /// without the "Workers KV Storage Write" permission.
+    ///
+    /// ```
+    /// let builder = kv_testsuite::servers::CfEmulator::builder().read_only_token("reader");
+    /// # let _ = builder;
+    /// ```
     pub fn read_only_token(mut self, token: impl Into<String>) -> Self {
         self.read_only_token = Some(token.into());
         self
@@ -449,12 +459,22 @@ impl CfEmulatorBuilder {
     /// bound as [`CfEmulatorBuilder::binding`]; requests to `/workers/{name}/…` go to it (the path
     /// it sees keeps that prefix). Use it to run a TypeScript Worker's logic, transcribed to
     /// JavaScript, against the namespace a Rust store writes to.
+    ///
+    /// ```
+    /// let builder = kv_testsuite::servers::CfEmulator::builder().worker("seed", "tests/seed.js");
+    /// # let _ = builder;
+    /// ```
     pub fn worker(mut self, name: impl Into<String>, script: impl Into<PathBuf>) -> Self {
         self.workers.push((name.into(), script.into()));
         self
     }
 
     /// The binding name of the namespace in extra Workers (default `KV`).
+    ///
+    /// ```
+    /// let builder = kv_testsuite::servers::CfEmulator::builder().binding("CACHE");
+    /// # let _ = builder;
+    /// ```
     pub fn binding(mut self, name: impl Into<String>) -> Self {
         self.binding = name.into();
         self
@@ -463,6 +483,11 @@ impl CfEmulatorBuilder {
     /// Starts the emulator on a free loopback port. `None` when the user opted out with
     /// `KV_TEST_SKIP_CF=1`; panics with install instructions when `node` or the emulator's
     /// `node_modules` is missing.
+    ///
+    /// ```no_run
+    /// let emulator = kv_testsuite::servers::CfEmulator::builder().start().expect("not opted out");
+    /// # let _ = emulator;
+    /// ```
     pub fn start(self) -> Option<CfEmulator> {
         let dir = cf_emulator_dir();
         if !on_path("node") || !dir.join("node_modules").join("miniflare").is_dir() {
@@ -547,6 +572,11 @@ pub struct CfEmulator {
 
 impl CfEmulator {
     /// Options for an emulator with extra Workers or tokens.
+    ///
+    /// ```
+    /// let builder = kv_testsuite::servers::CfEmulator::builder();
+    /// # let _ = builder;
+    /// ```
     pub fn builder() -> CfEmulatorBuilder {
         CfEmulatorBuilder {
             token: CF_EMULATOR_TOKEN.to_owned(),
@@ -558,26 +588,54 @@ impl CfEmulator {
 
     /// Starts an emulator with the default ids and token. `None` when opted out with
     /// `KV_TEST_SKIP_CF=1`; panics with install instructions when `node` is missing.
+    ///
+    /// ```no_run
+    /// let emulator = kv_testsuite::servers::CfEmulator::start().expect("not opted out");
+    /// # let _ = emulator;
+    /// ```
     pub fn start() -> Option<Self> {
         Self::builder().start()
     }
 
     /// `http://127.0.0.1:{port}`.
+    ///
+    /// ```no_run
+    /// let emulator = kv_testsuite::servers::CfEmulator::start().expect("not opted out");
+    /// assert!(emulator.url().starts_with("http://127.0.0.1:"));
+    /// ```
     pub fn url(&self) -> &str {
         &self.url
     }
 
     /// The API's base URL, `http://127.0.0.1:{port}/client/v4`, for `CloudflareBuilder::base_url`.
+    ///
+    /// ```no_run
+    /// let emulator = kv_testsuite::servers::CfEmulator::start().expect("not opted out");
+    /// assert!(emulator.api_url().ends_with("/client/v4"));
+    /// ```
     pub fn api_url(&self) -> String {
         format!("{}/client/v4", self.url)
     }
 
     /// Where requests to the extra Worker `name` go: `http://127.0.0.1:{port}/workers/{name}`.
+    ///
+    /// ```no_run
+    /// let emulator = kv_testsuite::servers::CfEmulator::builder()
+    ///     .worker("seed", "tests/seed.js")
+    ///     .start()
+    ///     .expect("not opted out");
+    /// assert!(emulator.worker_url("seed").ends_with("/workers/seed"));
+    /// ```
     pub fn worker_url(&self, name: &str) -> String {
         format!("{}/workers/{name}", self.url)
     }
 
     /// The token with read and write access.
+    ///
+    /// ```no_run
+    /// let emulator = kv_testsuite::servers::CfEmulator::start().expect("not opted out");
+    /// assert_eq!(emulator.token(), kv_testsuite::servers::CF_EMULATOR_TOKEN);
+    /// ```
     pub fn token(&self) -> &str {
         &self.token
     }
