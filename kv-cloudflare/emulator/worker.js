@@ -248,8 +248,15 @@ async function bulkWrite(env, request) {
       throw new ApiError(400, CODE_BAD_REQUEST, "every item needs a string key and a string value");
     }
   }
+  // Items are written concurrently, so of several items for one key only the last is written
+  // (the state a sequential write would leave).
+  const last = new Map();
+  for (const item of items) {
+    last.delete(item.key);
+    last.set(item.key, item);
+  }
   const result = await eachKey(
-    items,
+    [...last.values()],
     (item) => item.key,
     (item) => {
       const value = item.base64 ? base64Bytes(item.value) : item.value;

@@ -1043,7 +1043,9 @@ impl KvStore for CloudflareStore {
         let metadata = entry.metadata.map(|m| m.to_string());
         let now_ms = SystemClock.now_ms();
         let expiry = entry.expiration.map(|at| {
-            if at.saturating_mul(1000) >= now_ms + (MIN_TTL_SECS + 1) * 1000 {
+            // Cloudflare accepts an expiration at least 60 s past its current whole second;
+            // allow a second for the request to get there.
+            if at >= (now_ms + 1000) / 1000 + MIN_TTL_SECS {
                 ("expiration", at)
             } else {
                 // Cloudflare refuses expirations under 60 s away: the earliest it accepts.
