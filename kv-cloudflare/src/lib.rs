@@ -108,16 +108,37 @@ use wire::{BulkGet, BulkOutcome, BulkValues, ListState, ListedKey, encode_compon
 
 const BACKEND: &str = "cloudflare";
 /// Cloudflare's API, where production requests go.
+///
+/// ```
+/// let store = kv_cloudflare::CloudflareStore::builder()
+///     .account_id("a").namespace_id("n").api_token("t").build()?;
+/// assert!(store.value_url("k").starts_with(kv_cloudflare::DEFAULT_BASE_URL));
+/// # Ok::<(), kv_core::Error>(())
+/// ```
 pub const DEFAULT_BASE_URL: &str = "https://api.cloudflare.com/client/v4";
-/// The most items one bulk write or delete may carry.
+/// The most items one bulk write or delete may carry, the most [`CloudflareBuilder::bulk_batch`]
+/// accepts.
+///
+/// ```
+/// let builder = kv_cloudflare::CloudflareStore::builder().bulk_batch(kv_cloudflare::MAX_BULK_ITEMS);
+/// # let _ = builder;
+/// ```
 pub const MAX_BULK_ITEMS: usize = 10_000;
 /// A bulk request body must stay under 100 MB; we keep a margin for the JSON around values.
 const MAX_BULK_BYTES: usize = 95_000_000;
 /// The smallest page the REST listing accepts.
 const MIN_REST_LIST_LIMIT: usize = 10;
 /// The latest expiration Cloudflare's runtime takes: it stores them as 32-bit seconds
-/// (2038-01-19T03:14:07Z).
-pub const MAX_EXPIRATION_SECS: u64 = i32::MAX as u64;
+/// (2038-01-19T03:14:07Z). Later ones fail with [`Error::ExpiryTooFar`] before any request.
+///
+/// ```
+/// use kv_core::KvStore;
+/// let store = kv_cloudflare::CloudflareStore::builder()
+///     .account_id("a").namespace_id("n").api_token("t").build()?;
+/// assert_eq!(store.capabilities().max_expiration_secs, kv_cloudflare::MAX_EXPIRATION_SECS);
+/// # Ok::<(), kv_core::Error>(())
+/// ```
+pub const MAX_EXPIRATION_SECS: u64 = 2_147_483_647;
 /// Cloudflare's shortest expiry, in seconds.
 const MIN_TTL_SECS: u64 = 60;
 /// The replacement character a text decoder puts where bytes were not UTF-8.
@@ -132,8 +153,12 @@ const REPLACEMENT: char = '\u{fffd}';
 ///     .max_retries(5)
 ///     .initial_backoff(Duration::from_millis(100))
 ///     .max_backoff(Duration::from_secs(2));
-/// assert_eq!(policy, kv_cloudflare::RetryPolicy::new().max_retries(5)
-///     .initial_backoff(Duration::from_millis(100)).max_backoff(Duration::from_secs(2)));
+/// let store = kv_cloudflare::CloudflareStore::builder()
+///     .account_id("a").namespace_id("n").api_token("t")
+///     .retry(policy)
+///     .build()?;
+/// assert!(format!("{store:?}").contains("max_retries: 5"));
+/// # Ok::<(), kv_core::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
