@@ -19,11 +19,11 @@
 //! | operation | REST call(s) |
 //! |---|---|
 //! | `get` | `GET values/{key}`: raw bytes; 404 with code 10009 is `None` |
-//! | `get_with_metadata` | `POST bulk/get` with `withMetadata` (value, metadata and expiration in one read); a value that is not UTF-8 is then read exactly with `GET values/{key}` |
+//! | `get_with_metadata` | `POST bulk/get` with `withMetadata` (value, metadata and expiration in one read); a value that is not UTF-8 is then read exactly with `GET values/{key}`; if Cloudflare refuses the bulk read (400), `GET values/{key}` and `GET metadata/{key}` |
 //! | `put` | `PUT values/{key}`: the raw bytes, or multipart (`value` and `metadata` parts) when there is metadata; the expiry as the `expiration` / `expiration_ttl` query parameter |
 //! | `delete` | `DELETE values/{key}` |
 //! | `list` | `GET keys?prefix=&limit=&cursor=`: Cloudflare's cursor from `result_info` (empty means last page) inside ours |
-//! | `get_many` | one `POST bulk/get` for up to 100 keys (values that are not UTF-8 re-read one by one) |
+//! | `get_many` | one `POST bulk/get` for up to 100 keys (values that are not UTF-8 re-read one by one; every key read alone if Cloudflare refuses the bulk read with a 400) |
 //! | `put_many` / `delete_many` | `PUT bulk` / `POST bulk/delete`, 1,000 items a request by default (at most 10,000 and under 100 MB); `unsuccessful_keys` retried, then reported |
 //! | `increment`, `put_if_absent` | a read, then a write: see below |
 //!
@@ -702,7 +702,13 @@ impl CloudflareStore {
     /// Value, metadata and expiration of `key` in one bulk read, the value re-read exactly when
     /// the text read could not carry it.
     async fn read_entry(&self, key: &str) -> Result<Option<Entry>> {
-        let mut values = self.bulk_get("get_with_metadata", &[key], true).await?;
+        let mut values = match self.bulk_get("get_with_metadata", &[key], true).await {
+            Ok(values) => values,
+            // Cloudflare refuses bulk reads of values it cannot return as text: read the value
+            // and the metadata one by one.
+            Err(e) if is_bad_request(&e) => return self.read_entry_apart(key).await,
+            Err(e) => return Err(e),
+        };
         let mut found = match values.remove(key) {
             None | Some(Value::Null) => return Ok(None),
             Some(Value::Object(found)) => found,
@@ -722,6 +728,41 @@ impl CloudflareStore {
             .get_value(key)
             .await?
             .map(|(value, expiration)| Entry::new(value, metadata, expiration)))
+    }
+
+    /// `GET values/{key}` and `GET metadata/{key}`, at once.
+    async fn read_entry_apart(&self, key: &str) -> Result<Option<Entry>> {
+        let url = self.url(&format!("metadata/{}", encode_component(key)));
+        let client = &self.inner.http.client;
+        let metadata = async {
+            let response = self
+                .http()
+                .send("get_with_metadata", true, || client.get(&url))
+                .await?;
+            if response.status() == reqwest::StatusCode::NOT_FOUND {
+                self.http()
+                    .is_key_not_found("get_with_metadata", response)
+                    .await?;
+                return Ok(None);
+            }
+            let body = response
+                .bytes()
+                .await
+                .map_err(|e| self.http().body_error("get_with_metadata", e))?;
+            let envelope: wire::Envelope<Value> = serde_json::from_slice(&body).map_err(|e| {
+                Error::backend(BACKEND, "get_with_metadata: unexpected response", false, e)
+            })?;
+            Ok(Some(wire::metadata_of(envelope.result)))
+        };
+        let (value, metadata) =
+            futures_util::future::try_join(self.get_value(key), metadata).await?;
+        Ok(match (value, metadata) {
+            (Some((value, expiration)), Some(metadata)) => {
+                Some(Entry::new(value, metadata, expiration))
+            }
+            // Deleted (or written) between the two reads: absent is a state it was in.
+            _ => None,
+        })
     }
 
     /// Sends bulk requests of `items` (JSON values) in chunks under the count and size limits,
@@ -799,6 +840,13 @@ fn last_per_key<T>(items: Vec<(String, T)>) -> Vec<(String, T)> {
         .collect();
     out.reverse();
     out
+}
+
+/// Whether Cloudflare answered 400 Bad Request.
+fn is_bad_request(error: &Error) -> bool {
+    std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<ApiError>())
+        .is_some_and(|api| api.status() == 400)
 }
 
 fn unexpected(operation: &'static str, got: Option<Value>) -> Error {
@@ -940,7 +988,21 @@ impl KvStore for CloudflareStore {
                 unique.push(key);
             }
         }
-        let mut values = self.bulk_get("get_many", &unique, false).await?;
+        let mut values = match self.bulk_get("get_many", &unique, false).await {
+            Ok(values) => values,
+            // Cloudflare refuses bulk reads of values it cannot return as text: read each alone.
+            Err(e) if is_bad_request(&e) => {
+                let found = try_join_all(unique.iter().map(|key| self.get_value(key))).await?;
+                let found: std::collections::HashMap<&str, Option<Bytes>> = unique
+                    .iter()
+                    .copied()
+                    .zip(found)
+                    .map(|(key, found)| (key, found.map(|(value, _)| value)))
+                    .collect();
+                return Ok(keys.iter().map(|k| found[k.as_str()].clone()).collect());
+            }
+            Err(e) => return Err(e),
+        };
         let mut texts: std::collections::HashMap<&str, Option<String>> =
             std::collections::HashMap::with_capacity(unique.len());
         for key in &unique {

@@ -45,6 +45,8 @@ struct Reply {
     body: Vec<u8>,
     /// Never answer (to provoke a timeout).
     hang: bool,
+    /// Answer only a request whose target ends with this (for requests sent concurrently).
+    only_for: Option<&'static str>,
 }
 
 impl Reply {
@@ -54,6 +56,7 @@ impl Reply {
             headers: vec![("content-type", "application/json".into())],
             body: body.to_string().into_bytes(),
             hang: false,
+            only_for: None,
         }
     }
 
@@ -77,7 +80,13 @@ impl Reply {
             headers: vec![("content-type", "text/html".into())],
             body: body.to_vec(),
             hang: false,
+            only_for: None,
         }
+    }
+
+    fn only_for(mut self, target_suffix: &'static str) -> Self {
+        self.only_for = Some(target_suffix);
+        self
     }
 
     fn header(mut self, name: &'static str, value: &str) -> Self {
@@ -147,18 +156,20 @@ impl Server {
             }
             let body = buf[head_end + 4..head_end + 4 + length].to_vec();
             buf.drain(..head_end + 4 + length);
+            let reply = {
+                let mut script = self.script.lock().unwrap();
+                let at = script
+                    .iter()
+                    .position(|r| r.only_for.is_none_or(|suffix| target.ends_with(suffix)));
+                at.and_then(|at| script.remove(at))
+                    .unwrap_or_else(|| Reply::ok(json!({})))
+            };
             self.seen.lock().unwrap().push(Recorded {
                 method,
                 target,
                 headers,
                 body,
             });
-            let reply = self
-                .script
-                .lock()
-                .unwrap()
-                .pop_front()
-                .unwrap_or_else(|| Reply::ok(json!({})));
             if reply.hang {
                 tokio::time::sleep(Duration::from_secs(30)).await;
                 return;
@@ -211,6 +222,7 @@ async fn odd_keys_are_percent_encoded_in_paths_with_the_token_in_a_header() {
         headers: vec![("expiration", "1900000000".into())],
         body: b"v".to_vec(),
         hang: false,
+        only_for: None,
     }])
     .await;
     let store = store(&base, fast_retries());
@@ -456,6 +468,7 @@ async fn rate_limits_wait_for_retry_after_and_server_errors_back_off() {
             headers: vec![],
             body: b"ok".to_vec(),
             hang: false,
+            only_for: None,
         },
     ])
     .await;
@@ -558,6 +571,7 @@ async fn timeouts_are_retried_then_reported() {
         headers: vec![],
         body: vec![],
         hang: true,
+        only_for: None,
     };
     let (server, base) = Server::start(vec![hang.clone(), hang]).await;
     let store = store(&base, fast_retries().max_retries(1));
@@ -669,4 +683,62 @@ async fn a_malformed_base_url_fails_at_once_without_retrying() {
         "{err:?}"
     );
     assert_eq!(store.request_count(), 1);
+}
+
+#[tokio::test]
+async fn refused_bulk_reads_fall_back_to_single_reads() {
+    let refused = || {
+        Reply::error(
+            400,
+            10001,
+            "At least one of the requested keys corresponds to a non-text value",
+        )
+    };
+    let value = |body: &[u8]| Reply {
+        status: 200,
+        headers: vec![("expiration", "1900000000".into())],
+        body: body.to_vec(),
+        hang: false,
+        only_for: None,
+    };
+    let (server, base) = Server::start(vec![
+        refused(),
+        value(&[0xff]).only_for("/values/bin"),
+        Reply::error(404, 10009, "get: 'key not found'").only_for("/values/gone"),
+        refused(),
+        value(&[0xfe]).only_for("/values/bin"),
+        Reply::ok(json!({"m": 1})).only_for("/metadata/bin"),
+    ])
+    .await;
+    let store = store(&base, fast_retries());
+    let values = store
+        .get_many(&["bin".into(), "gone".into()])
+        .await
+        .expect("get_many");
+    assert_eq!(values, vec![Some(Bytes::from_static(&[0xff])), None]);
+    let entry = store
+        .get_with_metadata("bin")
+        .await
+        .expect("get_with_metadata")
+        .expect("present");
+    assert_eq!(entry.value, Bytes::from_static(&[0xfe]));
+    assert_eq!(entry.metadata, Some(json!({"m": 1})));
+    assert_eq!(entry.expiration, Some(1_900_000_000));
+    let targets: Vec<String> = server
+        .requests()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.target))
+        .collect();
+    assert_eq!(targets.len(), 6);
+    assert_eq!(targets[0], format!("POST {NS_PATH}/bulk/get"));
+    assert_eq!(targets[3], format!("POST {NS_PATH}/bulk/get"));
+    let mut singles = targets[4..].to_vec();
+    singles.sort();
+    assert_eq!(
+        singles,
+        [
+            format!("GET {NS_PATH}/metadata/bin"),
+            format!("GET {NS_PATH}/values/bin"),
+        ]
+    );
 }
