@@ -1,12 +1,14 @@
 //! Side-by-side benchmarks: each `kv` backend against the raw library underneath, in one process,
 //! printed as `name: value` lines (ratios are ours ÷ theirs). Results live in BENCHMARKS.md.
 //!
-//! `cargo run --release -p kv-bench -- memory` (or `redis`, `wrappers`, `patterns`, `http`: the Redis ones start
-//! their own `redis-server` unless `KV_BENCH_REDIS_URL` is set)
+//! `cargo run --release -p kv-bench -- memory` (or `redis`, `wrappers`, `patterns`, `http`: the Redis
+//! ones start their own `redis-server` unless `KV_BENCH_REDIS_URL` is set; or `cloudflare`: starts
+//! the KV REST emulator unless `KV_BENCH_CF_URL` is set)
 
 use std::process::ExitCode;
 
 mod alloc;
+mod cloudflare;
 mod http;
 mod memory;
 mod patterns;
@@ -86,8 +88,9 @@ fn main() -> ExitCode {
         "wrappers" => runtime.block_on(wrappers::run()),
         "patterns" => runtime.block_on(patterns::run()),
         "http" => runtime.block_on(http::run()),
+        "cloudflare" => runtime.block_on(cloudflare::run()),
         _ => {
-            eprintln!("usage: kv-bench memory|redis|wrappers|patterns|http");
+            eprintln!("usage: kv-bench memory|redis|wrappers|patterns|http|cloudflare");
             return ExitCode::FAILURE;
         }
     }

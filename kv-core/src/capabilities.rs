@@ -43,7 +43,8 @@ pub struct Capabilities {
     pub backend: &'static str,
     /// The shortest TTL accepted, and how far in the future an absolute expiration must be.
     pub min_ttl: Duration,
-    /// TTLs are rounded up to a multiple of this.
+    /// TTLs are rounded up to a multiple of this, and a key may outlive its TTL by up to this
+    /// much where the backend keeps expirations in whole units of it (Cloudflare: seconds).
     pub ttl_precision: Duration,
     /// The longest key, in UTF-8 bytes.
     pub max_key_bytes: usize,
@@ -63,6 +64,14 @@ pub struct Capabilities {
     /// `true` when exactly one of many concurrent
     /// [`put_if_absent`](crate::KvStore::put_if_absent) calls wins; `false` when several may.
     pub atomic_put_if_absent: bool,
+    /// `true` when every JSON value round-trips exactly as metadata; `false` when metadata passes
+    /// through JavaScript (Cloudflare): JSON `null` metadata is no metadata and reads back as
+    /// `None`, and numbers are IEEE doubles, so integers beyond ±2⁵³ change.
+    pub exact_metadata: bool,
+    /// The latest expiration accepted, in unix seconds: [`MAX_EXPIRATION_SECS`] (the end of year
+    /// 9999), or less where the backend stores expirations in fewer bits (Cloudflare's runtime
+    /// takes 32-bit seconds: 2038-01-19).
+    pub max_expiration_secs: u64,
 }
 
 /// Cloudflare KV's key limit in bytes.
@@ -102,6 +111,8 @@ impl Capabilities {
             consistency: Consistency::Strong,
             atomic_counter: true,
             atomic_put_if_absent: true,
+            exact_metadata: true,
+            max_expiration_secs: MAX_EXPIRATION_SECS,
         }
     }
 
@@ -187,6 +198,28 @@ impl Capabilities {
     pub fn with_atomic(mut self, counter: bool, put_if_absent: bool) -> Self {
         self.atomic_counter = counter;
         self.atomic_put_if_absent = put_if_absent;
+        self
+    }
+
+    /// Declares whether metadata round-trips exactly (see [`Capabilities::exact_metadata`]).
+    ///
+    /// ```
+    /// let caps = kv_core::Capabilities::new("x").with_exact_metadata(false);
+    /// assert!(!caps.exact_metadata);
+    /// ```
+    pub fn with_exact_metadata(mut self, exact: bool) -> Self {
+        self.exact_metadata = exact;
+        self
+    }
+
+    /// Sets the latest expiration accepted, in unix seconds.
+    ///
+    /// ```
+    /// let caps = kv_core::Capabilities::new("x").with_max_expiration_secs(2_147_483_647);
+    /// assert!(caps.check_expiry(Some(kv_core::Expiry::At(2_147_483_648)), 0).is_err());
+    /// ```
+    pub fn with_max_expiration_secs(mut self, latest: u64) -> Self {
+        self.max_expiration_secs = latest;
         self
     }
 
@@ -284,10 +317,10 @@ impl Capabilities {
                 }
                 let ttl = round_up(ttl, self.ttl_precision);
                 let ends = Duration::from_millis(now_ms).saturating_add(ttl);
-                if ends.as_secs() >= MAX_EXPIRATION_SECS {
+                if ends.as_secs() >= self.max_expiration_secs {
                     return Err(Error::ExpiryTooFar {
                         expiry: Expiry::Ttl(ttl),
-                        latest: MAX_EXPIRATION_SECS,
+                        latest: self.max_expiration_secs,
                     });
                 }
                 Ok(Some(Expiry::Ttl(ttl)))
@@ -301,10 +334,10 @@ impl Capabilities {
                         earliest,
                     });
                 }
-                if at > MAX_EXPIRATION_SECS {
+                if at > self.max_expiration_secs {
                     return Err(Error::ExpiryTooFar {
                         expiry: Expiry::At(at),
-                        latest: MAX_EXPIRATION_SECS,
+                        latest: self.max_expiration_secs,
                     });
                 }
                 Ok(Some(Expiry::At(at)))

@@ -97,7 +97,9 @@ pub enum Error {
         /// The earliest expiration the backend would accept now.
         earliest: u64,
     },
-    /// An expiry later than the latest representable time (the end of year 9999).
+    /// An expiry later than the latest the backend accepts
+    /// ([`Capabilities::max_expiration_secs`](crate::Capabilities::max_expiration_secs): the end
+    /// of year 9999, or 2038-01-19 on Cloudflare).
     #[error("expiry {expiry:?} ends after {latest} (unix seconds), the latest allowed")]
     ExpiryTooFar {
         /// The requested expiry.

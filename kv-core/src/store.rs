@@ -46,7 +46,9 @@ use crate::types::{CounterOptions, Entry, ListOptions, ListPage, PutItem, PutOpt
 ///    metadata clears earlier metadata; a put without expiry makes the key permanent.
 /// 4. **Deletes are idempotent**: deleting a missing key succeeds.
 /// 5. **Metadata round-trips** as the same JSON value through
-///    [`get_with_metadata`](Self::get_with_metadata) and [`list`](Self::list).
+///    [`get_with_metadata`](Self::get_with_metadata) and [`list`](Self::list) (where
+///    [`Capabilities::exact_metadata`] is false, as on Cloudflare, JSON `null` reads back as no
+///    metadata and numbers as IEEE doubles).
 /// 6. **Expired means absent**, even before any cleanup ran: no read, list or batch returns an
 ///    expired key. A TTL is measured from the write; an absolute expiration is in unix seconds.
 ///    Both are reported, as unix seconds rounded up, by `get_with_metadata` and `list`.

@@ -93,11 +93,19 @@ fn value_gen() -> impl Strategy<Value = ValueGen> {
     ]
 }
 
-fn meta_gen() -> impl Strategy<Value = Option<MetaGen>> {
+/// Metadata numbers span every `i64` where metadata is exact, and the integers a JavaScript
+/// number holds exactly (±2⁵³) where it is not.
+fn meta_gen(exact: bool) -> impl Strategy<Value = Option<MetaGen>> {
+    const JS_SAFE: i64 = (1 << 53) - 1;
+    let number = if exact {
+        any::<i64>().boxed()
+    } else {
+        (-JS_SAFE..=JS_SAFE).boxed()
+    };
     prop_oneof![
         3 => Just(None),
         3 => prop_oneof![
-            any::<i64>().prop_map(|n| json!(n)),
+            number.prop_map(|n| json!(n)),
             any::<String>().prop_map(|s| json!(s)),
             any::<bool>().prop_map(|b| json!({"flag": b, "list": [1, null]})),
         ].prop_map(|v| Some(MetaGen::Json(v))),
@@ -109,9 +117,9 @@ fn delta_gen() -> impl Strategy<Value = i64> {
     prop_oneof![8 => -5i64..=5, 1 => Just(i64::MAX), 1 => Just(i64::MIN)]
 }
 
-fn op_gen() -> impl Strategy<Value = Op> {
+fn op_gen(exact_metadata: bool) -> impl Strategy<Value = Op> {
     prop_oneof![
-        6 => (key_gen(), value_gen(), meta_gen()).prop_map(|(k, v, m)| Op::Put(k, v, m)),
+        6 => (key_gen(), value_gen(), meta_gen(exact_metadata)).prop_map(|(k, v, m)| Op::Put(k, v, m)),
         2 => (key_gen(), value_gen()).prop_map(|(k, v)| Op::PutIfAbsent(k, v)),
         4 => key_gen().prop_map(Op::Get),
         2 => key_gen().prop_map(Op::GetWithMetadata),
@@ -394,25 +402,28 @@ where
         failure_persistence: None,
         ..Config::default()
     });
-    let result = runner.run(&prop::collection::vec(op_gen(), 1..40), |ops| {
-        runtime.block_on(async {
-            let ns = Namespace::new();
-            let ctx = Ctx {
-                caps: &caps,
-                ns: &ns,
-            };
-            let mut model = Model::default();
-            let mut result = Ok(());
-            for op in &ops {
-                result = apply(store, &ctx, &mut model, op).await;
-                if result.is_err() {
-                    break;
+    let result = runner.run(
+        &prop::collection::vec(op_gen(caps.exact_metadata), 1..40),
+        |ops| {
+            runtime.block_on(async {
+                let ns = Namespace::new();
+                let ctx = Ctx {
+                    caps: &caps,
+                    ns: &ns,
+                };
+                let mut model = Model::default();
+                let mut result = Ok(());
+                for op in &ops {
+                    result = apply(store, &ctx, &mut model, op).await;
+                    if result.is_err() {
+                        break;
+                    }
                 }
-            }
-            ns.clean(store).await;
-            result
-        })
-    });
+                ns.clean(store).await;
+                result
+            })
+        },
+    );
     if let Err(failure) = result {
         panic!("model-based test failed: {failure}");
     }

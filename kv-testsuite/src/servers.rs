@@ -1,16 +1,21 @@
 //! Real servers for tests and benchmarks: Debian's `redis-server`, started on free loopback ports
-//! (alone, or as a 3-master cluster), and stopped when the process that started them exits.
+//! (alone, or as a 3-master cluster), and the Cloudflare KV REST emulator (a Worker on workerd,
+//! through Miniflare, from `kv-cloudflare/emulator`), all stopped when the process that started
+//! them exits.
 //!
 //! Rules every test follows:
 //! - `KV_TEST_REDIS_URL` (and `KV_TEST_REDIS_CLUSTER_URLS`, comma-separated) point at servers
-//!   that are already running; nothing is started then.
-//! - Otherwise a missing `redis-server` binary fails the test with a message saying how to
-//!   install it, unless `KV_TEST_SKIP_REDIS=1` opts out (CI never does).
+//!   that are already running; nothing is started then. `KV_TEST_CF_URL` does the same for the
+//!   Cloudflare emulator (its API base URL, `http://127.0.0.1:PORT/client/v4`, started with the
+//!   default ids and token).
+//! - Otherwise a missing `redis-server` binary (or `node`, or the emulator's `node_modules`)
+//!   fails the test with a message saying how to install it, unless `KV_TEST_SKIP_REDIS=1` (or
+//!   `KV_TEST_SKIP_CF=1`) opts out (CI never does).
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -371,4 +376,294 @@ pub fn shared_redis_cluster_urls() -> Option<Vec<String>> {
         .get_or_init(|| RedisCluster::start(3))
         .as_ref()
         .map(RedisCluster::urls)
+}
+
+/// Why the Cloudflare emulator cannot start.
+const CF_INSTALL_HINT: &str = "Install Node.js 18 or later with npm (`apt-get install nodejs npm`), \
+then run `npm ci` in kv-cloudflare/emulator (`cargo xtask test` does both), point KV_TEST_CF_URL at \
+a running emulator, or set KV_TEST_SKIP_CF=1 to skip the Cloudflare tests";
+
+/// The account id the emulator serves unless told otherwise.
+pub const CF_EMULATOR_ACCOUNT_ID: &str = "emulator-account";
+/// The namespace id the emulator serves unless told otherwise.
+pub const CF_EMULATOR_NAMESPACE_ID: &str = "emulator-namespace";
+/// The API token the emulator accepts unless told otherwise.
+pub const CF_EMULATOR_TOKEN: &str = "test-token";
+
+/// Whether the user opted out of tests that need the Cloudflare emulator.
+///
+/// ```
+/// // Unset in a normal run.
+/// let _ = kv_testsuite::servers::skip_cf();
+/// ```
+pub fn skip_cf() -> bool {
+    std::env::var("KV_TEST_SKIP_CF").is_ok_and(|v| v == "1" || v == "true")
+}
+
+/// The emulator's directory: `kv-cloudflare/emulator` in this workspace.
+///
+/// ```
+/// assert!(kv_testsuite::servers::cf_emulator_dir().ends_with("emulator"));
+/// ```
+pub fn cf_emulator_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("kv-cloudflare")
+        .join("emulator")
+}
+
+/// Options of a [`CfEmulator`]: the token it accepts, a read-only token, and extra Workers that
+/// share its KV namespace.
+///
+/// ```no_run
+/// let emulator = kv_testsuite::servers::CfEmulator::builder()
+///     .read_only_token("reader")
+///     .worker("seed", "/path/to/seed.js")
+///     .start()
+///     .expect("node on PATH");
+/// println!("{}", emulator.worker_url("seed"));
+/// ```
+#[derive(Debug, Clone)]
+pub struct CfEmulatorBuilder {
+    token: String,
+    read_only_token: Option<String>,
+    workers: Vec<(String, PathBuf)>,
+    binding: String,
+}
+
+impl CfEmulatorBuilder {
+    /// The token with read and write access (default [`CF_EMULATOR_TOKEN`]).
+    ///
+    /// ```
+    /// let builder = kv_testsuite::servers::CfEmulator::builder().token("my-token");
+    /// # let _ = builder;
+    /// ```
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = token.into();
+        self
+    }
+
+    /// A second token that may only read: writes with it get HTTP 403, as a Cloudflare token
+    /// without the "Workers KV Storage Write" permission.
+    ///
+    /// ```
+    /// let builder = kv_testsuite::servers::CfEmulator::builder().read_only_token("reader");
+    /// # let _ = builder;
+    /// ```
+    pub fn read_only_token(mut self, token: impl Into<String>) -> Self {
+        self.read_only_token = Some(token.into());
+        self
+    }
+
+    /// Runs the Worker in `script` (an ES module) beside the API, with the same KV namespace
+    /// bound as [`CfEmulatorBuilder::binding`]; requests to `/workers/{name}/…` go to it (the path
+    /// it sees keeps that prefix). Use it to run a TypeScript Worker's logic, transcribed to
+    /// JavaScript, against the namespace a Rust store writes to.
+    ///
+    /// ```
+    /// let builder = kv_testsuite::servers::CfEmulator::builder().worker("seed", "tests/seed.js");
+    /// # let _ = builder;
+    /// ```
+    pub fn worker(mut self, name: impl Into<String>, script: impl Into<PathBuf>) -> Self {
+        self.workers.push((name.into(), script.into()));
+        self
+    }
+
+    /// The binding name of the namespace in extra Workers (default `KV`).
+    ///
+    /// ```
+    /// let builder = kv_testsuite::servers::CfEmulator::builder().binding("CACHE");
+    /// # let _ = builder;
+    /// ```
+    pub fn binding(mut self, name: impl Into<String>) -> Self {
+        self.binding = name.into();
+        self
+    }
+
+    /// Starts the emulator on a free loopback port. `None` when the user opted out with
+    /// `KV_TEST_SKIP_CF=1`; panics with install instructions when `node` or the emulator's
+    /// `node_modules` is missing.
+    ///
+    /// ```no_run
+    /// let emulator = kv_testsuite::servers::CfEmulator::builder().start().expect("not opted out");
+    /// # let _ = emulator;
+    /// ```
+    pub fn start(self) -> Option<CfEmulator> {
+        let dir = cf_emulator_dir();
+        if !on_path("node") || !dir.join("node_modules").join("miniflare").is_dir() {
+            if skip_cf() {
+                return None;
+            }
+            if on_path("node") {
+                panic!("the Cloudflare emulator's packages are not installed. {CF_INSTALL_HINT}");
+            }
+            panic!("node was not found on PATH. {CF_INSTALL_HINT}");
+        }
+        let mut command = Command::new("node");
+        command
+            .arg(dir.join("main.js"))
+            .args(["--port", "0", "--token", &self.token])
+            .args(["--account", CF_EMULATOR_ACCOUNT_ID])
+            .args(["--namespace", CF_EMULATOR_NAMESPACE_ID])
+            .args(["--binding", &self.binding]);
+        if let Some(token) = &self.read_only_token {
+            command.args(["--read-only-token", token]);
+        }
+        for (name, script) in &self.workers {
+            command
+                .arg("--worker")
+                .arg(format!("{name}={}", script.display()));
+        }
+        // The emulator stops when its stdin closes: when this value is dropped or the process
+        // exits, however it exits.
+        let mut child = command
+            .current_dir(&dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting node");
+        let stdout = child.stdout.take().expect("the emulator's stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            let read = reader.read_line(&mut line);
+            let _ = tx.send((read.map(|_| line), reader.into_inner()));
+        });
+        let (line, stdout) = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok((Ok(line), stdout)) if !line.trim().is_empty() => (line, stdout),
+            _ => {
+                let _ = child.kill();
+                panic!("the Cloudflare emulator did not start (its errors are above)");
+            }
+        };
+        let ready: serde_json::Value =
+            serde_json::from_str(&line).expect("the emulator's ready line is JSON");
+        let url = ready["url"]
+            .as_str()
+            .expect("url in the ready line")
+            .to_owned();
+        Some(CfEmulator {
+            url,
+            token: self.token,
+            child,
+            _stdout: stdout,
+        })
+    }
+}
+
+/// The Cloudflare KV REST emulator (`kv-cloudflare/emulator`: a Worker serving the REST API on
+/// a real KV binding in workerd, through Miniflare) on a free loopback port, stopped when this
+/// value is dropped or the process exits.
+///
+/// ```no_run
+/// let emulator = kv_testsuite::servers::CfEmulator::start().expect("node on PATH");
+/// println!("{}", emulator.api_url());
+/// ```
+#[derive(Debug)]
+pub struct CfEmulator {
+    url: String,
+    token: String,
+    child: Child,
+    /// Kept open so the emulator never writes to a closed pipe.
+    _stdout: ChildStdout,
+}
+
+impl CfEmulator {
+    /// Options for an emulator with extra Workers or tokens.
+    ///
+    /// ```
+    /// let builder = kv_testsuite::servers::CfEmulator::builder();
+    /// # let _ = builder;
+    /// ```
+    pub fn builder() -> CfEmulatorBuilder {
+        CfEmulatorBuilder {
+            token: CF_EMULATOR_TOKEN.to_owned(),
+            read_only_token: None,
+            workers: Vec::new(),
+            binding: "KV".to_owned(),
+        }
+    }
+
+    /// Starts an emulator with the default ids and token. `None` when opted out with
+    /// `KV_TEST_SKIP_CF=1`; panics with install instructions when `node` is missing.
+    ///
+    /// ```no_run
+    /// let emulator = kv_testsuite::servers::CfEmulator::start().expect("not opted out");
+    /// # let _ = emulator;
+    /// ```
+    pub fn start() -> Option<Self> {
+        Self::builder().start()
+    }
+
+    /// `http://127.0.0.1:{port}`.
+    ///
+    /// ```no_run
+    /// let emulator = kv_testsuite::servers::CfEmulator::start().expect("not opted out");
+    /// assert!(emulator.url().starts_with("http://127.0.0.1:"));
+    /// ```
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The API's base URL, `http://127.0.0.1:{port}/client/v4`, for `CloudflareBuilder::base_url`.
+    ///
+    /// ```no_run
+    /// let emulator = kv_testsuite::servers::CfEmulator::start().expect("not opted out");
+    /// assert!(emulator.api_url().ends_with("/client/v4"));
+    /// ```
+    pub fn api_url(&self) -> String {
+        format!("{}/client/v4", self.url)
+    }
+
+    /// Where requests to the extra Worker `name` go: `http://127.0.0.1:{port}/workers/{name}`.
+    ///
+    /// ```no_run
+    /// let emulator = kv_testsuite::servers::CfEmulator::builder()
+    ///     .worker("seed", "tests/seed.js")
+    ///     .start()
+    ///     .expect("not opted out");
+    /// assert!(emulator.worker_url("seed").ends_with("/workers/seed"));
+    /// ```
+    pub fn worker_url(&self, name: &str) -> String {
+        format!("{}/workers/{name}", self.url)
+    }
+
+    /// The token with read and write access.
+    ///
+    /// ```no_run
+    /// let emulator = kv_testsuite::servers::CfEmulator::start().expect("not opted out");
+    /// assert_eq!(emulator.token(), kv_testsuite::servers::CF_EMULATOR_TOKEN);
+    /// ```
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+}
+
+impl Drop for CfEmulator {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// The API base URL of a Cloudflare emulator shared by every test of this process: `KV_TEST_CF_URL`
+/// when set, otherwise one emulator started on first use (account [`CF_EMULATOR_ACCOUNT_ID`],
+/// namespace [`CF_EMULATOR_NAMESPACE_ID`], token [`CF_EMULATOR_TOKEN`]). `None` when opted out.
+///
+/// ```no_run
+/// if let Some(api) = kv_testsuite::servers::shared_cf_url() {
+///     println!("testing against {api}");
+/// }
+/// ```
+pub fn shared_cf_url() -> Option<String> {
+    if let Ok(url) = std::env::var("KV_TEST_CF_URL") {
+        return Some(url);
+    }
+    static EMULATOR: OnceLock<Option<CfEmulator>> = OnceLock::new();
+    EMULATOR
+        .get_or_init(CfEmulator::start)
+        .as_ref()
+        .map(CfEmulator::api_url)
 }

@@ -9,6 +9,7 @@
 //! |---|---|---|
 //! | `memory` (default) | [`memory`] | the embedded in-memory store |
 //! | `redis` | `redis` | Redis and Redis Cluster |
+//! | `cloudflare` | `cloudflare` | Cloudflare Workers KV, over Cloudflare's REST API |
 //! | `layers` (default) | [`layers`] | namespaces, tracing, metrics, timeouts and retries, a two-tier store |
 //! | `patterns` (default) | [`patterns`] | a read-through cache, sessions and rate limiting over any store |
 //! | `axum` | `http` | a tower rate-limit layer and cookie sessions for axum services |
@@ -47,6 +48,28 @@ pub mod memory {
 #[cfg(feature = "redis")]
 pub mod redis {
     pub use kv_redis::{RedisBuilder, RedisStore, redact_url};
+}
+
+/// Cloudflare Workers KV over Cloudflare's REST API (feature `cloudflare`): the same namespace
+/// as your Workers, with Cloudflare's limits checked before any request.
+///
+/// ```
+/// use kv::KvStore;
+/// let store = kv::cloudflare::CloudflareStore::builder()
+///     .account_id("023e105f4ecef8ad9ca31a8372d0c353")
+///     .namespace_id("0f2ac74b498b48028cb68387c421e279")
+///     .api_token("token")
+///     .build()?;
+/// assert_eq!(store.capabilities().min_ttl, std::time::Duration::from_secs(60));
+/// assert!(!store.capabilities().atomic_counter);
+/// # Ok::<(), kv::Error>(())
+/// ```
+#[cfg(feature = "cloudflare")]
+pub mod cloudflare {
+    pub use kv_cloudflare::{
+        ApiError, CloudflareBuilder, CloudflareStore, DEFAULT_BASE_URL, MAX_BULK_ITEMS,
+        MAX_EXPIRATION_SECS, RetryPolicy,
+    };
 }
 
 /// Wrappers over any store (feature `layers`, on by default): import [`layers::Layered`] and

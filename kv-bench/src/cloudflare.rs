@@ -1,0 +1,166 @@
+//! The Cloudflare backend against the emulator (Cloudflare's KV on workerd, through the REST
+//! API): HTTP requests per batch operation, counted by the store, and get throughput against
+//! plain GETs of the same URLs with the same `reqwest` client.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use kv_cloudflare::CloudflareStore;
+use kv_core::{KvStore, ListOptions, PutItem};
+use kv_testsuite::servers::{self, CfEmulator};
+
+use crate::{line, median};
+
+const KEYS: usize = 10_000;
+const VALUE_BYTES: usize = 100;
+const CONCURRENCY: usize = 16;
+const ROUND: Duration = Duration::from_secs(1);
+const ROUNDS: usize = 7;
+
+/// The emulator to benchmark against: `KV_BENCH_CF_URL` (an API base URL, started with the
+/// default ids and token), or one started on a free loopback port, kept while the guard lives.
+fn emulator_for_bench() -> (Option<CfEmulator>, String) {
+    match std::env::var("KV_BENCH_CF_URL") {
+        Ok(url) => (None, url),
+        Err(_) => {
+            let emulator = CfEmulator::start().expect("the Cloudflare emulator is needed");
+            let url = emulator.api_url();
+            (Some(emulator), url)
+        }
+    }
+}
+
+/// Runs `op(i)` from `CONCURRENCY` tasks for `ROUND`; returns operations per second.
+async fn throughput<F, Fut>(op: F) -> f64
+where
+    F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..CONCURRENCY)
+        .map(|t| {
+            let (stop, done, op) = (stop.clone(), done.clone(), op.clone());
+            tokio::spawn(async move {
+                let mut i = t * 613;
+                while !stop.load(Ordering::Relaxed) {
+                    op(i % KEYS).await;
+                    i += 1;
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(ROUND).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await.expect("benchmark task");
+    }
+    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+pub(crate) async fn run() {
+    let (_emulator, api) = emulator_for_bench();
+    let store = CloudflareStore::builder()
+        .base_url(api)
+        .account_id(servers::CF_EMULATOR_ACCOUNT_ID)
+        .namespace_id(servers::CF_EMULATOR_NAMESPACE_ID)
+        .api_token(servers::CF_EMULATOR_TOKEN)
+        .build()
+        .expect("a store on the emulator");
+    // Half the keys under `bench/a/` (the listing), half under `bench/b/`.
+    let keys: Arc<Vec<String>> = Arc::new(
+        (0..KEYS)
+            .map(|i| format!("bench/{}/{i:05}", if i < KEYS / 2 { 'a' } else { 'b' }))
+            .collect(),
+    );
+    let value = vec![b'x'; VALUE_BYTES];
+
+    let before = store.request_count();
+    let items = keys
+        .iter()
+        .map(|k| PutItem::new(k.clone(), value.clone()))
+        .collect();
+    store.put_many(items).await.expect("writing 10,000 keys");
+    line("cf_requests_put_10000", store.request_count() - before);
+
+    let before = store.request_count();
+    let mut listed = 0;
+    let mut cursor = None;
+    loop {
+        let page = store
+            .list(ListOptions::new().prefix("bench/a/").cursor(cursor))
+            .await
+            .expect("listing");
+        listed += page.keys.len();
+        if page.list_complete {
+            break;
+        }
+        cursor = page.cursor;
+    }
+    assert_eq!(listed, KEYS / 2, "every key listed");
+    line("cf_requests_list_5000", store.request_count() - before);
+
+    let before = store.request_count();
+    let values = store.get_many(&keys[..100]).await.expect("batch get");
+    assert!(values.iter().all(|v| v.as_deref() == Some(&value[..])));
+    line("cf_requests_get_100", store.request_count() - before);
+
+    let ours = {
+        let (store, keys) = (store.clone(), keys.clone());
+        move |i: usize| {
+            let (store, keys) = (store.clone(), keys.clone());
+            async move {
+                let got = store.get(&keys[i]).await.expect("get");
+                assert!(got.is_some());
+            }
+        }
+    };
+    let raw = {
+        let (store, keys) = (store.clone(), keys.clone());
+        let auth = format!("Bearer {}", servers::CF_EMULATOR_TOKEN);
+        move |i: usize| {
+            let (store, keys, auth) = (store.clone(), keys.clone(), auth.clone());
+            async move {
+                let response = store
+                    .http_client()
+                    .get(store.value_url(&keys[i]))
+                    .header("authorization", auth)
+                    .send()
+                    .await
+                    .expect("raw get");
+                assert!(response.status().is_success());
+                let body = response.bytes().await.expect("raw body");
+                assert_eq!(body.len(), VALUE_BYTES);
+            }
+        }
+    };
+    // Warm both paths (connections, the emulator's caches), then interleave rounds.
+    throughput(ours.clone()).await;
+    throughput(raw.clone()).await;
+    let (mut our_rates, mut raw_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        let (o, r) = if round % 2 == 0 {
+            let o = throughput(ours.clone()).await;
+            (o, throughput(raw.clone()).await)
+        } else {
+            let r = throughput(raw.clone()).await;
+            (throughput(ours.clone()).await, r)
+        };
+        our_rates.push(o);
+        raw_rates.push(r);
+        ratios.push(o / r);
+    }
+    line("cf_raw_get_ops_per_sec", median(raw_rates).round());
+    line("cf_get_ops_per_sec", median(our_rates).round());
+    line("cf_get_ratio_vs_raw_http", format!("{:.2}", median(ratios)));
+
+    let before = store.request_count();
+    store
+        .delete_many(&keys)
+        .await
+        .expect("deleting 10,000 keys");
+    line("cf_requests_delete_10000", store.request_count() - before);
+}

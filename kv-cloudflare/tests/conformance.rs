@@ -1,0 +1,22 @@
+//! The conformance suite against Cloudflare's KV on workerd: the REST emulator of
+//! `kv-cloudflare/emulator`, started on a free loopback port unless `KV_TEST_CF_URL` says where
+//! one runs. `KV_TEST_SKIP_CF=1` turns every case into a visible skip.
+//!
+//! The time-dependent cases wait for Cloudflare's 60 s minimum TTL to pass for real.
+
+use kv_cloudflare::CloudflareStore;
+use kv_testsuite::{Harness, servers};
+
+async fn harness() -> Option<Harness> {
+    let api = servers::shared_cf_url()?;
+    let store = CloudflareStore::builder()
+        .base_url(api)
+        .account_id(servers::CF_EMULATOR_ACCOUNT_ID)
+        .namespace_id(servers::CF_EMULATOR_NAMESPACE_ID)
+        .api_token(servers::CF_EMULATOR_TOKEN)
+        .build()
+        .expect("a store on the emulator");
+    Some(Harness::real_time(store))
+}
+
+kv_testsuite::conformance_tests!(harness);
