@@ -558,3 +558,66 @@ fn a_killed_import_resumes_where_its_checkpoint_says() {
     assert!(!checkpoint.exists());
     std::fs::remove_file(&fifo).expect("removing the pipe");
 }
+
+/// A Cloudflare namespace by URL (here the REST emulator on workerd), with the token from the
+/// environment as the CLI documents.
+#[test]
+fn cloudflare_by_url() {
+    let Some(api) = kv_testsuite::servers::shared_cf_url() else {
+        kv_testsuite::skip("cloudflare_by_url", "KV_TEST_SKIP_CF=1");
+        return;
+    };
+    let url = format!(
+        "cloudflare://{}/{}?base_url={api}",
+        kv_testsuite::servers::CF_EMULATOR_ACCOUNT_ID,
+        kv_testsuite::servers::CF_EMULATOR_NAMESPACE_ID
+    );
+    let key = Namespace::new().key("cf");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_kv"))
+            .env_remove("KV_URL")
+            .env(
+                "CLOUDFLARE_API_TOKEN",
+                kv_testsuite::servers::CF_EMULATOR_TOKEN,
+            )
+            .args(["--url", &url])
+            .args(args)
+            .output()
+            .expect("running the kv binary")
+    };
+    let put = run(&[
+        "put",
+        &key,
+        "from the cli",
+        "--metadata",
+        r#"{"via":"cli"}"#,
+    ]);
+    assert!(
+        put.status.success(),
+        "{}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+    let got = run(&["get", &key, "--json"]);
+    assert!(
+        got.status.success(),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    let got: Value = serde_json::from_slice(&got.stdout).expect("JSON");
+    assert_eq!(
+        (&got["value"], &got["metadata"]),
+        (&json!("from the cli"), &json!({"via": "cli"}))
+    );
+    assert!(run(&["delete", &key]).status.success());
+    let missing = run(&["get", &key]);
+    assert_eq!(missing.status.code(), Some(1));
+
+    let without_token = Command::new(env!("CARGO_BIN_EXE_kv"))
+        .env_remove("KV_URL")
+        .env_remove("CLOUDFLARE_API_TOKEN")
+        .args(["--url", &url, "get", &key])
+        .output()
+        .expect("running the kv binary");
+    assert_eq!(without_token.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&without_token.stderr).contains("CLOUDFLARE_API_TOKEN"));
+}

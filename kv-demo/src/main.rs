@@ -1,7 +1,8 @@
 //! `cargo run -p kv-demo`: the demo service on 127.0.0.1:8787.
 //!
 //! Settings (environment):
-//! - `KV_URL`: the store (default `memory:`; e.g. `redis://127.0.0.1:6379`), see `kv::open`.
+//! - `KV_URL`: the store (default `memory:`; e.g. `redis://127.0.0.1:6379`, or
+//!   `cloudflare://ACCOUNT_ID/NAMESPACE_ID` with the token in `CLOUDFLARE_API_TOKEN`), see `kv::open`.
 //! - `KV_DEMO_ADDR`: where to listen (default `127.0.0.1:8787`).
 //! - `KV_DEMO_DB`: the SQLite database (default `kv-demo.sqlite3`, created and seeded if missing).
 //! - `RUST_LOG`-style level in `KV_DEMO_LOG` (`error`, `warn`, `info` (default), `debug`, `trace`).

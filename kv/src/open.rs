@@ -79,6 +79,7 @@ impl From<kv_core::Error> for OpenError {
 /// | `memory:` (or `memory://`) | a new, empty [`memory::MemoryStore`](crate::memory::MemoryStore) | `memory` |
 /// | `redis://[:password@]host:port[/db]`, `rediss://…` (TLS), `redis+unix:///path` | one Redis server | `redis` |
 /// | `redis+cluster://host:port,host:port` (`rediss+cluster://` for TLS) | a Redis Cluster, from its seed nodes | `redis` |
+/// | `cloudflare://ACCOUNT_ID/NAMESPACE_ID[?base_url=URL]`, or `cloudflare:` with both ids from `CLOUDFLARE_ACCOUNT_ID` and `CLOUDFLARE_KV_NAMESPACE_ID` | a Workers KV namespace over the REST API; the token always comes from `CLOUDFLARE_API_TOKEN`, never from the URL | `cloudflare` |
 ///
 /// A URL for a backend whose feature is off is a clear [`OpenError::FeatureDisabled`], never a
 /// panic.
@@ -101,6 +102,7 @@ pub async fn open(url: &str) -> Result<Arc<dyn KvStore>, OpenError> {
         "memory" => memory(&scheme),
         "redis" | "rediss" | "redis+unix" => redis(url, &scheme).await,
         "redis+cluster" | "rediss+cluster" => redis_cluster(url, &scheme).await,
+        "cloudflare" => cloudflare(url, &scheme),
         _ => Err(OpenError::UnknownScheme { scheme }),
     }
 }
@@ -162,5 +164,48 @@ async fn redis_cluster(_url: &str, scheme: &str) -> Result<Arc<dyn KvStore>, Ope
     Err(OpenError::FeatureDisabled {
         scheme: scheme.to_owned(),
         feature: "redis",
+    })
+}
+
+#[cfg(feature = "cloudflare")]
+fn cloudflare(url: &str, _scheme: &str) -> Result<Arc<dyn KvStore>, OpenError> {
+    let rest = url
+        .split_once(':')
+        .map(|(_, rest)| rest.trim_start_matches("//"))
+        .unwrap_or_default();
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let mut builder = kv_cloudflare::CloudflareStore::builder();
+    let ids: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    match ids.as_slice() {
+        [] => {}
+        [account, namespace] => builder = builder.account_id(*account).namespace_id(*namespace),
+        _ => {
+            return Err(OpenError::Invalid {
+                message: "a Cloudflare URL is cloudflare://ACCOUNT_ID/NAMESPACE_ID".to_owned(),
+            });
+        }
+    }
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("base_url", value)) => builder = builder.base_url(value),
+            _ => {
+                return Err(OpenError::Invalid {
+                    message: format!(
+                        "unknown Cloudflare URL parameter {:?} (only base_url; the token comes \
+                         from CLOUDFLARE_API_TOKEN)",
+                        pair.split('=').next().unwrap_or_default()
+                    ),
+                });
+            }
+        }
+    }
+    Ok(Arc::new(builder.build()?))
+}
+
+#[cfg(not(feature = "cloudflare"))]
+fn cloudflare(_url: &str, scheme: &str) -> Result<Arc<dyn KvStore>, OpenError> {
+    Err(OpenError::FeatureDisabled {
+        scheme: scheme.to_owned(),
+        feature: "cloudflare",
     })
 }

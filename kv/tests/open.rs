@@ -82,3 +82,19 @@ async fn redis_and_cluster_urls() {
     );
     cluster.delete(&key).await.expect("delete");
 }
+
+#[tokio::test]
+async fn malformed_cloudflare_urls() {
+    match kv::open("cloudflare://only-one-part").await {
+        Err(OpenError::Invalid { message }) => assert!(message.contains("ACCOUNT_ID/NAMESPACE_ID")),
+        Err(other) => panic!("expected Invalid, got {other:?}"),
+        Ok(_) => panic!("expected Invalid, got a store"),
+    }
+    match kv::open("cloudflare://a/n?token=secret").await {
+        Err(OpenError::Invalid { message }) => {
+            assert!(message.contains("CLOUDFLARE_API_TOKEN") && !message.contains("secret"));
+        }
+        Err(other) => panic!("expected Invalid, got {other:?}"),
+        Ok(_) => panic!("expected Invalid, got a store"),
+    }
+}
