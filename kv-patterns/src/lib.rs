@@ -1,4 +1,4 @@
-//! The patterns people build on a key-value store, over any [`KvStore`]: a read-through
+//! The patterns people build on a key-value store, over any [`KvStore`](kv_core::KvStore): a read-through
 //! [`Cache`] with stale-while-revalidate, a [`SessionManager`], and a [`RateLimiter`].
 //!
 //! They start from the TypeScript patterns for Cloudflare Workers KV that this project grew
