@@ -3,8 +3,7 @@
 //! plain GETs of the same URLs with the same `reqwest` client.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kv_cloudflare::CloudflareStore;
 use kv_core::{KvStore, ListOptions, PutItem};
@@ -37,28 +36,7 @@ where
     F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
-    let stop = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicUsize::new(0));
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..CONCURRENCY)
-        .map(|t| {
-            let (stop, done, op) = (stop.clone(), done.clone(), op.clone());
-            tokio::spawn(async move {
-                let mut i = t * 613;
-                while !stop.load(Ordering::Relaxed) {
-                    op(i % KEYS).await;
-                    i += 1;
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
-            })
-        })
-        .collect();
-    tokio::time::sleep(ROUND).await;
-    stop.store(true, Ordering::Relaxed);
-    for task in tasks {
-        task.await.expect("benchmark task");
-    }
-    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+    crate::throughput(CONCURRENCY, ROUND, KEYS, move |_, i| op(i)).await
 }
 
 pub(crate) async fn run() {

@@ -2,8 +2,7 @@
 //! the rate-limit layer against the same route without it, on the memory store.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::{line, median};
 
@@ -28,33 +27,16 @@ async fn start(rate_limit: Option<u64>, database: &std::path::Path) -> String {
 /// Requests per second for `GET {base}/products/1` from `CONCURRENCY` tasks over `ROUND`.
 async fn rps(client: &reqwest::Client, base: &str) -> f64 {
     let url = Arc::new(format!("{base}/products/1"));
-    let stop = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicUsize::new(0));
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..CONCURRENCY)
-        .map(|_| {
-            let (client, url, stop, done) = (
-                client.clone(),
-                Arc::clone(&url),
-                Arc::clone(&stop),
-                Arc::clone(&done),
-            );
-            tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    let response = client.get(url.as_str()).send().await.expect("request");
-                    assert!(response.status().is_success(), "{}", response.status());
-                    response.bytes().await.expect("body");
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
-            })
-        })
-        .collect();
-    tokio::time::sleep(ROUND).await;
-    stop.store(true, Ordering::Relaxed);
-    for task in tasks {
-        task.await.expect("benchmark task");
-    }
-    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+    let client = client.clone();
+    crate::throughput(CONCURRENCY, ROUND, 1, move |_, _| {
+        let (client, url) = (client.clone(), Arc::clone(&url));
+        async move {
+            let response = client.get(url.as_str()).send().await.expect("request");
+            assert!(response.status().is_success(), "{}", response.status());
+            response.bytes().await.expect("body");
+        }
+    })
+    .await
 }
 
 pub(crate) async fn run() {

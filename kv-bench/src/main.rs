@@ -23,6 +23,45 @@ fn line(name: &str, value: impl std::fmt::Display) {
     println!("{name}: {value}");
 }
 
+/// Runs `op(task, i)` from `concurrency` tasks for `round`, `i` cycling through `0..keys`;
+/// returns operations per second. Each ratio printed is the median of per-round ratios, each
+/// round measuring both sides back to back.
+async fn throughput<F, Fut>(
+    concurrency: usize,
+    round: std::time::Duration,
+    keys: usize,
+    op: F,
+) -> f64
+where
+    F: Fn(usize, usize) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicUsize::new(0));
+    let start = std::time::Instant::now();
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|t| {
+            let (stop, done, op) = (Arc::clone(&stop), Arc::clone(&done), op.clone());
+            tokio::spawn(async move {
+                let mut i = t * 7919;
+                while !stop.load(Ordering::Relaxed) {
+                    op(t, i % keys).await;
+                    i += 1;
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(round).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await.expect("benchmark task");
+    }
+    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
 /// The median of a few measurements.
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);

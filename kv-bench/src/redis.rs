@@ -2,7 +2,6 @@
 //! multiplexed `ConnectionManager`), same server, same work, side by side in one process.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -18,35 +17,13 @@ const VALUE_BYTES: usize = 100;
 const ROUND: Duration = Duration::from_millis(600);
 const ROUNDS: usize = 9;
 
-/// Runs `op(task, i)` from `concurrency` tasks for `ROUND`; returns ops/s. Each ratio printed is
-/// the median of the per-round ratios, each round measuring both sides back to back.
+/// Runs `op(task, i)` from `concurrency` tasks for one round over the key space.
 pub(crate) async fn throughput<F, Fut>(concurrency: usize, op: F) -> f64
 where
     F: Fn(usize, usize) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
-    let stop = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicUsize::new(0));
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..concurrency)
-        .map(|t| {
-            let (stop, done, op) = (stop.clone(), done.clone(), op.clone());
-            tokio::spawn(async move {
-                let mut i = t * 7919;
-                while !stop.load(Ordering::Relaxed) {
-                    op(t, i % KEYS).await;
-                    i += 1;
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
-            })
-        })
-        .collect();
-    tokio::time::sleep(ROUND).await;
-    stop.store(true, Ordering::Relaxed);
-    for task in tasks {
-        task.await.expect("benchmark task");
-    }
-    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+    crate::throughput(concurrency, ROUND, KEYS, op).await
 }
 
 pub(crate) async fn run() {
