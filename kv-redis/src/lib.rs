@@ -141,11 +141,7 @@ enum Conn {
 impl Conn {
     async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> redis::RedisResult<T> {
         match self {
-            // `send_packed_command` directly, not through `ConnectionLike`, which boxes a future.
-            Conn::Single(c) => {
-                let value = c.clone().send_packed_command(cmd).await?;
-                Ok(redis::from_redis_value(value.extract_error()?)?)
-            }
+            Conn::Single(c) => cmd.query_async(&mut c.clone()).await,
             // Boxed, so the cluster's larger future does not grow every single-server call.
             Conn::Cluster(c) => Box::pin(cmd.query_async(&mut c.clone())).await,
         }
