@@ -9,7 +9,7 @@ use kv_cloudflare::CloudflareStore;
 use kv_core::{KvStore, ListOptions, PutItem};
 use kv_testsuite::servers::{self, CfEmulator};
 
-use crate::{line, median};
+use crate::line;
 
 const KEYS: usize = 10_000;
 const VALUE_BYTES: usize = 100;
@@ -118,22 +118,15 @@ pub(crate) async fn run() {
     // Warm both paths (connections, the emulator's caches), then interleave rounds.
     throughput(ours.clone()).await;
     throughput(raw.clone()).await;
-    let (mut our_rates, mut raw_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-    for round in 0..ROUNDS {
-        let (o, r) = if round % 2 == 0 {
-            let o = throughput(ours.clone()).await;
-            (o, throughput(raw.clone()).await)
-        } else {
-            let r = throughput(raw.clone()).await;
-            (throughput(ours.clone()).await, r)
-        };
-        our_rates.push(o);
-        raw_rates.push(r);
-        ratios.push(o / r);
-    }
-    line("cf_raw_get_ops_per_sec", median(raw_rates).round());
-    line("cf_get_ops_per_sec", median(our_rates).round());
-    line("cf_get_ratio_vs_raw_http", format!("{:.2}", median(ratios)));
+    let (our_rate, raw_rate, ratio) = crate::alternate(
+        ROUNDS,
+        || throughput(ours.clone()),
+        || throughput(raw.clone()),
+    )
+    .await;
+    line("cf_raw_get_ops_per_sec", raw_rate.round());
+    line("cf_get_ops_per_sec", our_rate.round());
+    line("cf_get_ratio_vs_raw_http", format!("{ratio:.2}"));
 
     let before = store.request_count();
     store

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{line, median};
+use crate::line;
 
 const CONCURRENCY: usize = 64;
 const ROUND: Duration = Duration::from_millis(800);
@@ -51,24 +51,13 @@ pub(crate) async fn run() {
     // Warm both: the product enters each cache, connections open.
     rps(&client, &limited).await;
     rps(&client, &plain).await;
-    let (mut ratios, mut ours, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
-    for round in 0..ROUNDS {
-        let (l, p) = if round % 2 == 0 {
-            let l = rps(&client, &limited).await;
-            (l, rps(&client, &plain).await)
-        } else {
-            let p = rps(&client, &plain).await;
-            (rps(&client, &limited).await, p)
-        };
-        ratios.push(l / p);
-        ours.push(l);
-        theirs.push(p);
-    }
-    line("http_cached_product_rps", format!("{:.0}", median(ours)));
-    line("http_plain_product_rps", format!("{:.0}", median(theirs)));
+    let (ours, theirs, ratio) =
+        crate::alternate(ROUNDS, || rps(&client, &limited), || rps(&client, &plain)).await;
+    line("http_cached_product_rps", format!("{ours:.0}"));
+    line("http_plain_product_rps", format!("{theirs:.0}"));
     line(
         "http_rate_limited_rps_ratio_vs_plain",
-        format!("{:.2}", median(ratios)),
+        format!("{ratio:.2}"),
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

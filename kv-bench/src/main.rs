@@ -62,6 +62,32 @@ where
     done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
 }
 
+/// Measures `ours` and `theirs` back to back for `rounds` rounds, alternating which goes first
+/// so drift in the machine's speed cancels out; returns the medians of our rates, their rates
+/// and the per-round ratios.
+async fn alternate<A, FA, B, FB>(rounds: usize, mut ours: A, mut theirs: B) -> (f64, f64, f64)
+where
+    A: FnMut() -> FA,
+    FA: std::future::Future<Output = f64>,
+    B: FnMut() -> FB,
+    FB: std::future::Future<Output = f64>,
+{
+    let (mut our_rates, mut their_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let (o, t) = if round % 2 == 0 {
+            let o = ours().await;
+            (o, theirs().await)
+        } else {
+            let t = theirs().await;
+            (ours().await, t)
+        };
+        our_rates.push(o);
+        their_rates.push(t);
+        ratios.push(o / t);
+    }
+    (median(our_rates), median(their_rates), median(ratios))
+}
+
 /// The median of a few measurements.
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);

@@ -14,8 +14,8 @@ use kv_redis::RedisStore;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
+use crate::line;
 use crate::redis::throughput;
-use crate::{line, median};
 
 const ROUNDS: usize = 7;
 /// Distinct keys the throughput loops cycle through (the `throughput` helper's key space).
@@ -154,26 +154,10 @@ async fn cache_hit_ratio() {
             }
         })
     };
-    let mut ratios = Vec::new();
-    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-    for round in 0..ROUNDS {
-        let (h, g) = if round % 2 == 0 {
-            let h = hits().await;
-            (h, gets().await)
-        } else {
-            let g = gets().await;
-            (hits().await, g)
-        };
-        ratios.push(h / g);
-        ours.push(h);
-        theirs.push(g);
-    }
-    line("cache_hits_per_sec", format!("{:.0}", median(ours)));
-    line("get_json_per_sec", format!("{:.0}", median(theirs)));
-    line(
-        "cache_hit_ratio_vs_get_json",
-        format!("{:.2}", median(ratios)),
-    );
+    let (ours, theirs, ratio) = crate::alternate(ROUNDS, hits, gets).await;
+    line("cache_hits_per_sec", format!("{ours:.0}"));
+    line("get_json_per_sec", format!("{theirs:.0}"));
+    line("cache_hit_ratio_vs_get_json", format!("{ratio:.2}"));
 }
 
 /// Runs `op(task, i)` `OPS_PER_TASK` times from each of `tasks` tasks; returns ops/s. (A
@@ -247,30 +231,8 @@ async fn ratelimit_redis_ratio(store: RedisStore, url: &str) {
             }
         })
     };
-    let mut ratios = Vec::new();
-    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-    for round in 0..ROUNDS {
-        let (o, r) = if round % 2 == 0 {
-            let o = checks().await;
-            (o, raw_checks().await)
-        } else {
-            let r = raw_checks().await;
-            (checks().await, r)
-        };
-        ratios.push(o / r);
-        ours.push(o);
-        theirs.push(r);
-    }
-    line(
-        "ratelimit_redis_checks_per_sec_c64",
-        format!("{:.0}", median(ours)),
-    );
-    line(
-        "ratelimit_redis_raw_per_sec_c64",
-        format!("{:.0}", median(theirs)),
-    );
-    line(
-        "ratelimit_redis_ratio_vs_raw_c64",
-        format!("{:.2}", median(ratios)),
-    );
+    let (ours, theirs, ratio) = crate::alternate(ROUNDS, checks, raw_checks).await;
+    line("ratelimit_redis_checks_per_sec_c64", format!("{ours:.0}"));
+    line("ratelimit_redis_raw_per_sec_c64", format!("{theirs:.0}"));
+    line("ratelimit_redis_ratio_vs_raw_c64", format!("{ratio:.2}"));
 }
