@@ -11,7 +11,8 @@
 // `--worker NAME=PATH` runs another Worker (an ES module) beside the API, sharing the same KV
 // namespace under the binding `--binding` (default `KV`); requests to `/workers/NAME/…` go to it.
 // Tests use this to run a TypeScript Worker's logic (transcribed to JS) against the namespace the
-// Rust client writes to.
+// Rust client writes to, and Rust Workers built by worker-build (`build/index.js`, which imports
+// its `.wasm` beside it).
 
 import { Miniflare } from "miniflare";
 import { fileURLToPath } from "node:url";
@@ -86,6 +87,8 @@ const mf = new Miniflare({
       modules: true,
       scriptPath: w.path,
       modulesRoot: path.dirname(w.path),
+      // A Rust Worker built by worker-build imports its WebAssembly module.
+      modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"], fallthrough: true }],
       compatibilityDate: "2026-04-01",
       kvNamespaces: { [options.binding]: options.namespace },
       routes: [`*/workers/${w.name}/*`],

@@ -3,7 +3,9 @@
 use std::fmt::Debug;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+#[cfg(not(target_arch = "wasm32"))]
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A source of the current time in milliseconds since the unix epoch.
 ///
@@ -19,7 +21,8 @@ pub trait Clock: Send + Sync + Debug + 'static {
     fn now_ms(&self) -> u64;
 }
 
-/// The system's wall clock.
+/// The system's wall clock (on `wasm32`, JavaScript's `Date.now()`: the standard library has
+/// no clock there).
 ///
 /// ```
 /// use kv_core::{Clock, SystemClock};
@@ -30,10 +33,17 @@ pub trait Clock: Send + Sync + Debug + 'static {
 pub struct SystemClock;
 
 impl Clock for SystemClock {
+    #[cfg(not(target_arch = "wasm32"))]
     fn now_ms(&self) -> u64 {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    fn now_ms(&self) -> u64 {
+        // Whole milliseconds, never negative: the cast saturates.
+        js_sys::Date::now() as u64
     }
 }
 

@@ -333,9 +333,9 @@ impl<S: KvStore> CacheBuilder<S> {
         self
     }
 
-    /// Runs background refreshes with `spawner` (the default is [`TokioSpawner`](crate::TokioSpawner)
-    /// on native targets; on `wasm32` a spawner must be given, or stale entries are served
-    /// without a refresh).
+    /// Runs background refreshes with `spawner` (the default is `TokioSpawner` on native
+    /// targets and `LocalSpawner`, the JavaScript event loop, on `wasm32`; in a Worker, give it
+    /// the invocation's `wait_until` so a refresh outlives the response).
     ///
     /// ```
     /// let builder = kv_patterns::Cache::builder(kv_memory::MemoryStore::new())
@@ -387,14 +387,7 @@ fn default_spawner() -> Arc<dyn Spawn> {
 
 #[cfg(target_arch = "wasm32")]
 fn default_spawner() -> Arc<dyn Spawn> {
-    #[derive(Debug)]
-    struct NoSpawner;
-    impl Spawn for NoSpawner {
-        fn spawn(&self, _task: crate::spawn::Task) -> bool {
-            false
-        }
-    }
-    Arc::new(NoSpawner)
+    Arc::new(crate::spawn::LocalSpawner)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

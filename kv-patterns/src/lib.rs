@@ -49,6 +49,8 @@ mod spawn;
 pub use cache::{Cache, CacheBuilder, CacheError, CacheOptions, CacheStatus, Cached};
 pub use ratelimit::{RateLimit, RateLimiter, RateLimiterBuilder, Window};
 pub use session::{Session, SessionData, SessionId, SessionManager, SessionManagerBuilder};
+#[cfg(target_arch = "wasm32")]
+pub use spawn::LocalSpawner;
 #[cfg(not(target_arch = "wasm32"))]
 pub use spawn::TokioSpawner;
 pub use spawn::{MaybeSend, Spawn, Task};

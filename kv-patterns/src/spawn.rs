@@ -78,3 +78,26 @@ impl Spawn for TokioSpawner {
         }
     }
 }
+
+/// Spawns on the JavaScript event loop of the `wasm32` host (a Worker's isolate), with
+/// `wasm_bindgen_futures::spawn_local`. The default on `wasm32`.
+///
+/// In a Worker, work still running when the response is returned may be cancelled; to keep the
+/// invocation alive until it ends, spawn through the invocation's `wait_until` instead
+/// (`kv_worker::WaitUntil`).
+///
+/// ```ignore
+/// use kv_patterns::{LocalSpawner, Spawn};
+/// assert!(LocalSpawner.spawn(Box::pin(async {})));
+/// ```
+#[cfg(target_arch = "wasm32")]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LocalSpawner;
+
+#[cfg(target_arch = "wasm32")]
+impl Spawn for LocalSpawner {
+    fn spawn(&self, task: Task) -> bool {
+        wasm_bindgen_futures::spawn_local(task);
+        true
+    }
+}

@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::TryStreamExt;
-use futures_util::future::join_all;
 use kv_core::{
     CounterOptions, Error, Expiry, KeyInfo, KvStore, KvStoreExt, ListOptions, ListPage, PutItem,
     PutOptions,
 };
 use serde_json::{Value, json};
 
+use crate::rt::concurrently;
 use crate::{Harness, Namespace, skip};
 
 /// A margin added when waiting for real time to pass expirations.
@@ -749,12 +749,12 @@ pub async fn counter_exact_under_concurrency(h: &Harness) {
     let tasks = (0..200).map(|_| {
         let store = h.store().clone();
         let key = key.clone();
-        tokio::spawn(async move { store.increment(&key, 1, CounterOptions::new()).await })
+        async move { store.increment(&key, 1, CounterOptions::new()).await }
     });
-    let mut results: Vec<i64> = join_all(tasks)
+    let mut results: Vec<i64> = concurrently(tasks)
         .await
         .into_iter()
-        .map(|r| r.expect("task").expect("increment"))
+        .map(|r| r.expect("increment"))
         .collect();
     results.sort_unstable();
     assert_eq!(
@@ -844,17 +844,17 @@ pub async fn put_if_absent_one_winner(h: &Harness) {
     let tasks = (0..100).map(|i| {
         let store = h.store().clone();
         let key = key.clone();
-        tokio::spawn(async move {
+        async move {
             let won = store
                 .put_if_absent(&key, format!("{i}").into(), PutOptions::new())
                 .await?;
             Ok::<_, Error>((i, won))
-        })
+        }
     });
-    let winners: Vec<i32> = join_all(tasks)
+    let winners: Vec<i32> = concurrently(tasks)
         .await
         .into_iter()
-        .map(|r| r.expect("task").expect("put_if_absent"))
+        .map(|r| r.expect("put_if_absent"))
         .filter_map(|(i, won)| won.then_some(i))
         .collect();
     assert_eq!(winners.len(), 1, "winners: {winners:?}");
@@ -1285,4 +1285,48 @@ pub async fn validation_batch_too_large(h: &Harness) {
             .len(),
         max
     );
+}
+
+/// Every conformance case, for runners other than
+/// [`conformance_tests!`](crate::conformance_tests) (a Rust Worker on `wasm32`, say). The
+/// model-based random test is not among them: it needs proptest, on native targets.
+///
+/// ```
+/// assert!(kv_testsuite::cases::all().iter().any(|c| c.name == "get_missing_is_none"));
+/// ```
+pub fn all() -> Vec<crate::Case> {
+    crate::case_list!(
+        get_missing_is_none,
+        binary_values_round_trip,
+        overwrite_replaces_value_metadata_and_expiry,
+        delete_is_idempotent,
+        metadata_round_trips,
+        expiration_is_reported,
+        list_orders_by_bytes,
+        list_filters_by_prefix_literally,
+        list_paginates_2500_keys_at_limit_1000,
+        list_paginates_2500_keys_at_limit_7,
+        list_pages_after_deletes_and_inserts,
+        list_stream_follows_cursors,
+        batch_operations,
+        put_many_validates_before_writing,
+        counter_refuses_non_canonical_values,
+        counter_exact_under_concurrency,
+        put_if_absent_one_winner,
+        json_conveniences,
+        validation_empty_key,
+        validation_reserved_keys,
+        validation_key_too_long,
+        validation_value_too_large,
+        validation_metadata_too_large,
+        validation_ttl,
+        validation_expiration_not_in_future,
+        validation_list_limit,
+        validation_cursor,
+        validation_batch_too_large,
+        ttl_expiry_hides_key_everywhere,
+        absolute_expiration,
+        counter_basics,
+        put_if_absent_basics,
+    )
 }

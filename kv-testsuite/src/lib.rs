@@ -26,28 +26,79 @@
 //! # }
 //! ```
 
-use std::hash::{BuildHasher, RandomState};
-use std::io::Write;
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::future::LocalBoxFuture;
 use kv_core::{Clock, KvStore, ListOptions, ManualClock, SystemClock};
 
 pub mod cases;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod model;
 pub mod patterns;
+mod rt;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod servers;
 
 #[doc(hidden)]
+#[cfg(not(target_arch = "wasm32"))]
 pub mod __private {
     pub use tokio;
 
     pub use crate::waiting::{Case, CaseFuture, Waiting};
 }
 
+/// One case of the suite, by name, runnable where the test macros are not: inside a Rust Worker
+/// on `wasm32`, say, which runs [`cases::all`] and [`patterns::all`] against its KV binding.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let harness = kv_testsuite::Harness::real_time(kv_memory::MemoryStore::new());
+/// let case = kv_testsuite::cases::all().into_iter().find(|c| c.name == "get_missing_is_none").unwrap();
+/// (case.run)(&harness).await;
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Case {
+    /// The case's name: its function's in [`cases`] or [`patterns`].
+    pub name: &'static str,
+    /// Runs the case; it panics when the store breaks the contract.
+    pub run: for<'a> fn(&'a Harness) -> LocalBoxFuture<'a, ()>,
+}
+
+/// Builds the list of cases of a module, each name once.
+macro_rules! case_list {
+    ($($case:ident),+ $(,)?) => {
+        vec![$(
+            $crate::Case {
+                name: stringify!($case),
+                run: |h| Box::pin($case(h)),
+            },
+        )+]
+    };
+}
+pub(crate) use case_list;
+
+/// Checks that a test macro stamps exactly the cases of a registry, so that neither list can
+/// drift from the other.
+#[doc(hidden)]
+pub fn __assert_lists_every_case(registry: &[Case], stamped: &[&str]) {
+    let mut registry: Vec<&str> = registry.iter().map(|c| c.name).collect();
+    let mut stamped = stamped.to_vec();
+    registry.sort_unstable();
+    stamped.sort_unstable();
+    assert_eq!(
+        registry, stamped,
+        "the registry and the test macro list different cases"
+    );
+}
+
 /// The cases that wait for real time to pass, run together in the background so that their waits
 /// overlap (on Cloudflare each waits a minute) however few threads the test harness runs.
+#[cfg(not(target_arch = "wasm32"))]
 mod waiting {
     use std::collections::HashMap;
     use std::future::Future;
@@ -225,7 +276,7 @@ impl Harness {
     pub async fn advance(&self, by: Duration) {
         match &self.time {
             Time::Manual(clock) => clock.advance(by),
-            Time::Real => tokio::time::sleep(by).await,
+            Time::Real => rt::sleep(by).await,
         }
     }
 
@@ -280,9 +331,11 @@ impl Namespace {
     pub fn new() -> Self {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let random = RandomState::new().hash_one((n, std::process::id(), SystemClock.now_ms()));
+        // The OS's randomness (the Web Crypto API on wasm32); a clash with another process's
+        // prefix would need the same 64 random bits.
+        let random = getrandom::u64().unwrap_or_else(|_| SystemClock.now_ms());
         Self {
-            prefix: format!("kvtest-{random:016x}/"),
+            prefix: format!("kvtest-{random:016x}-{n}/"),
         }
     }
 
@@ -369,7 +422,36 @@ impl IntoHarness for Option<Harness> {
 /// ```
 pub fn skip(case: &str, reason: &str) {
     // Written to the process's stderr directly, which libtest does not capture.
-    let _ = writeln!(std::io::stderr(), "kv-testsuite: SKIPPED {case}: {reason}");
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "kv-testsuite: SKIPPED {case}: {reason}");
+    }
+    skipped()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(case.to_owned(), reason.to_owned());
+}
+
+/// Why `case` skipped itself (see [`skip`]), if it did since the last call; for runners that
+/// report each case's outcome themselves.
+///
+/// ```
+/// kv_testsuite::skip("some_case", "no atomic counter");
+/// assert_eq!(kv_testsuite::take_skip("some_case").as_deref(), Some("no atomic counter"));
+/// assert_eq!(kv_testsuite::take_skip("some_case"), None);
+/// ```
+pub fn take_skip(case: &str) -> Option<String> {
+    skipped()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(case)
+}
+
+fn skipped() -> &'static Mutex<HashMap<String, String>> {
+    static SKIPPED: std::sync::OnceLock<Mutex<HashMap<String, String>>> =
+        std::sync::OnceLock::new();
+    SKIPPED.get_or_init(Mutex::default)
 }
 
 /// Stamps every conformance case, and the model-based property test, into the calling test
@@ -393,7 +475,7 @@ pub fn skip(case: &str, reason: &str) {
 #[macro_export]
 macro_rules! conformance_tests {
     ($harness:expr) => {
-        $crate::conformance_tests!(@cases $harness;
+        $crate::conformance_tests!(@all $harness; [
             get_missing_is_none,
             binary_values_round_trip,
             overwrite_replaces_value_metadata_and_expiry,
@@ -422,18 +504,28 @@ macro_rules! conformance_tests {
             validation_list_limit,
             validation_cursor,
             validation_batch_too_large
-        );
-
-        $crate::conformance_tests!(@waiting $harness;
+        ]; [
             ttl_expiry_hides_key_everywhere,
             absolute_expiration,
             counter_basics,
             put_if_absent_basics
-        );
+        ]);
+    };
+    (@all $harness:expr; [$($case:ident),+]; [$($waiting:ident),+]) => {
+        $crate::conformance_tests!(@cases $harness; $($case),+);
+        $crate::conformance_tests!(@waiting $harness; $($waiting),+);
 
         #[test]
         fn model_based_random_operations() {
             $crate::model::run(|| async { $crate::IntoHarness::into_harness($harness().await) });
+        }
+
+        #[test]
+        fn conformance_tests_list_every_case() {
+            $crate::__assert_lists_every_case(
+                &$crate::cases::all(),
+                &[$(stringify!($case),)+ $(stringify!($waiting),)+],
+            );
         }
     };
     (@waiting $harness:expr; $($case:ident),+) => {

@@ -22,7 +22,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use futures_util::future::join_all;
 use kv_core::{Clock, Error, KvStore, KvStoreExt, ManualClock, PutOptions, SystemClock};
 use kv_patterns::{
     Cache, CacheError, CacheOptions, CacheStatus, RateLimiter, Session, SessionManager, Window,
@@ -30,6 +29,7 @@ use kv_patterns::{
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
+use crate::rt::{concurrently, sleep};
 use crate::{Harness, Namespace, skip};
 
 type Store = Arc<dyn KvStore>;
@@ -69,7 +69,7 @@ impl Time {
     async fn expire(&self, by: Duration) {
         self.clock.advance(by);
         if !self.shared {
-            tokio::time::sleep(by).await;
+            sleep(by).await;
         }
     }
 }
@@ -80,7 +80,7 @@ async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
         if done() {
             return;
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        sleep(Duration::from_millis(10)).await;
     }
     panic!("timed out waiting until {what}");
 }
@@ -147,7 +147,7 @@ pub async fn cache_miss_hit_stale_miss(h: &Harness) {
             refreshed = true;
             break;
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        sleep(Duration::from_millis(10)).await;
     }
     assert!(refreshed, "the refresh stored the new value");
     let fresh = get(json!({"v": 3})).await.expect("hit after refresh");
@@ -237,18 +237,18 @@ pub async fn cache_single_flight(h: &Harness) {
     let calls = Arc::new(AtomicUsize::new(0));
     let tasks = (0..200).map(|_| {
         let (cache, key, calls) = (cache.clone(), Arc::clone(&key), Arc::clone(&calls));
-        tokio::spawn(async move {
+        async move {
             cache
                 .cached(&key, &options(), move || async move {
                     calls.fetch_add(1, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    sleep(Duration::from_millis(50)).await;
                     Ok::<_, std::io::Error>(json!("expensive"))
                 })
                 .await
-        })
+        }
     });
-    for result in join_all(tasks).await {
-        assert_eq!(result.expect("task").expect("cached"), json!("expensive"));
+    for result in concurrently(tasks).await {
+        assert_eq!(result.expect("cached"), json!("expensive"));
     }
     assert_eq!(calls.load(Ordering::SeqCst), 1, "one fetch for all callers");
 }
@@ -261,18 +261,18 @@ pub async fn cache_fetch_error_without_entry(h: &Harness) {
     let calls = Arc::new(AtomicUsize::new(0));
     let tasks = (0..20).map(|_| {
         let (cache, key, calls) = (cache.clone(), Arc::clone(&key), Arc::clone(&calls));
-        tokio::spawn(async move {
+        async move {
             cache
                 .cached::<Value, _, _, _>(&key, &options(), move || async move {
                     calls.fetch_add(1, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    sleep(Duration::from_millis(50)).await;
                     Err(std::io::Error::other("database unavailable"))
                 })
                 .await
-        })
+        }
     });
-    for result in join_all(tasks).await {
-        match result.expect("task") {
+    for result in concurrently(tasks).await {
+        match result {
             Err(CacheError::Fetch(e)) => assert_eq!(e.to_string(), "database unavailable"),
             other => panic!("expected the fetch error, got {other:?}"),
         }
@@ -320,7 +320,7 @@ pub async fn cache_one_refresh_at_a_time(h: &Harness) {
         assert_eq!((again.status, again.value), (CacheStatus::Stale, json!(1)));
     }
     // Give a wrongly started second refresh the time to show itself.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    sleep(Duration::from_millis(100)).await;
     assert_eq!(
         calls.load(Ordering::SeqCst),
         2,
@@ -335,7 +335,7 @@ pub async fn cache_one_refresh_at_a_time(h: &Harness) {
             released = true;
             break;
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        sleep(Duration::from_millis(10)).await;
     }
     assert!(released, "the lease is released after the refresh");
     let fresh = elsewhere
@@ -824,12 +824,12 @@ pub async fn ratelimit_exact_under_concurrency(h: &Harness) {
     let id = Arc::new(unique_user("burst"));
     let tasks = (0..1000).map(|_| {
         let (limiter, id) = (Arc::clone(&limiter), Arc::clone(&id));
-        tokio::spawn(async move { limiter.check(&id).await })
+        async move { limiter.check(&id).await }
     });
-    let admitted = join_all(tasks)
+    let admitted = concurrently(tasks)
         .await
         .into_iter()
-        .filter(|r| r.as_ref().expect("task").as_ref().expect("check").allowed)
+        .filter(|r| r.as_ref().expect("check").allowed)
         .count();
     assert_eq!(admitted, 100);
     let now = time.now_ms() / 1000;
@@ -914,7 +914,8 @@ impl Recorder {
     }
 }
 
-#[kv_core::async_trait]
+#[cfg_attr(not(target_arch = "wasm32"), kv_core::async_trait)]
+#[cfg_attr(target_arch = "wasm32", kv_core::async_trait(?Send))]
 impl KvStore for Recorder {
     fn capabilities(&self) -> &kv_core::Capabilities {
         self.inner.capabilities()
@@ -966,6 +967,38 @@ impl KvStore for Recorder {
     }
 }
 
+/// Every pattern case, for runners other than [`pattern_tests!`](crate::pattern_tests) (a Rust
+/// Worker on `wasm32`, say).
+///
+/// ```
+/// assert!(kv_testsuite::patterns::all().iter().any(|c| c.name == "cache_single_flight"));
+/// ```
+pub fn all() -> Vec<crate::Case> {
+    crate::case_list!(
+        cache_miss_hit_stale_miss,
+        cache_stores_seed_envelope,
+        cache_reads_seed_entry,
+        cache_single_flight,
+        cache_fetch_error_without_entry,
+        cache_one_refresh_at_a_time,
+        cache_stale_on_refresh_error,
+        cache_negative_caching,
+        cache_bad_entries_and_keys,
+        session_lifecycle_and_format,
+        session_reads_seed_session,
+        session_rejects_bad_ids,
+        session_expires,
+        session_refresh_writes_at_most_once_per_interval,
+        session_rotate,
+        session_user_index,
+        ratelimit_fixed_window,
+        ratelimit_continues_seed_count,
+        ratelimit_exact_under_concurrency,
+        ratelimit_sliding_window,
+        ratelimit_rejects_oversized_identifier,
+    )
+}
+
 /// Stamps every pattern case into the calling test file as a separately named test, like
 /// [`conformance_tests!`](crate::conformance_tests).
 ///
@@ -979,7 +1012,7 @@ impl KvStore for Recorder {
 #[macro_export]
 macro_rules! pattern_tests {
     ($harness:expr) => {
-        $crate::pattern_tests!(@cases $harness;
+        $crate::pattern_tests!(@all $harness;
             cache_miss_hit_stale_miss,
             cache_stores_seed_envelope,
             cache_reads_seed_entry,
@@ -1002,6 +1035,14 @@ macro_rules! pattern_tests {
             ratelimit_sliding_window,
             ratelimit_rejects_oversized_identifier
         );
+    };
+    (@all $harness:expr; $($case:ident),+) => {
+        $crate::pattern_tests!(@cases $harness; $($case),+);
+
+        #[test]
+        fn pattern_tests_list_every_case() {
+            $crate::__assert_lists_every_case(&$crate::patterns::all(), &[$(stringify!($case)),+]);
+        }
     };
     (@cases $harness:expr; $($case:ident),+) => {
         $(

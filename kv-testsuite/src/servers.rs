@@ -15,7 +15,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -529,9 +529,9 @@ impl CfEmulatorBuilder {
             let mut reader = BufReader::new(stdout);
             let mut line = String::new();
             let read = reader.read_line(&mut line);
-            let _ = tx.send((read.map(|_| line), reader.into_inner()));
+            let _ = tx.send((read.map(|_| line), reader));
         });
-        let (line, stdout) = match rx.recv_timeout(Duration::from_secs(60)) {
+        let (line, mut stdout) = match rx.recv_timeout(Duration::from_secs(60)) {
             Ok((Ok(line), stdout)) if !line.trim().is_empty() => (line, stdout),
             _ => {
                 let _ = child.kill();
@@ -544,11 +544,13 @@ impl CfEmulatorBuilder {
             .as_str()
             .expect("url in the ready line")
             .to_owned();
+        // What the Workers print after that (a Rust Worker's panic message, say) goes to the
+        // test's standard error, and never fills the pipe.
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::stderr()));
         Some(CfEmulator {
             url,
             token: self.token,
             child,
-            _stdout: stdout,
         })
     }
 }
@@ -566,8 +568,6 @@ pub struct CfEmulator {
     url: String,
     token: String,
     child: Child,
-    /// Kept open so the emulator never writes to a closed pipe.
-    _stdout: ChildStdout,
 }
 
 impl CfEmulator {

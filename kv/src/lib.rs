@@ -72,6 +72,13 @@ pub mod cloudflare {
     };
 }
 
+/// Cloudflare Workers KV through a Worker's binding (feature `worker`), for Rust Workers: this
+/// module exists on `wasm32-unknown-unknown` only. See the `kv-worker` crate.
+#[cfg(all(feature = "worker", target_arch = "wasm32"))]
+pub mod worker {
+    pub use kv_worker::{BACKEND, WaitUntil, WorkerKvStore};
+}
+
 /// Wrappers over any store (feature `layers`, on by default): import [`layers::Layered`] and
 /// stack them with one method call each.
 ///

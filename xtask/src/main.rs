@@ -2,11 +2,17 @@
 //!
 //! - `cargo xtask test [ARGS…]`: installs what the tests need when it is missing (Debian's
 //!   `redis-server`, `redis-cli`, `openssl`, `nodejs` and `npm`, and the Cloudflare emulator's
-//!   npm packages, pinned by its lock file), then runs `cargo test --workspace --all-features [ARGS…]`.
+//!   npm packages, pinned by its lock file), builds the Rust Workers (as `cargo xtask worker`),
+//!   then runs `cargo test --workspace --all-features [ARGS…]`.
 //! - `cargo xtask deps`: only the installation step.
+//! - `cargo xtask worker`: builds the Rust Workers for `wasm32-unknown-unknown` with
+//!   `worker-build`, offline: it adds the target with rustup and installs `worker-build` and the
+//!   `wasm-bindgen-cli` matching `Cargo.lock` with `cargo install` when they are missing, and
+//!   gives worker-build the esbuild of the emulator's npm packages and no wasm-opt (Debian's is too
+//!   old for wasm-bindgen's output). `KV_TEST_SKIP_WORKER=1` skips it in `test`.
 
 use std::env;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 fn main() -> ExitCode {
@@ -14,9 +20,22 @@ fn main() -> ExitCode {
     let command = args.next();
     let rest: Vec<String> = args.collect();
     let result = match command.as_deref() {
-        Some("test") => install_deps().and_then(|()| run_tests(&rest)),
+        Some("test") => install_deps()
+            .and_then(|()| {
+                if env::var("KV_TEST_SKIP_WORKER").is_ok_and(|v| v == "1" || v == "true") {
+                    eprintln!("xtask: KV_TEST_SKIP_WORKER is set: not building the Rust Workers");
+                    Ok(())
+                } else {
+                    build_workers()
+                }
+            })
+            .and_then(|()| run_tests(&rest)),
         Some("deps") => install_deps(),
-        _ => Err("usage: cargo xtask test [cargo test args…] | cargo xtask deps".to_owned()),
+        Some("worker") => install_deps().and_then(|()| build_workers()),
+        _ => Err(
+            "usage: cargo xtask test [cargo test args…] | cargo xtask deps | cargo xtask worker"
+                .to_owned(),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -76,11 +95,9 @@ fn install_deps() -> Result<(), String> {
 /// Installs the Cloudflare emulator's npm packages (Miniflare and workerd, at the versions its
 /// committed lock file pins) when they are missing.
 fn install_emulator() -> Result<(), String> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("kv-cloudflare")
-        .join("emulator");
-    if dir.join("node_modules").join("miniflare").is_dir() {
+    let dir = emulator_dir();
+    let modules = dir.join("node_modules");
+    if modules.join("miniflare").is_dir() && modules.join(".bin").join("esbuild").is_file() {
         return Ok(());
     }
     let version = Command::new("node")
@@ -107,6 +124,107 @@ fn install_emulator() -> Result<(), String> {
     run(Command::new("npm")
         .args(["ci", "--ignore-scripts", "--no-audit", "--no-fund"])
         .current_dir(&dir))
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn emulator_dir() -> PathBuf {
+    workspace().join("kv-cloudflare").join("emulator")
+}
+
+/// The Rust Workers `cargo xtask worker` builds, by their crate directories.
+const WORKERS: &[&str] = &["kv-worker/test-worker", "examples/worker"];
+
+/// worker-build's version; its output must suit the `worker` crate in Cargo.lock.
+const WORKER_BUILD_VERSION: &str = "0.8.7";
+
+/// The version of `package` in Cargo.lock (the first one listed).
+fn locked_version(package: &str) -> Result<String, String> {
+    let lock = std::fs::read_to_string(workspace().join("Cargo.lock"))
+        .map_err(|e| format!("reading Cargo.lock: {e}"))?;
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line == format!("name = \"{package}\"")
+            && let Some(version) = lines
+                .next()
+                .and_then(|l| l.strip_prefix("version = \""))
+                .and_then(|l| l.strip_suffix('"'))
+        {
+            return Ok(version.to_owned());
+        }
+    }
+    Err(format!("{package} is not in Cargo.lock"))
+}
+
+/// Where `cargo install` puts `binary`.
+fn cargo_bin(binary: &str) -> PathBuf {
+    let home = env::var_os("CARGO_HOME").map_or_else(
+        || PathBuf::from(env::var_os("HOME").unwrap_or_default()).join(".cargo"),
+        PathBuf::from,
+    );
+    home.join("bin").join(binary)
+}
+
+/// What `program --version` prints, if it runs.
+fn version_of(program: &Path) -> Option<String> {
+    let output = Command::new(program).arg("--version").output().ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// `cargo install`s `krate` at `version` unless `binary --version` already names that version;
+/// `--locked` when `locked` (wasm-bindgen-cli's lock file pins a dependency version the
+/// registries here do not have, so it resolves afresh).
+fn cargo_install(krate: &str, binary: &str, version: &str, locked: bool) -> Result<(), String> {
+    if version_of(&cargo_bin(binary))
+        .is_some_and(|v| v.split_whitespace().any(|word| word == version))
+    {
+        return Ok(());
+    }
+    eprintln!("xtask: installing {krate} {version} with cargo install");
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    run(Command::new(cargo).args([
+        "install",
+        krate,
+        "--version",
+        version,
+        "--locked",
+        "--force",
+    ]))
+}
+
+/// Builds every Rust Worker for wasm32 with worker-build, installing the tools it needs.
+fn build_workers() -> Result<(), String> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map_err(|e| format!("could not run rustup: {e}"))?;
+    if !String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|t| t == "wasm32-unknown-unknown")
+    {
+        run(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))?;
+    }
+    cargo_install("worker-build", "worker-build", WORKER_BUILD_VERSION, true)?;
+    let bindgen = locked_version("wasm-bindgen")?;
+    cargo_install("wasm-bindgen-cli", "wasm-bindgen", &bindgen, false)?;
+    let esbuild = emulator_dir()
+        .join("node_modules")
+        .join(".bin")
+        .join("esbuild");
+    for worker in WORKERS {
+        eprintln!("xtask: building the Rust Worker in {worker}");
+        run(Command::new(cargo_bin("worker-build"))
+            .arg("--release")
+            .current_dir(workspace().join(worker))
+            .env("WASM_BINDGEN_BIN", cargo_bin("wasm-bindgen"))
+            .env("ESBUILD_BIN", &esbuild))?;
+    }
+    Ok(())
 }
 
 fn run_tests(extra: &[String]) -> Result<(), String> {

@@ -1,0 +1,507 @@
+//! [`WorkerKvStore`]: the `KvStore` contract over a Worker's KV binding.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::{join_all, try_join, try_join_all};
+use kv_core::{
+    Capabilities, Clock, CounterOptions, Entry, Error, Expiry, KeyInfo, KvStore, ListOptions,
+    ListPage, PutItem, PutOptions, Result, SystemClock, cursor,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use wasm_bindgen::JsCast;
+use worker::kv::KvError;
+
+/// The backend name in [`Capabilities::backend`] and in errors.
+pub const BACKEND: &str = "cloudflare-worker";
+
+/// Cloudflare stores expirations as 32-bit unix seconds.
+const MAX_EXPIRATION_SECS: u64 = 2_147_483_647;
+
+/// Cloudflare's shortest TTL, in seconds.
+const MIN_TTL_SECS: u64 = 60;
+
+/// How many single-key writes or deletes of one batch are in flight at once.
+const BATCH_CONCURRENCY: usize = 16;
+
+/// What text decoding leaves where a value was not UTF-8.
+const REPLACEMENT: char = '\u{fffd}';
+
+/// Cloudflare Workers KV through the Worker's binding.
+///
+/// Clones share the binding. Build one per request from the request's `Env` (it is a handful of
+/// JavaScript handles), or once and keep it.
+///
+/// ```ignore
+/// # async fn handler(env: worker::Env) -> kv_core::Result<()> {
+/// use kv_core::{KvStore, PutOptions};
+/// let store = kv_worker::WorkerKvStore::from_env(&env, "KV")?;
+/// store.put("greeting", "hello".into(), PutOptions::new()).await?;
+/// assert_eq!(store.get("greeting").await?.as_deref(), Some(&b"hello"[..]));
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct WorkerKvStore {
+    kv: worker::kv::KvStore,
+    binding: String,
+    caps: Capabilities,
+}
+
+impl fmt::Debug for WorkerKvStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkerKvStore")
+            .field("binding", &self.binding)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a listing continues: Cloudflare's cursor, tied to the prefix it was issued for.
+#[derive(Debug, Serialize, Deserialize)]
+struct ListState {
+    #[serde(rename = "p")]
+    prefix_hash: u64,
+    #[serde(rename = "c")]
+    cf_cursor: String,
+}
+
+impl ListState {
+    fn encode(&self) -> String {
+        // Serializing a string and an integer cannot fail.
+        cursor::encode(&serde_json::to_string(self).unwrap_or_default())
+    }
+
+    fn decode(raw: &str, prefix: &str) -> Result<Self> {
+        let invalid = || Error::InvalidCursor {
+            cursor: raw.chars().take(64).collect(),
+        };
+        let json = cursor::decode(raw, "")?;
+        let state: Self = serde_json::from_str(&json).map_err(|_| invalid())?;
+        if state.prefix_hash != kv_core::stable_hash(prefix) {
+            return Err(invalid());
+        }
+        Ok(state)
+    }
+}
+
+/// The message of what the binding threw.
+fn js_message(error: &KvError) -> String {
+    match error {
+        KvError::JavaScript(value) => match value.dyn_ref::<js_sys::Error>() {
+            Some(error) => String::from(error.message()),
+            None => value.as_string().unwrap_or_else(|| format!("{value:?}")),
+        },
+        other => other.to_string(),
+    }
+}
+
+/// Maps what the binding threw onto the contract's errors.
+fn binding_error(operation: &'static str, error: &KvError) -> Error {
+    let message = js_message(error);
+    // workerd words failures as "KV <OP> failed: <status> <status text>".
+    let status = message
+        .split("failed: ")
+        .nth(1)
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse::<u16>().ok());
+    match status {
+        Some(429) => Error::RateLimited {
+            backend: BACKEND,
+            retry_after: Some(Duration::from_secs(1)),
+        },
+        Some(401 | 403) => Error::PermissionDenied {
+            backend: BACKEND,
+            message,
+        },
+        Some(code) => Error::Backend {
+            backend: BACKEND,
+            message: format!("{operation}: {message}"),
+            retryable: code >= 500,
+            source: None,
+        },
+        None => Error::Backend {
+            backend: BACKEND,
+            message: format!("{operation}: {message}"),
+            retryable: false,
+            source: None,
+        },
+    }
+}
+
+/// The expiry options of a put made now.
+fn expiry_options(
+    builder: worker::kv::PutOptionsBuilder,
+    expiry: Option<Expiry>,
+    now_ms: u64,
+) -> worker::kv::PutOptionsBuilder {
+    match expiry {
+        None => builder,
+        Some(Expiry::At(at)) => builder.expiration(at),
+        Some(Expiry::Ttl(ttl)) => {
+            // Whole seconds (Capabilities round the TTL up); Cloudflare adds them to its current
+            // whole second, so the started part of ours keeps the full TTL.
+            let started = u64::from(now_ms % 1000 != 0);
+            builder.expiration_ttl(ttl.as_secs().saturating_add(started))
+        }
+    }
+}
+
+/// The last write of each key, in the order of their first appearance.
+fn last_per_key<T>(items: Vec<(String, T)>) -> Vec<(String, T)> {
+    let mut at: HashMap<String, usize> = HashMap::with_capacity(items.len());
+    let mut out: Vec<(String, T)> = Vec::with_capacity(items.len());
+    for (key, item) in items {
+        match at.get(&key) {
+            Some(&i) => out[i].1 = item,
+            None => {
+                at.insert(key.clone(), out.len());
+                out.push((key, item));
+            }
+        }
+    }
+    out
+}
+
+impl WorkerKvStore {
+    /// The store behind the KV namespace bound to the Worker as `binding`.
+    ///
+    /// A binding the Worker does not have is [`Error::Backend`], not a panic.
+    ///
+    /// ```ignore
+    /// # fn handler(env: worker::Env) -> kv_core::Result<()> {
+    /// let store = kv_worker::WorkerKvStore::from_env(&env, "KV")?;
+    /// # let _ = store; Ok(()) }
+    /// ```
+    pub fn from_env(env: &worker::Env, binding: &str) -> Result<Self> {
+        let kv = env.kv(binding).map_err(|e| Error::Backend {
+            backend: BACKEND,
+            message: format!("the Worker has no KV binding {binding:?}: {e}"),
+            retryable: false,
+            source: None,
+        })?;
+        Ok(Self::new(kv, binding))
+    }
+
+    /// The store behind a binding the caller already holds (`binding` names it in `Debug`).
+    ///
+    /// ```ignore
+    /// # fn handler(env: worker::Env) -> worker::Result<()> {
+    /// let store = kv_worker::WorkerKvStore::new(env.kv("KV")?, "KV");
+    /// # let _ = store; Ok(()) }
+    /// ```
+    pub fn new(kv: worker::kv::KvStore, binding: &str) -> Self {
+        Self {
+            kv,
+            binding: binding.to_owned(),
+            caps: Capabilities::cloudflare(BACKEND)
+                .with_consistency(kv_core::Consistency::Eventual)
+                .with_atomic(false, false)
+                .with_exact_metadata(false)
+                .with_max_expiration_secs(MAX_EXPIRATION_SECS),
+        }
+    }
+
+    /// The binding this store calls.
+    ///
+    /// ```ignore
+    /// # fn handler(store: kv_worker::WorkerKvStore) {
+    /// let raw: &worker::kv::KvStore = store.binding();
+    /// # let _ = raw; }
+    /// ```
+    pub fn binding(&self) -> &worker::kv::KvStore {
+        &self.kv
+    }
+
+    async fn read_bytes(&self, operation: &'static str, key: &str) -> Result<Option<Bytes>> {
+        let value = self
+            .kv
+            .get(key)
+            .bytes()
+            .await
+            .map_err(|e| binding_error(operation, &e))?;
+        Ok(value.map(Bytes::from))
+    }
+
+    /// The expiration of `key` as a listing reports it (the binding reports it nowhere else).
+    async fn expiration_of(&self, operation: &'static str, key: &str) -> Result<Option<u64>> {
+        let page = self
+            .kv
+            .list()
+            .prefix(key.to_owned())
+            .limit(1)
+            .execute()
+            .await
+            .map_err(|e| binding_error(operation, &e))?;
+        Ok(page
+            .keys
+            .into_iter()
+            .find(|k| k.name == key)
+            .and_then(|k| k.expiration))
+    }
+
+    async fn read_entry(&self, operation: &'static str, key: &str) -> Result<Option<Entry>> {
+        let read = async {
+            self.kv
+                .get(key)
+                .bytes_with_metadata::<Value>()
+                .await
+                .map_err(|e| binding_error(operation, &e))
+        };
+        let ((value, metadata), expiration) =
+            try_join(read, self.expiration_of(operation, key)).await?;
+        Ok(value.map(|value| {
+            Entry::new(
+                Bytes::from(value),
+                metadata.filter(|m| !m.is_null()),
+                expiration,
+            )
+        }))
+    }
+
+    async fn write(
+        &self,
+        operation: &'static str,
+        key: &str,
+        value: &[u8],
+        metadata_json: Option<&str>,
+        expiry: Option<Expiry>,
+    ) -> Result<()> {
+        let builder = self
+            .kv
+            .put_bytes(key, value)
+            .map_err(|e| binding_error(operation, &e))?;
+        let mut builder = expiry_options(builder, expiry, SystemClock.now_ms());
+        if let Some(json) = metadata_json {
+            // Validated JSON: check_put serialized it.
+            let metadata: Value = serde_json::from_str(json).map_err(|e| Error::encode(key, e))?;
+            builder = builder
+                .metadata(metadata)
+                .map_err(|e| binding_error(operation, &e))?;
+        }
+        builder
+            .execute()
+            .await
+            .map_err(|e| binding_error(operation, &e))
+    }
+
+    async fn put_checked(
+        &self,
+        operation: &'static str,
+        key: &str,
+        value: &[u8],
+        options: &PutOptions,
+    ) -> Result<()> {
+        let checked = self
+            .caps
+            .check_put(key, value.len(), options, SystemClock.now_ms())?;
+        self.write(
+            operation,
+            key,
+            value,
+            checked.metadata_json.as_deref(),
+            checked.expiry,
+        )
+        .await
+    }
+}
+
+#[async_trait::async_trait(?Send)]
+impl KvStore for WorkerKvStore {
+    fn capabilities(&self) -> &Capabilities {
+        &self.caps
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        self.caps.check_key(key)?;
+        self.read_bytes("get", key).await
+    }
+
+    async fn get_with_metadata(&self, key: &str) -> Result<Option<Entry>> {
+        self.caps.check_key(key)?;
+        self.read_entry("get_with_metadata", key).await
+    }
+
+    async fn put(&self, key: &str, value: Bytes, options: PutOptions) -> Result<()> {
+        self.put_checked("put", key, &value, &options).await
+    }
+
+    async fn put_if_absent(&self, key: &str, value: Bytes, options: PutOptions) -> Result<bool> {
+        let checked = self
+            .caps
+            .check_put(key, value.len(), &options, SystemClock.now_ms())?;
+        if self.read_bytes("put_if_absent", key).await?.is_some() {
+            return Ok(false);
+        }
+        self.write(
+            "put_if_absent",
+            key,
+            &value,
+            checked.metadata_json.as_deref(),
+            checked.expiry,
+        )
+        .await?;
+        Ok(true)
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.caps.check_key(key)?;
+        self.kv
+            .delete(key)
+            .await
+            .map_err(|e| binding_error("delete", &e))
+    }
+
+    async fn list(&self, options: ListOptions) -> Result<ListPage> {
+        let limit = self.caps.check_list(&options)?;
+        let prefix = options.prefix.as_str();
+        let state = options
+            .cursor
+            .as_deref()
+            .map(|raw| ListState::decode(raw, prefix))
+            .transpose()?;
+        let mut request = self.kv.list().limit(limit as u64);
+        if !prefix.is_empty() {
+            request = request.prefix(prefix.to_owned());
+        }
+        if let Some(state) = state {
+            request = request.cursor(state.cf_cursor);
+        }
+        let page = request
+            .execute()
+            .await
+            .map_err(|e| binding_error("list", &e))?;
+        let keys = page
+            .keys
+            .into_iter()
+            .map(|k| KeyInfo::new(k.name, k.expiration, k.metadata.filter(|m| !m.is_null())))
+            .collect();
+        let next = page
+            .cursor
+            .filter(|c| !page.list_complete && !c.is_empty())
+            .map(|cf_cursor| {
+                ListState {
+                    prefix_hash: kv_core::stable_hash(prefix),
+                    cf_cursor,
+                }
+                .encode()
+            });
+        Ok(ListPage::new(keys, next))
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
+        self.caps.check_batch_get(keys.len())?;
+        keys.iter().try_for_each(|key| self.caps.check_key(key))?;
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut seen = HashSet::with_capacity(keys.len());
+        let unique: Vec<&str> = keys
+            .iter()
+            .map(String::as_str)
+            .filter(|k| seen.insert(*k))
+            .collect();
+        let texts = self
+            .kv
+            .get_bulk(&unique)
+            .text()
+            .await
+            .map_err(|e| binding_error("get_many", &e))?;
+        // Values that were not UTF-8 came back with replacement characters: read them exactly.
+        let inexact: Vec<&str> = unique
+            .iter()
+            .copied()
+            .filter(|k| {
+                texts
+                    .get(*k)
+                    .is_some_and(|t| t.as_ref().is_some_and(|t| t.contains(REPLACEMENT)))
+            })
+            .collect();
+        let exact = try_join_all(inexact.iter().map(|k| self.read_bytes("get_many", k))).await?;
+        let exact: HashMap<&str, Option<Bytes>> = inexact.into_iter().zip(exact).collect();
+        Ok(keys
+            .iter()
+            .map(|key| match exact.get(key.as_str()) {
+                Some(value) => value.clone(),
+                None => texts.get(key).cloned().flatten().map(Bytes::from),
+            })
+            .collect())
+    }
+
+    async fn put_many(&self, items: Vec<PutItem>) -> Result<()> {
+        let now_ms = SystemClock.now_ms();
+        let writes = items
+            .into_iter()
+            .map(|item| {
+                let checked =
+                    self.caps
+                        .check_put(&item.key, item.value.len(), &item.options, now_ms)?;
+                Ok((item.key, (item.value, checked)))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        for chunk in last_per_key(writes).chunks(BATCH_CONCURRENCY) {
+            let results = join_all(chunk.iter().map(|(key, (value, checked))| {
+                self.write(
+                    "put_many",
+                    key,
+                    value,
+                    checked.metadata_json.as_deref(),
+                    checked.expiry,
+                )
+            }))
+            .await;
+            results.into_iter().collect::<Result<Vec<()>>>()?;
+        }
+        Ok(())
+    }
+
+    async fn delete_many(&self, keys: &[String]) -> Result<()> {
+        keys.iter().try_for_each(|key| self.caps.check_key(key))?;
+        let keys = last_per_key(keys.iter().map(|k| (k.clone(), ())).collect());
+        for chunk in keys.chunks(BATCH_CONCURRENCY) {
+            let results = join_all(chunk.iter().map(|(key, ())| async move {
+                self.kv
+                    .delete(key)
+                    .await
+                    .map_err(|e| binding_error("delete_many", &e))
+            }))
+            .await;
+            results.into_iter().collect::<Result<Vec<()>>>()?;
+        }
+        Ok(())
+    }
+
+    async fn increment(&self, key: &str, delta: i64, options: CounterOptions) -> Result<i64> {
+        self.caps.check_key(key)?;
+        let expiry = self
+            .caps
+            .check_expiry(options.expiry_on_create, SystemClock.now_ms())?;
+        let Some(entry) = self.read_entry("increment", key).await? else {
+            self.write("increment", key, delta.to_string().as_bytes(), None, expiry)
+                .await?;
+            return Ok(delta);
+        };
+        let next = kv_core::add_to_counter(key, &entry.value, delta)?;
+        let metadata = entry.metadata.map(|m| m.to_string());
+        let now_ms = SystemClock.now_ms();
+        let expiry = entry.expiration.map(|at| {
+            // Cloudflare accepts an expiration at least 60 s past its current whole second;
+            // allow a second for the call to get there, else the earliest it accepts.
+            if at >= (now_ms + 1000) / 1000 + MIN_TTL_SECS {
+                Expiry::At(at)
+            } else {
+                Expiry::Ttl(Duration::from_secs(MIN_TTL_SECS))
+            }
+        });
+        self.write(
+            "increment",
+            key,
+            next.to_string().as_bytes(),
+            metadata.as_deref(),
+            expiry,
+        )
+        .await?;
+        Ok(next)
+    }
+}
