@@ -91,6 +91,8 @@ const mf = new Miniflare({
       modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"], fallthrough: true }],
       compatibilityDate: "2026-04-01",
       kvNamespaces: { [options.binding]: options.namespace },
+      // A D1 database of its own, for Workers that keep their records there (examples/worker).
+      d1Databases: { DB: `${w.name}-db` },
       routes: [`*/workers/${w.name}/*`],
     })),
   ],

@@ -4,7 +4,10 @@
 //! [`WorkerKvStore`](https://docs.rs/kv-worker) and reports the outcome; this test asks for every
 //! case and asserts that each passed (or skipped itself for a capability Cloudflare lacks).
 //!
-//! `KV_TEST_SKIP_WORKER=1` skips it, visibly, when the Worker is not built.
+//! A second test drives the example Worker (`examples/worker`, the seed's product endpoint and
+//! rate-limit middleware) over HTTP.
+//!
+//! `KV_TEST_SKIP_WORKER=1` skips them, visibly, when the Workers are not built.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,20 +19,22 @@ use serde_json::Value;
 /// Cases run at once: enough for the ones that wait a minute of real time to overlap.
 const IN_FLIGHT: usize = 8;
 
-fn built_worker() -> Option<PathBuf> {
+/// The script of the Worker built in `dir` (relative to this crate), or `None` when the user
+/// opted out of building it.
+fn built_worker(dir: &str) -> Option<PathBuf> {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("test-worker")
+        .join(dir)
         .join("build")
         .join("index.js");
     if script.is_file() {
         return Some(script);
     }
     if std::env::var("KV_TEST_SKIP_WORKER").is_ok_and(|v| v == "1" || v == "true") {
-        eprintln!("kv-worker: SKIPPED the cases inside workerd: KV_TEST_SKIP_WORKER is set");
+        eprintln!("kv-worker: SKIPPED a test inside workerd: KV_TEST_SKIP_WORKER is set");
         return None;
     }
     panic!(
-        "the test Worker is not built ({} is missing): run `cargo xtask worker` (or `cargo xtask \
+        "the Worker is not built ({} is missing): run `cargo xtask worker` (or `cargo xtask \
          test`), or set KV_TEST_SKIP_WORKER=1 to skip these tests",
         script.display()
     );
@@ -62,7 +67,9 @@ async fn run_case(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_case_passes_inside_workerd() {
-    let Some(script) = built_worker() else { return };
+    let Some(script) = built_worker("test-worker") else {
+        return;
+    };
     if servers::skip_cf() {
         eprintln!("kv-worker: SKIPPED the cases inside workerd: KV_TEST_SKIP_CF is set");
         return;
@@ -154,4 +161,100 @@ async fn every_case_passes_inside_workerd() {
             "patterns/ratelimit_exact_under_concurrency",
         ]
     );
+}
+
+/// One request to the example Worker from the client address `ip`.
+async fn get(
+    client: &reqwest::Client,
+    url: &str,
+    ip: &str,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let response = client
+        .get(url)
+        .header("CF-Connecting-IP", ip)
+        .send()
+        .await
+        .expect("a response from the example Worker");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.json().await.expect("a JSON body");
+    (status, headers, body)
+}
+
+fn header<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> &'a str {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_else(|| panic!("no {name} header"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn example_worker_serves_products_through_the_cache_and_rate_limits() {
+    let Some(script) = built_worker("../examples/worker") else {
+        return;
+    };
+    if servers::skip_cf() {
+        eprintln!("kv-worker: SKIPPED the example Worker: KV_TEST_SKIP_CF is set");
+        return;
+    }
+    let emulator = CfEmulator::builder()
+        .worker("example", &script)
+        .start()
+        .expect("the emulator (not opted out)");
+    let base = emulator.worker_url("example");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("an HTTP client");
+    // Unique per run: the namespace is the emulator's own, but keep runs apart anyway.
+    let ip = format!("192.0.2.{}", std::process::id() % 250);
+
+    let (status, headers, body) = get(&client, &format!("{base}/products/1"), &ip).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(header(&headers, "X-Cache"), "MISS");
+    assert_eq!(body["data"]["name"], "Widget");
+    assert_eq!(body["data"]["price_cents"], 1999);
+    assert_eq!(header(&headers, "X-RateLimit-Remaining"), "99");
+    let reset: u64 = header(&headers, "X-RateLimit-Reset")
+        .parse()
+        .expect("a unix time");
+    assert_eq!(reset % 60, 0, "the seed's fixed window ends on a minute");
+
+    let (status, headers, body) = get(&client, &format!("{base}/products/1"), &ip).await;
+    assert_eq!((status, header(&headers, "X-Cache")), (200, "HIT"));
+    assert_eq!(body["data"]["name"], "Widget");
+    assert_eq!(header(&headers, "X-RateLimit-Remaining"), "98");
+
+    let (status, headers, body) = get(&client, &format!("{base}/products/404"), &ip).await;
+    assert_eq!(
+        (status, header(&headers, "X-Cache")),
+        (404, "MISS"),
+        "{body}"
+    );
+    let (status, headers, _) = get(&client, &format!("{base}/products/404"), &ip).await;
+    assert_eq!(
+        (status, header(&headers, "X-Cache")),
+        (404, "HIT"),
+        "a miss is cached too"
+    );
+    let (status, _, _) = get(&client, &format!("{base}/products/abc"), &ip).await;
+    assert_eq!(status, 400);
+
+    // 95 requests of the 100 a minute are left (unless the minute turned, which restarts the
+    // count): use them up, then the next is refused with the seed's body.
+    let mut refused = None;
+    for _ in 0..200 {
+        let (status, headers, body) = get(&client, &format!("{base}/products/2"), &ip).await;
+        if status == 429 {
+            refused = Some((headers, body));
+            break;
+        }
+        assert_eq!(status, 200, "{body}");
+    }
+    let (headers, body) = refused.expect("refused within two windows' worth of requests");
+    assert_eq!(body, serde_json::json!({"error": "Too many requests"}));
+    assert_eq!(header(&headers, "X-RateLimit-Remaining"), "0");
+    let (status, _, _) = get(&client, &format!("{base}/products/2"), "198.51.100.7").await;
+    assert_eq!(status, 200, "another client has its own quota");
 }

@@ -71,7 +71,8 @@ mod app {
         store: WorkerKvStore,
     ) -> Result<Response> {
         let path = req.path();
-        let Some(id) = path.strip_prefix("/products/") else {
+        // `/products/{id}`, wherever the Worker is mounted.
+        let Some((_, id)) = path.rsplit_once("/products/") else {
             return Response::error("Not Found", 404);
         };
         let Ok(id) = id.parse::<u64>() else {
