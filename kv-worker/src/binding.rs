@@ -8,15 +8,13 @@ use bytes::Bytes;
 use futures_util::future::{join_all, try_join, try_join_all};
 use kv_core::{
     Capabilities, Clock, CounterOptions, Entry, Error, Expiry, KeyInfo, KvStore, ListOptions,
-    ListPage, PutItem, PutOptions, Result, SystemClock, cursor,
+    ListPage, PutItem, PutOptions, Result, SystemClock,
 };
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use wasm_bindgen::JsCast;
 use worker::kv::KvError;
 
-/// The backend name in [`Capabilities::backend`] and in errors.
-pub const BACKEND: &str = "cloudflare-worker";
+use crate::wire::{self, BACKEND, ListState, last_per_key};
 
 /// Cloudflare stores expirations as 32-bit unix seconds.
 const MAX_EXPIRATION_SECS: u64 = 2_147_483_647;
@@ -58,34 +56,6 @@ impl fmt::Debug for WorkerKvStore {
     }
 }
 
-/// Where a listing continues: Cloudflare's cursor, tied to the prefix it was issued for.
-#[derive(Debug, Serialize, Deserialize)]
-struct ListState {
-    #[serde(rename = "p")]
-    prefix_hash: u64,
-    #[serde(rename = "c")]
-    cf_cursor: String,
-}
-
-impl ListState {
-    fn encode(&self) -> String {
-        // Serializing a string and an integer cannot fail.
-        cursor::encode(&serde_json::to_string(self).unwrap_or_default())
-    }
-
-    fn decode(raw: &str, prefix: &str) -> Result<Self> {
-        let invalid = || Error::InvalidCursor {
-            cursor: raw.chars().take(64).collect(),
-        };
-        let json = cursor::decode(raw, "")?;
-        let state: Self = serde_json::from_str(&json).map_err(|_| invalid())?;
-        if state.prefix_hash != kv_core::stable_hash(prefix) {
-            return Err(invalid());
-        }
-        Ok(state)
-    }
-}
-
 /// The message of what the binding threw.
 fn js_message(error: &KvError) -> String {
     match error {
@@ -99,35 +69,7 @@ fn js_message(error: &KvError) -> String {
 
 /// Maps what the binding threw onto the contract's errors.
 fn binding_error(operation: &'static str, error: &KvError) -> Error {
-    let message = js_message(error);
-    // workerd words failures as "KV <OP> failed: <status> <status text>".
-    let status = message
-        .split("failed: ")
-        .nth(1)
-        .and_then(|rest| rest.get(..3))
-        .and_then(|code| code.parse::<u16>().ok());
-    match status {
-        Some(429) => Error::RateLimited {
-            backend: BACKEND,
-            retry_after: Some(Duration::from_secs(1)),
-        },
-        Some(401 | 403) => Error::PermissionDenied {
-            backend: BACKEND,
-            message,
-        },
-        Some(code) => Error::Backend {
-            backend: BACKEND,
-            message: format!("{operation}: {message}"),
-            retryable: code >= 500,
-            source: None,
-        },
-        None => Error::Backend {
-            backend: BACKEND,
-            message: format!("{operation}: {message}"),
-            retryable: false,
-            source: None,
-        },
-    }
+    wire::error_of(operation, js_message(error))
 }
 
 /// The expiry options of a put made now.
@@ -146,22 +88,6 @@ fn expiry_options(
             builder.expiration_ttl(ttl.as_secs().saturating_add(started))
         }
     }
-}
-
-/// The last write of each key, in the order of their first appearance.
-fn last_per_key<T>(items: Vec<(String, T)>) -> Vec<(String, T)> {
-    let mut at: HashMap<String, usize> = HashMap::with_capacity(items.len());
-    let mut out: Vec<(String, T)> = Vec::with_capacity(items.len());
-    for (key, item) in items {
-        match at.get(&key) {
-            Some(&i) => out[i].1 = item,
-            None => {
-                at.insert(key.clone(), out.len());
-                out.push((key, item));
-            }
-        }
-    }
-    out
 }
 
 impl WorkerKvStore {

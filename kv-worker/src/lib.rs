@@ -58,8 +58,12 @@
 mod binding;
 #[cfg(target_arch = "wasm32")]
 mod spawn;
+// Used by the binding on wasm32 only; compiled everywhere so its tests run natively.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+mod wire;
 
 #[cfg(target_arch = "wasm32")]
-pub use binding::{BACKEND, WorkerKvStore};
+pub use binding::WorkerKvStore;
 #[cfg(target_arch = "wasm32")]
 pub use spawn::WaitUntil;
+pub use wire::BACKEND;

@@ -187,14 +187,12 @@ fn cargo_install(krate: &str, binary: &str, version: &str, locked: bool) -> Resu
     }
     eprintln!("xtask: installing {krate} {version} with cargo install");
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    run(Command::new(cargo).args([
-        "install",
-        krate,
-        "--version",
-        version,
-        "--locked",
-        "--force",
-    ]))
+    let mut install = Command::new(cargo);
+    install.args(["install", krate, "--version", version, "--force"]);
+    if locked {
+        install.arg("--locked");
+    }
+    run(&mut install)
 }
 
 /// Builds every Rust Worker for wasm32 with worker-build, installing the tools it needs.
