@@ -27,7 +27,7 @@
 //!
 //! # The same contract as the REST backend
 //!
-//! [`WorkerKvStore`] checks every Cloudflare limit before calling the binding (keys of at most
+//! `WorkerKvStore` checks every Cloudflare limit before calling the binding (keys of at most
 //! 512 bytes and not `.` or `..`, values up to 25 MiB, metadata up to 1,024 bytes of JSON, TTLs
 //! of at least 60 s, list pages of at most 1,000 keys, bulk reads of at most 100 keys) with the
 //! same typed errors as every other backend, and says what Cloudflare guarantees through

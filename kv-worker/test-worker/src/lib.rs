@@ -1,5 +1,5 @@
 //! A Rust Worker that runs `kv`'s conformance and pattern cases inside workerd, against the KV
-//! namespace bound as `KV`, through [`kv_worker::WorkerKvStore`].
+//! namespace bound as `KV`, through `kv_worker::WorkerKvStore`.
 //!
 //! Built for `wasm32-unknown-unknown` with `worker-build --release` (`cargo xtask worker` does it
 //! with the tools from the registries), and run by `kv-worker/tests/in_workerd.rs` through the
