@@ -18,7 +18,7 @@ use crate::{Rng, line, median};
 const KEYS: usize = 1_000_000;
 const TASKS: usize = 2;
 const OPS_PER_TASK: usize = 1_000_000;
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 
 /// A subscriber that, like a production one filtering at INFO, leaves the DEBUG `kv` spans off,
 /// or, when `ALL_SPANS` is set, takes every span (and does nothing else with it, the floor of
@@ -186,37 +186,38 @@ pub(crate) async fn run() {
         bare.put_many(items).await.expect("loading");
     }
     let layered = Observed::new(bare.clone());
-    let (mut bare_rate, mut layered_rate, mut all_spans_rate) = (vec![], vec![], vec![]);
-    for _ in 0..ROUNDS {
-        bare_rate.push(gets(&bare, &keys, &indices).await);
-        layered_rate.push(gets(&layered, &keys, &indices).await);
-        set_all_spans(true);
-        all_spans_rate.push(gets(&layered, &keys, &indices).await);
-        set_all_spans(false);
-    }
+    let (layered_rate, bare_rate, ratio) = crate::alternate(
+        ROUNDS,
+        || gets(&layered, &keys, &indices),
+        || gets(&bare, &keys, &indices),
+    )
+    .await;
+    let (all_spans_rate, _, all_spans_ratio) = crate::alternate(
+        ROUNDS,
+        || async {
+            set_all_spans(true);
+            let rate = gets(&layered, &keys, &indices).await;
+            set_all_spans(false);
+            rate
+        },
+        || gets(&bare, &keys, &indices),
+    )
+    .await;
     // Every observed get reached the recorder, and every one with spans on the subscriber.
     let observed = (ROUNDS * 2 * TASKS * OPS_PER_TASK) as u64;
     assert_eq!(RECORDER.count("kv_operations_total"), observed);
     assert_eq!(RECORDER.count("kv_operation_duration_seconds"), observed);
     assert!(SPANS.load(Ordering::Relaxed) >= observed / 2);
-    let (bare_rate, layered_rate, all_spans_rate) = (
-        median(bare_rate),
-        median(layered_rate),
-        median(all_spans_rate),
-    );
     line("memory_bare_get_ops_per_sec", format!("{bare_rate:.0}"));
     line("traced_get_ops_per_sec", format!("{layered_rate:.0}"));
-    line(
-        "traced_get_ratio_vs_bare",
-        format!("{:.2}", layered_rate / bare_rate),
-    );
+    line("traced_get_ratio_vs_bare", format!("{ratio:.2}"));
     line(
         "traced_all_spans_get_ops_per_sec",
         format!("{all_spans_rate:.0}"),
     );
     line(
         "traced_all_spans_get_ratio_vs_bare",
-        format!("{:.2}", all_spans_rate / bare_rate),
+        format!("{all_spans_ratio:.2}"),
     );
     drop((bare, layered));
 
