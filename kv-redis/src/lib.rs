@@ -36,12 +36,13 @@
 //! # Counters: one short script, a second one to create
 //!
 //! An increment of an existing counter is one round trip: a Lua script given only the value key
-//! and the delta runs `EXISTS`, then `INCRBY`, leaving the counter's expiry and index entries as
-//! they are. When the key is absent (or expired), that script changes nothing and answers so, and
-//! a second script creates the counter: `INCRBY`, the expiry, and both index entries, or a plain
-//! `INCRBY` if another client created it meanwhile. Each script is atomic, so an increment that
-//! fails or is interrupted between the two never leaves a counter without its expiry or missing
-//! from the listing, and a counter that exists is always indexed.
+//! and the delta (no argument at all for the usual delta of 1) runs `EXISTS`, then `INCRBY`,
+//! leaving the counter's expiry and index entries as they are. When the key is absent (or
+//! expired), that script changes nothing and answers so, and a second script creates the
+//! counter: `INCRBY`, the expiry, and both index entries, or a plain `INCRBY` if another client
+//! created it meanwhile. Each script is atomic, so an increment that fails or is interrupted
+//! between the two never leaves a counter without its expiry or missing from the listing, and a
+//! counter that exists is always indexed.
 //!
 //! The trade-off: a counter's first increment (for a rate limiter, the first request of each
 //! window) takes two round trips, so that every other increment carries no index keys or expiry
@@ -1206,7 +1207,10 @@ impl KvStore for RedisStore {
         // An existing counter takes one short script on its value key alone; only an absent
         // one needs the script that creates it with its expiry and index entries.
         let mut call = script_call(&INCR_EXISTING, 1);
-        call.arg(self.keys_of(key).value_arg(key)).arg(delta);
+        call.arg(self.keys_of(key).value_arg(key));
+        if delta != 1 {
+            call.arg(delta);
+        }
         let result = self.inner.conn.eval(&INCR_EXISTING, &call);
         // The Redis error is inspected in `counter_error`, so only the timeout is mapped here.
         match within("increment", self.inner.timeout, result).await? {
