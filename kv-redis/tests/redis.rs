@@ -1,6 +1,7 @@
 //! Behaviour specific to the Redis backend: the value frame, metadata on counters, the expiry
 //! sweep that keeps the indexes bounded, and secrets kept out of `Debug` and errors.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -134,6 +135,88 @@ async fn counters_get_their_expiry_and_index_entries_only_when_created() {
     let big = i64::MAX - 1;
     assert_eq!(store.increment("big", big, window).await.unwrap(), big);
     assert_eq!(store.increment("big", 1, window).await.unwrap(), i64::MAX);
+}
+
+/// The names of the function libraries loaded on a server.
+async fn libraries(raw: &mut redis::aio::ConnectionManager) -> Vec<String> {
+    let listed: Vec<HashMap<String, redis::Value>> = redis::cmd("FUNCTION")
+        .arg("LIST")
+        .query_async(raw)
+        .await
+        .unwrap();
+    listed
+        .into_iter()
+        .filter_map(|library| match library.get("library_name") {
+            Some(redis::Value::BulkString(name)) => Some(String::from_utf8_lossy(name).into()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn counters_load_their_function_again_after_a_flush() {
+    let Some(server) = servers::RedisServer::start(&[]) else {
+        return;
+    };
+    let store = RedisStore::connect(&server.url()).await.unwrap();
+    let mut raw = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection_manager()
+        .await
+        .unwrap();
+    let none = CounterOptions::new();
+    assert_eq!(store.increment("n", 1, none).await.unwrap(), 1);
+    let loaded = libraries(&mut raw).await;
+    assert!(
+        matches!(loaded.as_slice(), [name] if name.starts_with("kv_")),
+        "{loaded:?}"
+    );
+    let _: () = redis::cmd("FUNCTION")
+        .arg("FLUSH")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(libraries(&mut raw).await.is_empty());
+    assert_eq!(store.increment("n", 5, none).await.unwrap(), 6);
+    assert_eq!(libraries(&mut raw).await, loaded);
+}
+
+#[tokio::test]
+async fn counters_fall_back_to_scripts_where_functions_are_refused() {
+    let Some(server) = servers::RedisServer::start(&[]) else {
+        return;
+    };
+    let mut raw = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection_manager()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("scripts-only")
+        .arg("on")
+        .arg(">secret")
+        .arg("~*")
+        .arg("&*")
+        .arg("+@all")
+        .arg("-fcall")
+        .arg("-function")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let url = server
+        .url()
+        .replacen("redis://", "redis://scripts-only:secret@", 1);
+    let store = RedisStore::connect(&url).await.unwrap();
+    let window = CounterOptions::new().ttl(Duration::from_secs(60));
+    for expected in 1..=3 {
+        assert_eq!(store.increment("n", 1, window).await.unwrap(), expected);
+    }
+    assert_eq!(store.increment("n", 10, window).await.unwrap(), 13);
+    assert!(libraries(&mut raw).await.is_empty());
+    let entry = store.get_with_metadata("n").await.unwrap().unwrap();
+    assert_eq!(entry.value, "13");
+    assert!(entry.expiration.is_some());
 }
 
 #[tokio::test]
