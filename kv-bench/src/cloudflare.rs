@@ -5,9 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kv_cloudflare::CloudflareStore;
-use kv_core::{KvStore, ListOptions, PutItem};
-use kv_testsuite::servers::{self, CfEmulator};
+use kvkit_cloudflare::CloudflareStore;
+use kvkit_core::{KvStore, ListOptions, PutItem};
+use kvkit_test_servers::{self as servers, CfEmulator};
 
 use crate::line;
 

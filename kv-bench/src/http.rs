@@ -12,7 +12,7 @@ const ROUNDS: usize = 7;
 
 /// Starts the demo on an ephemeral port; returns its base URL.
 async fn start(rate_limit: Option<u64>, database: &std::path::Path) -> String {
-    let store = kv::open("memory:").await.expect("memory store");
+    let store = kvkit::open("memory:").await.expect("memory store");
     let mut config = kv_demo::Config::new(store, database);
     config.rate_limit = rate_limit;
     let router = kv_demo::router(config).expect("demo router");

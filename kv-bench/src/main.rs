@@ -1,4 +1,4 @@
-//! Side-by-side benchmarks: each `kv` backend against the raw library underneath, in one process,
+//! Side-by-side benchmarks: each `kvkit` backend against the raw library underneath, in one process,
 //! printed as `name: value` lines (ratios are ours ÷ theirs). Results live in BENCHMARKS.md.
 //!
 //! `cargo run --release -p kv-bench -- memory` (or `redis`, `wrappers`, `patterns`, `http`: the Redis
@@ -96,11 +96,11 @@ fn median(mut values: Vec<f64>) -> f64 {
 
 /// The Redis to benchmark against: `KV_BENCH_REDIS_URL`, or a `redis-server` started on a free
 /// loopback port (kept running while the returned guard lives).
-fn redis_for_bench() -> (Option<kv_testsuite::servers::RedisServer>, String) {
+fn redis_for_bench() -> (Option<kvkit_test_servers::RedisServer>, String) {
     match std::env::var("KV_BENCH_REDIS_URL") {
         Ok(url) => (None, url),
         Err(_) => {
-            let server = kv_testsuite::servers::RedisServer::start(&[])
+            let server = kvkit_test_servers::RedisServer::start(&[])
                 .expect("redis-server is needed for this benchmark");
             let url = server.url();
             (Some(server), url)

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use dashmap::DashMap;
-use kv_core::{KvStore, ListOptions, PutItem, PutOptions};
-use kv_memory::MemoryStore;
+use kvkit_core::{KvStore, ListOptions, PutItem, PutOptions};
+use kvkit_memory::MemoryStore;
 
 use crate::alloc::live_bytes;
 use crate::{Rng, line, median};

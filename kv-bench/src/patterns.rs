@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use kv_core::{KvStore, KvStoreExt, PutOptions};
-use kv_memory::MemoryStore;
-use kv_patterns::{Cache, CacheOptions, RateLimiter};
-use kv_redis::RedisStore;
+use kvkit_core::{KvStore, KvStoreExt, PutOptions};
+use kvkit_memory::MemoryStore;
+use kvkit_patterns::{Cache, CacheOptions, RateLimiter};
+use kvkit_redis::RedisStore;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 

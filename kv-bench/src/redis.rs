@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kv_core::{KvStore, ListOptions, PutItem, PutOptions};
-use kv_redis::RedisStore;
+use kvkit_core::{KvStore, ListOptions, PutItem, PutOptions};
+use kvkit_redis::RedisStore;
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 

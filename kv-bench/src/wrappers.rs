@@ -8,10 +8,10 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kv_core::{KvStore, PutItem};
-use kv_layers::{Observed, RedisInvalidator, TwoTier};
-use kv_memory::MemoryStore;
-use kv_redis::RedisStore;
+use kvkit_core::{KvStore, PutItem};
+use kvkit_layers::{Observed, RedisInvalidator, TwoTier};
+use kvkit_memory::MemoryStore;
+use kvkit_redis::RedisStore;
 
 use crate::{Rng, line, median};
 

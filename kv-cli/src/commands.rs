@@ -3,7 +3,7 @@
 use std::io::{self, BufWriter, Read, Write};
 use std::time::Duration;
 
-use kv::{Bytes, KvStore, ListOptions, PutOptions};
+use kvkit::{Bytes, KvStore, ListOptions, PutOptions};
 use serde::Serialize;
 use serde_json::Value;
 

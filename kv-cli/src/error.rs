@@ -28,11 +28,11 @@ pub(crate) enum CliError {
         /// The redacted URL.
         url: String,
         /// Why.
-        source: kv::OpenError,
+        source: kvkit::OpenError,
     },
     /// A store operation failed.
     #[error("{0}")]
-    Store(#[from] kv::Error),
+    Store(#[from] kvkit::Error),
     /// A `--ttl` that is not a positive duration.
     #[error("invalid TTL {0:?}: use whole seconds (90) or one unit: 90s, 5m, 1h, 2d")]
     Ttl(String),
@@ -93,7 +93,7 @@ pub(crate) enum CliError {
         /// The lines committed before it.
         committed: u64,
         /// The store's error.
-        source: kv::Error,
+        source: kvkit::Error,
     },
     /// An import reported failed lines or keys (already printed); only the exit code remains.
     #[error("{failed} of {total} records failed")]

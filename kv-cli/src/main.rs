@@ -22,7 +22,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use kv::KvStore;
+use kvkit::KvStore;
 
 use crate::cli::{Cli, Command};
 use crate::error::{CliError, EXIT_ERROR};
@@ -96,8 +96,8 @@ fn secrets(url: &str) -> Vec<&str> {
 /// Opens the store named by `--url` or `KV_URL`; the URL is redacted in any error.
 async fn open(url: Option<String>) -> Result<Arc<dyn KvStore>, CliError> {
     let url = url.filter(|u| !u.is_empty()).ok_or(CliError::MissingUrl)?;
-    kv::open(&url).await.map_err(|source| CliError::Open {
-        url: kv::redis::redact_url(&url),
+    kvkit::open(&url).await.map_err(|source| CliError::Open {
+        url: kvkit::redis::redact_url(&url),
         source,
     })
 }
@@ -138,7 +138,7 @@ mod tests {
 
     #[test]
     fn reports_never_repeat_a_password() {
-        let error = CliError::Store(kv::Error::Backend {
+        let error = CliError::Store(kvkit::Error::Backend {
             backend: "redis",
             message: "AUTH hunter2 refused".into(),
             retryable: false,

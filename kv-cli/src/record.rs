@@ -2,7 +2,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use kv::Bytes;
+use kvkit::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 

@@ -5,7 +5,7 @@ use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use kv::{Clock, Error, Expiry, KvStore, ListOptions, PutItem, PutOptions, SystemClock};
+use kvkit::{Clock, Error, Expiry, KvStore, ListOptions, PutItem, PutOptions, SystemClock};
 
 use crate::cli::ImportArgs;
 use crate::error::CliError;
@@ -21,7 +21,7 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 
 /// `kv export [--prefix P]`: every key under the prefix, with its value, metadata and
 /// expiration, as JSON lines on standard output. Values are read with `get_many`, at most
-/// [`kv::Capabilities::max_batch_get`] keys a call; a key deleted between its listing and its
+/// [`kvkit::Capabilities::max_batch_get`] keys a call; a key deleted between its listing and its
 /// read is left out. The export is not a snapshot: keys written meanwhile may or may not appear.
 pub(crate) async fn export(store: &dyn KvStore, prefix: String) -> Result<(), CliError> {
     let batch = store.capabilities().max_batch_get.max(1);

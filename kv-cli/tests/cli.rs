@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use kv_testsuite::Namespace;
-use kv_testsuite::servers::{free_port, shared_redis_url};
+use kvkit_test_servers::{free_port, shared_redis_url};
+use kvkit_testsuite::Namespace;
 use serde_json::{Value, json};
 
 /// Runs `kv --url URL ARGS...` (no `--url` when `url` is `None`), feeding `stdin`.
@@ -563,14 +563,14 @@ fn a_killed_import_resumes_where_its_checkpoint_says() {
 /// environment as the CLI documents.
 #[test]
 fn cloudflare_by_url() {
-    let Some(api) = kv_testsuite::servers::shared_cf_url() else {
-        kv_testsuite::skip("cloudflare_by_url", "KV_TEST_SKIP_CF=1");
+    let Some(api) = kvkit_test_servers::shared_cf_url() else {
+        kvkit_testsuite::skip("cloudflare_by_url", "KV_TEST_SKIP_CF=1");
         return;
     };
     let url = format!(
         "cloudflare://{}/{}?base_url={api}",
-        kv_testsuite::servers::CF_EMULATOR_ACCOUNT_ID,
-        kv_testsuite::servers::CF_EMULATOR_NAMESPACE_ID
+        kvkit_test_servers::CF_EMULATOR_ACCOUNT_ID,
+        kvkit_test_servers::CF_EMULATOR_NAMESPACE_ID
     );
     let key = Namespace::new().key("cf");
     let run = |args: &[&str]| {
@@ -578,7 +578,7 @@ fn cloudflare_by_url() {
             .env_remove("KV_URL")
             .env(
                 "CLOUDFLARE_API_TOKEN",
-                kv_testsuite::servers::CF_EMULATOR_TOKEN,
+                kvkit_test_servers::CF_EMULATOR_TOKEN,
             )
             .args(["--url", &url])
             .args(args)

@@ -1,11 +1,11 @@
 //! Sending one REST call: the request counter, retries with backoff, and turning Cloudflare's
-//! answers into `kv_core::Error`s.
+//! answers into `kvkit_core::Error`s.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use kv_core::{Error, Result};
+use kvkit_core::{Error, Result};
 use reqwest::header::{HeaderValue, RETRY_AFTER};
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
@@ -23,7 +23,7 @@ const BODY_EXCERPT: usize = 200;
 /// envelope. Kept as the `source` of [`Error::Backend`], so callers can downcast to it.
 ///
 /// ```
-/// let err = kv_cloudflare::ApiError::new(403, vec![(10000, "Authentication error".into())]);
+/// let err = kvkit_cloudflare::ApiError::new(403, vec![(10000, "Authentication error".into())]);
 /// assert_eq!(err.status(), 403);
 /// assert_eq!(err.codes().collect::<Vec<_>>(), [10000]);
 /// assert_eq!(err.to_string(), "HTTP 403, Cloudflare error 10000: Authentication error");
@@ -38,7 +38,7 @@ impl ApiError {
     /// An error for HTTP `status` with Cloudflare's `(code, message)` pairs.
     ///
     /// ```
-    /// let err = kv_cloudflare::ApiError::new(500, vec![]);
+    /// let err = kvkit_cloudflare::ApiError::new(500, vec![]);
     /// assert_eq!(err.to_string(), "HTTP 500");
     /// ```
     pub fn new(status: u16, errors: Vec<(i64, String)>) -> Self {
@@ -48,7 +48,7 @@ impl ApiError {
     /// The HTTP status.
     ///
     /// ```
-    /// assert_eq!(kv_cloudflare::ApiError::new(429, vec![]).status(), 429);
+    /// assert_eq!(kvkit_cloudflare::ApiError::new(429, vec![]).status(), 429);
     /// ```
     pub fn status(&self) -> u16 {
         self.status
@@ -58,7 +58,7 @@ impl ApiError {
     /// authentication error, …).
     ///
     /// ```
-    /// let err = kv_cloudflare::ApiError::new(404, vec![(10013, "namespace not found".into())]);
+    /// let err = kvkit_cloudflare::ApiError::new(404, vec![(10013, "namespace not found".into())]);
     /// assert!(err.codes().any(|c| c == 10013));
     /// ```
     pub fn codes(&self) -> impl Iterator<Item = i64> + '_ {
@@ -68,7 +68,7 @@ impl ApiError {
     /// Cloudflare's `(code, message)` pairs.
     ///
     /// ```
-    /// let err = kv_cloudflare::ApiError::new(400, vec![(10001, "bad".into())]);
+    /// let err = kvkit_cloudflare::ApiError::new(400, vec![(10001, "bad".into())]);
     /// assert_eq!(err.errors(), [(10001, "bad".to_string())]);
     /// ```
     pub fn errors(&self) -> &[(i64, String)] {

@@ -1,13 +1,13 @@
-//! The Cloudflare Workers KV backend of `kv`: the whole [`KvStore`] contract over Cloudflare's
+//! The Cloudflare Workers KV backend of `kvkit`: the whole [`KvStore`] contract over Cloudflare's
 //! REST API (v4), so a Rust service reads and writes the same namespace as its Workers.
 //!
 //! ```no_run
-//! use kv_core::{KvStore, PutOptions};
+//! use kvkit_core::{KvStore, PutOptions};
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> kv_core::Result<()> {
+//! # async fn main() -> kvkit_core::Result<()> {
 //! // Account, namespace and token from CLOUDFLARE_ACCOUNT_ID, CLOUDFLARE_KV_NAMESPACE_ID and
 //! // CLOUDFLARE_API_TOKEN, or set on the builder.
-//! let store = kv_cloudflare::CloudflareStore::builder()
+//! let store = kvkit_cloudflare::CloudflareStore::builder()
 //!     .namespace_id("0f2ac74b498b48028cb68387c421e279")
 //!     .build()?;
 //! store.put("user:1", "Ada".into(), PutOptions::new()).await?;
@@ -53,7 +53,7 @@
 //! - **Eventual consistency.** A write is visible at once where it was made, but other
 //!   Cloudflare locations (and so other clients) can read the old value, or a cached "not found",
 //!   for 60 s or more; listings lag the same way. [`Capabilities::consistency`] is
-//!   [`Consistency::Eventual`](kv_core::Consistency::Eventual).
+//!   [`Consistency::Eventual`](kvkit_core::Consistency::Eventual).
 //! - **Metadata passes through JavaScript.** JSON `null` metadata is no metadata (it reads back
 //!   as `None`), and numbers are IEEE doubles, so integers beyond ±2⁵³ change
 //!   ([`Capabilities::exact_metadata`] is `false`).
@@ -82,7 +82,7 @@
 //! `kv-cloudflare/emulator/` serves this REST API from a Worker running in workerd (Cloudflare's
 //! runtime, through Miniflare) on a real KV binding, so limits, expiry, ordering and cursors are
 //! Cloudflare's own. The tests start it on a free loopback port; point
-//! [`CloudflareBuilder::base_url`] at it (see `kv_testsuite::servers::CfEmulator`).
+//! [`CloudflareBuilder::base_url`] at it (see `kvkit_test_servers::CfEmulator`).
 
 mod client;
 mod wire;
@@ -95,7 +95,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use bytes::Bytes;
 use futures_util::future::try_join_all;
-use kv_core::{
+use kvkit_core::{
     Capabilities, CheckedPut, Clock, CounterOptions, Entry, Error, Expiry, KeyInfo, KvStore,
     ListOptions, ListPage, PutItem, PutOptions, Result, SystemClock,
 };
@@ -110,17 +110,17 @@ const BACKEND: &str = "cloudflare";
 /// Cloudflare's API, where production requests go.
 ///
 /// ```
-/// let store = kv_cloudflare::CloudflareStore::builder()
+/// let store = kvkit_cloudflare::CloudflareStore::builder()
 ///     .account_id("a").namespace_id("n").api_token("t").build()?;
-/// assert!(store.value_url("k").starts_with(kv_cloudflare::DEFAULT_BASE_URL));
-/// # Ok::<(), kv_core::Error>(())
+/// assert!(store.value_url("k").starts_with(kvkit_cloudflare::DEFAULT_BASE_URL));
+/// # Ok::<(), kvkit_core::Error>(())
 /// ```
 pub const DEFAULT_BASE_URL: &str = "https://api.cloudflare.com/client/v4";
 /// The most items one bulk write or delete may carry, the most [`CloudflareBuilder::bulk_batch`]
 /// accepts.
 ///
 /// ```
-/// let builder = kv_cloudflare::CloudflareStore::builder().bulk_batch(kv_cloudflare::MAX_BULK_ITEMS);
+/// let builder = kvkit_cloudflare::CloudflareStore::builder().bulk_batch(kvkit_cloudflare::MAX_BULK_ITEMS);
 /// # let _ = builder;
 /// ```
 pub const MAX_BULK_ITEMS: usize = 10_000;
@@ -132,11 +132,11 @@ const MIN_REST_LIST_LIMIT: usize = 10;
 /// (2038-01-19T03:14:07Z). Later ones fail with [`Error::ExpiryTooFar`] before any request.
 ///
 /// ```
-/// use kv_core::KvStore;
-/// let store = kv_cloudflare::CloudflareStore::builder()
+/// use kvkit_core::KvStore;
+/// let store = kvkit_cloudflare::CloudflareStore::builder()
 ///     .account_id("a").namespace_id("n").api_token("t").build()?;
-/// assert_eq!(store.capabilities().max_expiration_secs, kv_cloudflare::MAX_EXPIRATION_SECS);
-/// # Ok::<(), kv_core::Error>(())
+/// assert_eq!(store.capabilities().max_expiration_secs, kvkit_cloudflare::MAX_EXPIRATION_SECS);
+/// # Ok::<(), kvkit_core::Error>(())
 /// ```
 pub const MAX_EXPIRATION_SECS: u64 = 2_147_483_647;
 /// Cloudflare's shortest expiry, in seconds.
@@ -149,16 +149,16 @@ const REPLACEMENT: char = '\u{fffd}';
 ///
 /// ```
 /// use std::time::Duration;
-/// let policy = kv_cloudflare::RetryPolicy::new()
+/// let policy = kvkit_cloudflare::RetryPolicy::new()
 ///     .max_retries(5)
 ///     .initial_backoff(Duration::from_millis(100))
 ///     .max_backoff(Duration::from_secs(2));
-/// let store = kv_cloudflare::CloudflareStore::builder()
+/// let store = kvkit_cloudflare::CloudflareStore::builder()
 ///     .account_id("a").namespace_id("n").api_token("t")
 ///     .retry(policy)
 ///     .build()?;
 /// assert!(format!("{store:?}").contains("max_retries: 5"));
-/// # Ok::<(), kv_core::Error>(())
+/// # Ok::<(), kvkit_core::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -178,7 +178,7 @@ impl RetryPolicy {
     /// not waited for.
     ///
     /// ```
-    /// let policy = kv_cloudflare::RetryPolicy::new();
+    /// let policy = kvkit_cloudflare::RetryPolicy::new();
     /// # let _ = policy;
     /// ```
     pub fn new() -> Self {
@@ -192,7 +192,7 @@ impl RetryPolicy {
     /// No retries: every failure is returned at once.
     ///
     /// ```
-    /// assert_eq!(kv_cloudflare::RetryPolicy::none(), kv_cloudflare::RetryPolicy::new().max_retries(0));
+    /// assert_eq!(kvkit_cloudflare::RetryPolicy::none(), kvkit_cloudflare::RetryPolicy::new().max_retries(0));
     /// ```
     pub fn none() -> Self {
         Self::new().max_retries(0)
@@ -201,7 +201,7 @@ impl RetryPolicy {
     /// How many times one call is retried after its first try.
     ///
     /// ```
-    /// let policy = kv_cloudflare::RetryPolicy::new().max_retries(1);
+    /// let policy = kvkit_cloudflare::RetryPolicy::new().max_retries(1);
     /// # let _ = policy;
     /// ```
     pub fn max_retries(mut self, retries: u32) -> Self {
@@ -212,7 +212,7 @@ impl RetryPolicy {
     /// The backoff before the first retry; it doubles for each later one.
     ///
     /// ```
-    /// let policy = kv_cloudflare::RetryPolicy::new().initial_backoff(std::time::Duration::from_millis(50));
+    /// let policy = kvkit_cloudflare::RetryPolicy::new().initial_backoff(std::time::Duration::from_millis(50));
     /// # let _ = policy;
     /// ```
     pub fn initial_backoff(mut self, backoff: Duration) -> Self {
@@ -224,7 +224,7 @@ impl RetryPolicy {
     /// as [`Error::RateLimited`] at once).
     ///
     /// ```
-    /// let policy = kv_cloudflare::RetryPolicy::new().max_backoff(std::time::Duration::from_secs(1));
+    /// let policy = kvkit_cloudflare::RetryPolicy::new().max_backoff(std::time::Duration::from_secs(1));
     /// # let _ = policy;
     /// ```
     pub fn max_backoff(mut self, backoff: Duration) -> Self {
@@ -249,7 +249,7 @@ impl RetryPolicy {
 ///
 /// ```
 /// use std::time::Duration;
-/// let builder = kv_cloudflare::CloudflareStore::builder()
+/// let builder = kvkit_cloudflare::CloudflareStore::builder()
 ///     .account_id("023e105f4ecef8ad9ca31a8372d0c353")
 ///     .namespace_id("0f2ac74b498b48028cb68387c421e279")
 ///     .api_token("secret-token")
@@ -294,7 +294,7 @@ impl CloudflareBuilder {
     /// its default.
     ///
     /// ```
-    /// let builder = kv_cloudflare::CloudflareBuilder::new();
+    /// let builder = kvkit_cloudflare::CloudflareBuilder::new();
     /// # let _ = builder;
     /// ```
     pub fn new() -> Self {
@@ -314,7 +314,7 @@ impl CloudflareBuilder {
     /// The account that owns the namespace.
     ///
     /// ```
-    /// let builder = kv_cloudflare::CloudflareStore::builder().account_id("023e105f4ecef8ad9ca31a8372d0c353");
+    /// let builder = kvkit_cloudflare::CloudflareStore::builder().account_id("023e105f4ecef8ad9ca31a8372d0c353");
     /// # let _ = builder;
     /// ```
     pub fn account_id(mut self, id: impl Into<String>) -> Self {
@@ -325,7 +325,7 @@ impl CloudflareBuilder {
     /// The KV namespace's id (not its title).
     ///
     /// ```
-    /// let builder = kv_cloudflare::CloudflareStore::builder().namespace_id("0f2ac74b498b48028cb68387c421e279");
+    /// let builder = kvkit_cloudflare::CloudflareStore::builder().namespace_id("0f2ac74b498b48028cb68387c421e279");
     /// # let _ = builder;
     /// ```
     pub fn namespace_id(mut self, id: impl Into<String>) -> Self {
@@ -337,7 +337,7 @@ impl CloudflareBuilder {
     /// sent as `Authorization: Bearer …`.
     ///
     /// ```
-    /// let builder = kv_cloudflare::CloudflareStore::builder().api_token("token");
+    /// let builder = kvkit_cloudflare::CloudflareStore::builder().api_token("token");
     /// # let _ = builder;
     /// ```
     pub fn api_token(mut self, token: impl Into<String>) -> Self {
@@ -350,7 +350,7 @@ impl CloudflareBuilder {
     /// emulator, or at a proxy.
     ///
     /// ```
-    /// let builder = kv_cloudflare::CloudflareStore::builder().base_url("http://127.0.0.1:8787/client/v4");
+    /// let builder = kvkit_cloudflare::CloudflareStore::builder().base_url("http://127.0.0.1:8787/client/v4");
     /// # let _ = builder;
     /// ```
     pub fn base_url(mut self, url: impl Into<String>) -> Self {
@@ -362,7 +362,7 @@ impl CloudflareBuilder {
     /// takes longer is retried, then reported as [`Error::Timeout`].
     ///
     /// ```
-    /// let builder = kv_cloudflare::CloudflareStore::builder().timeout(std::time::Duration::from_secs(5));
+    /// let builder = kvkit_cloudflare::CloudflareStore::builder().timeout(std::time::Duration::from_secs(5));
     /// # let _ = builder;
     /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
@@ -373,7 +373,7 @@ impl CloudflareBuilder {
     /// The longest connecting may take (default 5 s).
     ///
     /// ```
-    /// let builder = kv_cloudflare::CloudflareStore::builder().connect_timeout(std::time::Duration::from_secs(1));
+    /// let builder = kvkit_cloudflare::CloudflareStore::builder().connect_timeout(std::time::Duration::from_secs(1));
     /// # let _ = builder;
     /// ```
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
@@ -384,7 +384,7 @@ impl CloudflareBuilder {
     /// How failed requests are retried (default [`RetryPolicy::new`]).
     ///
     /// ```
-    /// let builder = kv_cloudflare::CloudflareStore::builder().retry(kv_cloudflare::RetryPolicy::none());
+    /// let builder = kvkit_cloudflare::CloudflareStore::builder().retry(kvkit_cloudflare::RetryPolicy::none());
     /// # let _ = builder;
     /// ```
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
@@ -397,7 +397,7 @@ impl CloudflareBuilder {
     /// 100 MB whatever this says.
     ///
     /// ```
-    /// let builder = kv_cloudflare::CloudflareStore::builder().bulk_batch(10_000);
+    /// let builder = kvkit_cloudflare::CloudflareStore::builder().bulk_batch(10_000);
     /// # let _ = builder;
     /// ```
     pub fn bulk_batch(mut self, items: usize) -> Self {
@@ -410,7 +410,7 @@ impl CloudflareBuilder {
     /// Nothing is sent: the first call is the first request.
     ///
     /// ```
-    /// let err = kv_cloudflare::CloudflareStore::builder()
+    /// let err = kvkit_cloudflare::CloudflareStore::builder()
     ///     .account_id("a").namespace_id("n").api_token("bad\ntoken")
     ///     .build()
     ///     .unwrap_err();
@@ -487,12 +487,12 @@ struct Inner {
 /// share the HTTP connection pool and the request counter.
 ///
 /// ```
-/// let store = kv_cloudflare::CloudflareStore::builder()
+/// let store = kvkit_cloudflare::CloudflareStore::builder()
 ///     .account_id("acct").namespace_id("ns").api_token("secret-token")
 ///     .build()?;
 /// assert!(!format!("{store:?}").contains("secret-token"));
 /// assert_eq!(store.request_count(), 0);
-/// # Ok::<(), kv_core::Error>(())
+/// # Ok::<(), kvkit_core::Error>(())
 /// ```
 #[derive(Clone)]
 pub struct CloudflareStore {
@@ -534,7 +534,7 @@ impl CloudflareStore {
     /// A builder, with the ids and token from the environment when set there.
     ///
     /// ```
-    /// let builder = kv_cloudflare::CloudflareStore::builder();
+    /// let builder = kvkit_cloudflare::CloudflareStore::builder();
     /// # let _ = builder;
     /// ```
     pub fn builder() -> CloudflareBuilder {
@@ -545,7 +545,7 @@ impl CloudflareStore {
     /// best-effort counter and put-if-absent, metadata through JavaScript's JSON.
     fn capabilities_of() -> Capabilities {
         Capabilities::cloudflare(BACKEND)
-            .with_consistency(kv_core::Consistency::Eventual)
+            .with_consistency(kvkit_core::Consistency::Eventual)
             .with_atomic(false, false)
             .with_exact_metadata(false)
             .with_max_expiration_secs(MAX_EXPIRATION_SECS)
@@ -554,10 +554,10 @@ impl CloudflareStore {
     /// How many HTTP requests this store (and its clones) has sent, retries included.
     ///
     /// ```
-    /// let store = kv_cloudflare::CloudflareStore::builder()
+    /// let store = kvkit_cloudflare::CloudflareStore::builder()
     ///     .account_id("a").namespace_id("n").api_token("t").build()?;
     /// assert_eq!(store.request_count(), 0);
-    /// # Ok::<(), kv_core::Error>(())
+    /// # Ok::<(), kvkit_core::Error>(())
     /// ```
     pub fn request_count(&self) -> u64 {
         self.inner.http.requests.load(Ordering::Relaxed)
@@ -566,11 +566,11 @@ impl CloudflareStore {
     /// The HTTP client the store sends with, to send other API calls over the same connections.
     ///
     /// ```
-    /// let store = kv_cloudflare::CloudflareStore::builder()
+    /// let store = kvkit_cloudflare::CloudflareStore::builder()
     ///     .account_id("a").namespace_id("n").api_token("t").build()?;
     /// let client: &reqwest::Client = store.http_client();
     /// # let _ = client;
-    /// # Ok::<(), kv_core::Error>(())
+    /// # Ok::<(), kvkit_core::Error>(())
     /// ```
     pub fn http_client(&self) -> &reqwest::Client {
         &self.inner.http.client
@@ -579,14 +579,14 @@ impl CloudflareStore {
     /// The URL of `key`'s value, as `get` and `put` use it: the key percent-encoded.
     ///
     /// ```
-    /// let store = kv_cloudflare::CloudflareStore::builder()
+    /// let store = kvkit_cloudflare::CloudflareStore::builder()
     ///     .base_url("http://127.0.0.1:1/client/v4")
     ///     .account_id("a").namespace_id("n").api_token("t").build()?;
     /// assert_eq!(
     ///     store.value_url("a/b c"),
     ///     "http://127.0.0.1:1/client/v4/accounts/a/storage/kv/namespaces/n/values/a%2Fb%20c"
     /// );
-    /// # Ok::<(), kv_core::Error>(())
+    /// # Ok::<(), kvkit_core::Error>(())
     /// ```
     pub fn value_url(&self, key: &str) -> String {
         format!(
@@ -918,7 +918,7 @@ impl KvStore for CloudflareStore {
         let state = match &options.cursor {
             Some(raw) => ListState::decode(raw, prefix)?,
             None => ListState {
-                prefix_hash: kv_core::stable_hash(prefix),
+                prefix_hash: kvkit_core::stable_hash(prefix),
                 cf_cursor: None,
                 after: None,
             },
@@ -1126,7 +1126,7 @@ impl KvStore for CloudflareStore {
                 .await?;
             return Ok(delta);
         };
-        let next = kv_core::add_to_counter(key, &entry.value, delta)?;
+        let next = kvkit_core::add_to_counter(key, &entry.value, delta)?;
         let metadata = entry.metadata.map(|m| m.to_string());
         let now_ms = SystemClock.now_ms();
         let expiry = entry.expiration.map(|at| {

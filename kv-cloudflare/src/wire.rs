@@ -2,7 +2,7 @@
 //! write with metadata, the REST envelope, and our list cursor around Cloudflare's.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kv_core::{Error, Result, cursor};
+use kvkit_core::{Error, Result, cursor};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -138,7 +138,7 @@ pub(crate) struct ListState {
 }
 
 impl ListState {
-    /// Our cursor: the state as JSON, behind kv-core's checksummed cursor encoding.
+    /// Our cursor: the state as JSON, behind kvkit-core's checksummed cursor encoding.
     pub(crate) fn encode(&self) -> String {
         // Serializing strings and integers cannot fail.
         cursor::encode(&serde_json::to_string(self).unwrap_or_default())
@@ -151,7 +151,7 @@ impl ListState {
         };
         let json = cursor::decode(raw, "")?;
         let state: Self = serde_json::from_str(&json).map_err(|_| invalid())?;
-        if state.prefix_hash != kv_core::stable_hash(prefix) {
+        if state.prefix_hash != kvkit_core::stable_hash(prefix) {
             return Err(invalid());
         }
         Ok(state)
@@ -173,7 +173,7 @@ mod tests {
     #[test]
     fn list_state_round_trips_and_is_bound_to_its_prefix() {
         let state = ListState {
-            prefix_hash: kv_core::stable_hash("user:"),
+            prefix_hash: kvkit_core::stable_hash("user:"),
             cf_cursor: Some("abc".into()),
             after: Some("user:7".into()),
         };

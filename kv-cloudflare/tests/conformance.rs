@@ -4,8 +4,9 @@
 //!
 //! The time-dependent cases wait for Cloudflare's 60 s minimum TTL to pass for real.
 
-use kv_cloudflare::CloudflareStore;
-use kv_testsuite::{Harness, servers};
+use kvkit_cloudflare::CloudflareStore;
+use kvkit_test_servers as servers;
+use kvkit_testsuite::Harness;
 
 async fn harness() -> Option<Harness> {
     let api = servers::shared_cf_url()?;
@@ -19,4 +20,4 @@ async fn harness() -> Option<Harness> {
     Some(Harness::real_time(store))
 }
 
-kv_testsuite::conformance_tests!(harness);
+kvkit_testsuite::conformance_tests!(harness);

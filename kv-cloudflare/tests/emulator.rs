@@ -4,9 +4,9 @@
 
 use std::path::Path;
 
-use kv_cloudflare::{CloudflareStore, RetryPolicy};
-use kv_core::{Error, KvStore, PutOptions};
-use kv_testsuite::servers::{self, CfEmulator};
+use kvkit_cloudflare::{CloudflareStore, RetryPolicy};
+use kvkit_core::{Error, KvStore, PutOptions};
+use kvkit_test_servers::{self as servers, CfEmulator};
 use serde_json::{Value, json};
 
 fn store(emulator: &CfEmulator, token: &str) -> CloudflareStore {
@@ -23,7 +23,7 @@ fn store(emulator: &CfEmulator, token: &str) -> CloudflareStore {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_are_checked_like_cloudflare_does() {
     let Some(emulator) = CfEmulator::builder().read_only_token("reader").start() else {
-        kv_testsuite::skip(
+        kvkit_testsuite::skip(
             "tokens_are_checked_like_cloudflare_does",
             "KV_TEST_SKIP_CF=1",
         );
@@ -68,7 +68,7 @@ async fn tokens_are_checked_like_cloudflare_does() {
         .expect("store");
     let err = elsewhere.get("k").await.expect_err("namespace not found");
     let api = std::error::Error::source(&err)
-        .and_then(|s| s.downcast_ref::<kv_cloudflare::ApiError>())
+        .and_then(|s| s.downcast_ref::<kvkit_cloudflare::ApiError>())
         .expect("an ApiError source");
     assert_eq!(
         (api.status(), api.codes().collect::<Vec<_>>()),
@@ -80,7 +80,7 @@ async fn tokens_are_checked_like_cloudflare_does() {
 async fn a_worker_and_the_rest_api_share_the_namespace() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/workers/reader.js");
     let Some(emulator) = CfEmulator::builder().worker("reader", script).start() else {
-        kv_testsuite::skip(
+        kvkit_testsuite::skip(
             "a_worker_and_the_rest_api_share_the_namespace",
             "KV_TEST_SKIP_CF=1",
         );

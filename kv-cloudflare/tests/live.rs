@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use kv_cloudflare::CloudflareStore;
-use kv_core::{KvStore, KvStoreExt, ListOptions, PutItem, PutOptions};
-use kv_testsuite::Namespace;
+use kvkit_cloudflare::CloudflareStore;
+use kvkit_core::{KvStore, KvStoreExt, ListOptions, PutItem, PutOptions};
+use kvkit_testsuite::Namespace;
 use serde_json::json;
 
 fn live_store() -> Option<CloudflareStore> {
@@ -16,7 +16,7 @@ fn live_store() -> Option<CloudflareStore> {
         var("KV_TEST_CF_NAMESPACE_ID"),
         var("KV_TEST_CF_API_TOKEN"),
     ) else {
-        kv_testsuite::skip(
+        kvkit_testsuite::skip(
             "live_cloudflare_round_trip",
             "set KV_TEST_CF_ACCOUNT_ID, KV_TEST_CF_NAMESPACE_ID and KV_TEST_CF_API_TOKEN to run it",
         );

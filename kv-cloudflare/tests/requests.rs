@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kv_cloudflare::{ApiError, CloudflareStore, RetryPolicy};
-use kv_core::{Error, Expiry, KvStore, ListOptions, PutItem, PutOptions};
+use kvkit_cloudflare::{ApiError, CloudflareStore, RetryPolicy};
+use kvkit_core::{Error, Expiry, KvStore, ListOptions, PutItem, PutOptions};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

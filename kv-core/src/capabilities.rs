@@ -10,9 +10,9 @@ use crate::types::{Expiry, ListOptions};
 /// How soon a write is visible to readers.
 ///
 /// ```
-/// use kv_core::KvStore;
-/// let caps = kv_memory::MemoryStore::new().capabilities().clone();
-/// assert_eq!(caps.consistency, kv_core::Consistency::Strong);
+/// use kvkit_core::KvStore;
+/// let caps = kvkit_memory::MemoryStore::new().capabilities().clone();
+/// assert_eq!(caps.consistency, kvkit_core::Consistency::Strong);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -30,7 +30,7 @@ pub enum Consistency {
 ///
 /// ```
 /// use std::time::Duration;
-/// use kv_core::Capabilities;
+/// use kvkit_core::Capabilities;
 /// let cf = Capabilities::cloudflare("my-backend");
 /// assert_eq!(cf.max_key_bytes, 512);
 /// assert_eq!(cf.min_ttl, Duration::from_secs(60));
@@ -94,7 +94,7 @@ impl Capabilities {
     /// TTLs: keys up to 64 KiB, values up to 512 MiB, metadata up to 64 KiB.
     ///
     /// ```
-    /// let caps = kv_core::Capabilities::new("mine");
+    /// let caps = kvkit_core::Capabilities::new("mine");
     /// assert!(caps.atomic_counter);
     /// assert_eq!(caps.max_list_limit, 1000);
     /// ```
@@ -121,7 +121,7 @@ impl Capabilities {
     /// Cloudflare backend.
     ///
     /// ```
-    /// let caps = kv_core::Capabilities::cloudflare("memory");
+    /// let caps = kvkit_core::Capabilities::cloudflare("memory");
     /// assert_eq!(caps.max_value_bytes, 25 * 1024 * 1024);
     /// ```
     pub fn cloudflare(backend: &'static str) -> Self {
@@ -138,7 +138,7 @@ impl Capabilities {
     /// Sets the maximum key length.
     ///
     /// ```
-    /// assert_eq!(kv_core::Capabilities::new("x").with_max_key_bytes(10).max_key_bytes, 10);
+    /// assert_eq!(kvkit_core::Capabilities::new("x").with_max_key_bytes(10).max_key_bytes, 10);
     /// ```
     pub fn with_max_key_bytes(mut self, max: usize) -> Self {
         self.max_key_bytes = max;
@@ -148,7 +148,7 @@ impl Capabilities {
     /// Sets the maximum value size.
     ///
     /// ```
-    /// assert_eq!(kv_core::Capabilities::new("x").with_max_value_bytes(10).max_value_bytes, 10);
+    /// assert_eq!(kvkit_core::Capabilities::new("x").with_max_value_bytes(10).max_value_bytes, 10);
     /// ```
     pub fn with_max_value_bytes(mut self, max: usize) -> Self {
         self.max_value_bytes = max;
@@ -158,7 +158,7 @@ impl Capabilities {
     /// Sets the maximum metadata size.
     ///
     /// ```
-    /// assert_eq!(kv_core::Capabilities::new("x").with_max_metadata_bytes(10).max_metadata_bytes, 10);
+    /// assert_eq!(kvkit_core::Capabilities::new("x").with_max_metadata_bytes(10).max_metadata_bytes, 10);
     /// ```
     pub fn with_max_metadata_bytes(mut self, max: usize) -> Self {
         self.max_metadata_bytes = max;
@@ -169,7 +169,7 @@ impl Capabilities {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let caps = kv_core::Capabilities::new("x").with_min_ttl(Duration::from_secs(1));
+    /// let caps = kvkit_core::Capabilities::new("x").with_min_ttl(Duration::from_secs(1));
     /// assert_eq!(caps.min_ttl, Duration::from_secs(1));
     /// ```
     pub fn with_min_ttl(mut self, min: Duration) -> Self {
@@ -180,7 +180,7 @@ impl Capabilities {
     /// Sets the consistency guarantee.
     ///
     /// ```
-    /// use kv_core::{Capabilities, Consistency};
+    /// use kvkit_core::{Capabilities, Consistency};
     /// let caps = Capabilities::new("x").with_consistency(Consistency::Eventual);
     /// assert_eq!(caps.consistency, Consistency::Eventual);
     /// ```
@@ -192,7 +192,7 @@ impl Capabilities {
     /// Declares whether the counter and put-if-absent are atomic.
     ///
     /// ```
-    /// let caps = kv_core::Capabilities::new("x").with_atomic(false, false);
+    /// let caps = kvkit_core::Capabilities::new("x").with_atomic(false, false);
     /// assert!(!caps.atomic_counter && !caps.atomic_put_if_absent);
     /// ```
     pub fn with_atomic(mut self, counter: bool, put_if_absent: bool) -> Self {
@@ -204,7 +204,7 @@ impl Capabilities {
     /// Declares whether metadata round-trips exactly (see [`Capabilities::exact_metadata`]).
     ///
     /// ```
-    /// let caps = kv_core::Capabilities::new("x").with_exact_metadata(false);
+    /// let caps = kvkit_core::Capabilities::new("x").with_exact_metadata(false);
     /// assert!(!caps.exact_metadata);
     /// ```
     pub fn with_exact_metadata(mut self, exact: bool) -> Self {
@@ -215,8 +215,8 @@ impl Capabilities {
     /// Sets the latest expiration accepted, in unix seconds.
     ///
     /// ```
-    /// let caps = kv_core::Capabilities::new("x").with_max_expiration_secs(2_147_483_647);
-    /// assert!(caps.check_expiry(Some(kv_core::Expiry::At(2_147_483_648)), 0).is_err());
+    /// let caps = kvkit_core::Capabilities::new("x").with_max_expiration_secs(2_147_483_647);
+    /// assert!(caps.check_expiry(Some(kvkit_core::Expiry::At(2_147_483_648)), 0).is_err());
     /// ```
     pub fn with_max_expiration_secs(mut self, latest: u64) -> Self {
         self.max_expiration_secs = latest;
@@ -226,9 +226,9 @@ impl Capabilities {
     /// Checks a key: not empty, not `.` or `..`, at most `max_key_bytes` long.
     ///
     /// ```
-    /// let caps = kv_core::Capabilities::new("x");
+    /// let caps = kvkit_core::Capabilities::new("x");
     /// assert!(caps.check_key("user:1").is_ok());
-    /// assert!(matches!(caps.check_key(".."), Err(kv_core::Error::ReservedKey { .. })));
+    /// assert!(matches!(caps.check_key(".."), Err(kvkit_core::Error::ReservedKey { .. })));
     /// ```
     pub fn check_key(&self, key: &str) -> Result<()> {
         if key.is_empty() {
@@ -252,9 +252,9 @@ impl Capabilities {
     /// Checks the size of a value written to `key`.
     ///
     /// ```
-    /// let caps = kv_core::Capabilities::new("x").with_max_value_bytes(3);
+    /// let caps = kvkit_core::Capabilities::new("x").with_max_value_bytes(3);
     /// assert!(caps.check_value("k", 3).is_ok());
-    /// assert!(matches!(caps.check_value("k", 4), Err(kv_core::Error::ValueTooLarge { len: 4, max: 3, .. })));
+    /// assert!(matches!(caps.check_value("k", 4), Err(kvkit_core::Error::ValueTooLarge { len: 4, max: 3, .. })));
     /// ```
     pub fn check_value(&self, key: &str, len: usize) -> Result<()> {
         if len > self.max_value_bytes {
@@ -270,7 +270,7 @@ impl Capabilities {
     /// Checks metadata written to `key` and returns it serialized as JSON, as backends store it.
     ///
     /// ```
-    /// let caps = kv_core::Capabilities::new("x").with_max_metadata_bytes(8);
+    /// let caps = kvkit_core::Capabilities::new("x").with_max_metadata_bytes(8);
     /// let json = caps.check_metadata("k", Some(&serde_json::json!([1, 2]))).unwrap();
     /// assert_eq!(json.as_deref(), Some("[1,2]"));
     /// assert!(caps.check_metadata("k", Some(&serde_json::json!("a long string"))).is_err());
@@ -295,7 +295,7 @@ impl Capabilities {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use kv_core::{Capabilities, Error, Expiry};
+    /// use kvkit_core::{Capabilities, Error, Expiry};
     /// let caps = Capabilities::cloudflare("x");
     /// let now_ms = 1_700_000_000_000;
     /// assert!(matches!(caps.check_expiry(Some(Expiry::Ttl(Duration::from_secs(59))), now_ms),
@@ -348,7 +348,7 @@ impl Capabilities {
     /// Checks the limit of a listing and returns the page size to use.
     ///
     /// ```
-    /// use kv_core::{Capabilities, ListOptions};
+    /// use kvkit_core::{Capabilities, ListOptions};
     /// let caps = Capabilities::new("x");
     /// assert_eq!(caps.check_list(&ListOptions::new()).unwrap(), 1000);
     /// assert!(caps.check_list(&ListOptions::new().limit(0)).is_err());
@@ -368,9 +368,9 @@ impl Capabilities {
     /// Checks the number of keys in one batch get.
     ///
     /// ```
-    /// let caps = kv_core::Capabilities::new("x");
+    /// let caps = kvkit_core::Capabilities::new("x");
     /// assert!(caps.check_batch_get(100).is_ok());
-    /// assert!(matches!(caps.check_batch_get(101), Err(kv_core::Error::BatchTooLarge { len: 101, max: 100 })));
+    /// assert!(matches!(caps.check_batch_get(101), Err(kvkit_core::Error::BatchTooLarge { len: 101, max: 100 })));
     /// ```
     pub fn check_batch_get(&self, len: usize) -> Result<()> {
         if len > self.max_batch_get {
@@ -386,7 +386,7 @@ impl Capabilities {
     /// apply and the metadata as JSON.
     ///
     /// ```
-    /// use kv_core::{Capabilities, PutOptions};
+    /// use kvkit_core::{Capabilities, PutOptions};
     /// let caps = Capabilities::new("x");
     /// let checked = caps.check_put("k", 1, &PutOptions::new(), 0).unwrap();
     /// assert_eq!(checked.expiry, None);
@@ -414,7 +414,7 @@ impl Capabilities {
 ///
 /// ```
 /// use std::time::Duration;
-/// use kv_core::{Capabilities, Expiry, PutOptions};
+/// use kvkit_core::{Capabilities, Expiry, PutOptions};
 /// let checked = Capabilities::new("x")
 ///     .check_put("k", 0, &PutOptions::new().ttl(Duration::from_micros(1500)), 0)
 ///     .unwrap();
@@ -434,7 +434,7 @@ impl CheckedPut {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use kv_core::{Capabilities, PutOptions};
+    /// use kvkit_core::{Capabilities, PutOptions};
     /// let checked = Capabilities::new("x").check_put("k", 0, &PutOptions::new().ttl(Duration::from_secs(1)), 5).unwrap();
     /// assert_eq!(checked.expires_at_ms(5), Some(1005));
     /// ```
@@ -447,7 +447,7 @@ impl CheckedPut {
 ///
 /// ```
 /// use std::time::Duration;
-/// use kv_core::{Expiry, expires_at_ms};
+/// use kvkit_core::{Expiry, expires_at_ms};
 /// assert_eq!(expires_at_ms(Some(Expiry::Ttl(Duration::from_millis(10))), 100), Some(110));
 /// assert_eq!(expires_at_ms(Some(Expiry::At(2)), 100), Some(2000));
 /// assert_eq!(expires_at_ms(None, 100), None);
@@ -467,7 +467,7 @@ pub fn expires_at_ms(expiry: Option<Expiry>, now_ms: u64) -> Option<u64> {
 /// including `+1`, `01`, `-0` or surrounding spaces, is not a counter.
 ///
 /// ```
-/// use kv_core::parse_counter;
+/// use kvkit_core::parse_counter;
 /// assert_eq!(parse_counter(b"42"), Some(42));
 /// assert_eq!(parse_counter(b"-7"), Some(-7));
 /// assert_eq!(parse_counter(b"0"), Some(0));
@@ -492,7 +492,7 @@ pub fn parse_counter(bytes: &[u8]) -> Option<i64> {
 /// be a canonical decimal `i64` ([`parse_counter`]), and the sum must not overflow.
 ///
 /// ```
-/// use kv_core::{Error, add_to_counter};
+/// use kvkit_core::{Error, add_to_counter};
 /// assert_eq!(add_to_counter("n", b"41", 1).unwrap(), 42);
 /// assert!(matches!(add_to_counter("n", b"x", 1), Err(Error::NotACounter { .. })));
 /// assert!(matches!(add_to_counter("n", b"9223372036854775807", 1), Err(Error::CounterOverflow { .. })));
@@ -512,8 +512,8 @@ pub fn add_to_counter(key: &str, stored: &[u8], delta: i64) -> Result<i64> {
 /// a defence against chosen keys: use it only where collisions cost balance, not correctness.
 ///
 /// ```
-/// assert_eq!(kv_core::stable_hash("a"), kv_core::stable_hash("a"));
-/// assert_ne!(kv_core::stable_hash("a"), kv_core::stable_hash("b"));
+/// assert_eq!(kvkit_core::stable_hash("a"), kvkit_core::stable_hash("a"));
+/// assert_ne!(kvkit_core::stable_hash("a"), kvkit_core::stable_hash("b"));
 /// ```
 pub fn stable_hash(key: &str) -> u64 {
     key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, b| {

@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// move time forward instead of sleeping.
 ///
 /// ```
-/// use kv_core::{Clock, SystemClock};
+/// use kvkit_core::{Clock, SystemClock};
 /// assert!(SystemClock.now_ms() > 1_600_000_000_000);
 /// ```
 pub trait Clock: Send + Sync + Debug + 'static {
@@ -25,7 +25,7 @@ pub trait Clock: Send + Sync + Debug + 'static {
 /// no clock there).
 ///
 /// ```
-/// use kv_core::{Clock, SystemClock};
+/// use kvkit_core::{Clock, SystemClock};
 /// let a = SystemClock.now_ms();
 /// assert!(SystemClock.now_ms() >= a);
 /// ```
@@ -51,7 +51,7 @@ impl Clock for SystemClock {
 ///
 /// ```
 /// use std::time::Duration;
-/// use kv_core::{Clock, ManualClock};
+/// use kvkit_core::{Clock, ManualClock};
 /// let clock = ManualClock::new();
 /// let start = clock.now_ms();
 /// clock.advance(Duration::from_secs(2));
@@ -69,8 +69,8 @@ impl ManualClock {
     /// A clock standing at 2026-01-01T00:00:00Z.
     ///
     /// ```
-    /// use kv_core::Clock;
-    /// assert_eq!(kv_core::ManualClock::new().now_ms(), 1_767_225_600_000);
+    /// use kvkit_core::Clock;
+    /// assert_eq!(kvkit_core::ManualClock::new().now_ms(), 1_767_225_600_000);
     /// ```
     pub fn new() -> Self {
         Self::at(MANUAL_CLOCK_START_MS)
@@ -79,8 +79,8 @@ impl ManualClock {
     /// A clock standing at `now_ms` milliseconds since the unix epoch.
     ///
     /// ```
-    /// use kv_core::Clock;
-    /// assert_eq!(kv_core::ManualClock::at(5).now_ms(), 5);
+    /// use kvkit_core::Clock;
+    /// assert_eq!(kvkit_core::ManualClock::at(5).now_ms(), 5);
     /// ```
     pub fn at(now_ms: u64) -> Self {
         Self {
@@ -92,8 +92,8 @@ impl ManualClock {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use kv_core::Clock;
-    /// let clock = kv_core::ManualClock::at(0);
+    /// use kvkit_core::Clock;
+    /// let clock = kvkit_core::ManualClock::at(0);
     /// clock.advance(Duration::from_millis(1500));
     /// assert_eq!(clock.now_ms(), 1500);
     /// ```
@@ -110,8 +110,8 @@ impl ManualClock {
     /// Sets the clock to `now_ms` milliseconds since the unix epoch.
     ///
     /// ```
-    /// use kv_core::Clock;
-    /// let clock = kv_core::ManualClock::new();
+    /// use kvkit_core::Clock;
+    /// let clock = kvkit_core::ManualClock::new();
     /// clock.set(42);
     /// assert_eq!(clock.now_ms(), 42);
     /// ```

@@ -16,8 +16,8 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 /// The cursor that continues after `last_key`.
 ///
 /// ```
-/// let cursor = kv_core::cursor::encode("user:42");
-/// assert_eq!(kv_core::cursor::decode(&cursor, "user:").unwrap(), "user:42");
+/// let cursor = kvkit_core::cursor::encode("user:42");
+/// assert_eq!(kvkit_core::cursor::decode(&cursor, "user:").unwrap(), "user:42");
 /// ```
 pub fn encode(last_key: &str) -> String {
     let mut out = format!("{:08x}", checksum(last_key.as_bytes()));
@@ -40,7 +40,7 @@ fn nibble(c: u8) -> Option<u8> {
 /// The last key of the page `cursor` was issued for, if it was issued for a listing of `prefix`.
 ///
 /// ```
-/// use kv_core::{Error, cursor};
+/// use kvkit_core::{Error, cursor};
 /// assert!(matches!(cursor::decode("made-up", ""), Err(Error::InvalidCursor { .. })));
 /// let issued = cursor::encode("user:42");
 /// assert!(matches!(cursor::decode(&issued, "order:"), Err(Error::InvalidCursor { .. })));

@@ -5,7 +5,7 @@ use std::time::Duration;
 /// A boxed error from a backend's own client library, kept as the `source` of [`Error::Backend`].
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-/// Shorthand for `Result<T, kv_core::Error>`.
+/// Shorthand for `Result<T, kvkit_core::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Longest excerpt of a user-supplied key or cursor that an error message repeats.
@@ -28,10 +28,10 @@ pub(crate) fn excerpt(s: &str) -> String {
 /// [`Error::is_retryable`] tells whether trying again may help.
 ///
 /// ```
-/// use kv_core::{Error, KvStore};
+/// use kvkit_core::{Error, KvStore};
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
-/// let store = kv_memory::MemoryStore::new();
+/// let store = kvkit_memory::MemoryStore::new();
 /// let err = store.get("").await.unwrap_err();
 /// assert!(matches!(err, Error::EmptyKey));
 /// assert!(!err.is_retryable());
@@ -216,7 +216,7 @@ impl Error {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let err = kv_core::Error::Timeout { backend: "redis", operation: "get", after: Duration::from_secs(1) };
+    /// let err = kvkit_core::Error::Timeout { backend: "redis", operation: "get", after: Duration::from_secs(1) };
     /// assert!(err.is_retryable());
     /// ```
     pub fn is_retryable(&self) -> bool {
@@ -231,7 +231,7 @@ impl Error {
     ///
     /// ```
     /// let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
-    /// let err = kv_core::Error::backend("redis", "GET failed", true, io);
+    /// let err = kvkit_core::Error::backend("redis", "GET failed", true, io);
     /// assert!(err.is_retryable());
     /// assert!(std::error::Error::source(&err).is_some());
     /// ```
@@ -253,7 +253,7 @@ impl Error {
     ///
     /// ```
     /// let source = serde_json::from_str::<u32>("x").unwrap_err();
-    /// let err = kv_core::Error::decode("user:1", source);
+    /// let err = kvkit_core::Error::decode("user:1", source);
     /// assert!(err.to_string().contains("user:1"));
     /// ```
     pub fn decode(key: &str, source: impl Into<BoxError>) -> Self {
@@ -267,8 +267,8 @@ impl Error {
     ///
     /// ```
     /// let source = std::io::Error::other("not representable");
-    /// let err = kv_core::Error::encode("user:1", source);
-    /// assert!(matches!(err, kv_core::Error::Encode { .. }));
+    /// let err = kvkit_core::Error::encode("user:1", source);
+    /// assert!(matches!(err, kvkit_core::Error::Encode { .. }));
     /// ```
     pub fn encode(key: &str, source: impl Into<BoxError>) -> Self {
         Error::Encode {

@@ -23,10 +23,10 @@ pub type KeyStream<'a> = futures_util::stream::LocalBoxStream<'a, Result<KeyInfo
 /// Implemented for every store (including `dyn KvStore`); import it to use them.
 ///
 /// ```
-/// use kv_core::{KvStore, KvStoreExt, PutOptions};
+/// use kvkit_core::{KvStore, KvStoreExt, PutOptions};
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> kv_core::Result<()> {
-/// let store = kv_memory::MemoryStore::new();
+/// # async fn main() -> kvkit_core::Result<()> {
+/// let store = kvkit_memory::MemoryStore::new();
 /// store.put_json("user:1", &serde_json::json!({"name": "Ada"}), PutOptions::new()).await?;
 /// let user: Option<serde_json::Value> = store.get_json("user:1").await?;
 /// assert_eq!(user.unwrap()["name"], "Ada");
@@ -38,12 +38,12 @@ pub trait KvStoreExt: KvStore {
     /// Reads `key` as UTF-8 text; bytes that are not UTF-8 give [`Error::Decode`].
     ///
     /// ```
-    /// use kv_core::{KvStore, KvStoreExt, PutOptions};
+    /// use kvkit_core::{KvStore, KvStoreExt, PutOptions};
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> kv_core::Result<()> {
-    /// let store = kv_memory::MemoryStore::new();
+    /// # async fn main() -> kvkit_core::Result<()> {
+    /// let store = kvkit_memory::MemoryStore::new();
     /// store.put("bad", vec![0xff].into(), PutOptions::new()).await?;
-    /// assert!(matches!(store.get_text("bad").await, Err(kv_core::Error::Decode { .. })));
+    /// assert!(matches!(store.get_text("bad").await, Err(kvkit_core::Error::Decode { .. })));
     /// assert_eq!(store.get_text("missing").await?, None);
     /// # Ok(()) }
     /// ```
@@ -59,10 +59,10 @@ pub trait KvStoreExt: KvStore {
     /// Writes `value` as UTF-8 text.
     ///
     /// ```
-    /// use kv_core::{KvStoreExt, PutOptions};
+    /// use kvkit_core::{KvStoreExt, PutOptions};
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> kv_core::Result<()> {
-    /// let store = kv_memory::MemoryStore::new();
+    /// # async fn main() -> kvkit_core::Result<()> {
+    /// let store = kvkit_memory::MemoryStore::new();
     /// store.put_text("k", "héllo", PutOptions::new()).await?;
     /// assert_eq!(store.get_text("k").await?.as_deref(), Some("héllo"));
     /// # Ok(()) }
@@ -76,12 +76,12 @@ pub trait KvStoreExt: KvStore {
     /// [`Error::Decode`], never a panic.
     ///
     /// ```
-    /// use kv_core::{KvStore, KvStoreExt, PutOptions};
+    /// use kvkit_core::{KvStore, KvStoreExt, PutOptions};
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> kv_core::Result<()> {
-    /// let store = kv_memory::MemoryStore::new();
+    /// # async fn main() -> kvkit_core::Result<()> {
+    /// let store = kvkit_memory::MemoryStore::new();
     /// store.put("n", "{not json".into(), PutOptions::new()).await?;
-    /// assert!(matches!(store.get_json::<u32>("n").await, Err(kv_core::Error::Decode { .. })));
+    /// assert!(matches!(store.get_json::<u32>("n").await, Err(kvkit_core::Error::Decode { .. })));
     /// # Ok(()) }
     /// ```
     async fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
@@ -96,10 +96,10 @@ pub trait KvStoreExt: KvStore {
     /// Writes `value` serialized as JSON.
     ///
     /// ```
-    /// use kv_core::{KvStoreExt, PutOptions};
+    /// use kvkit_core::{KvStoreExt, PutOptions};
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> kv_core::Result<()> {
-    /// let store = kv_memory::MemoryStore::new();
+    /// # async fn main() -> kvkit_core::Result<()> {
+    /// let store = kvkit_memory::MemoryStore::new();
     /// store.put_json("list", &vec![1, 2, 3], PutOptions::new()).await?;
     /// assert_eq!(store.get_text("list").await?.as_deref(), Some("[1,2,3]"));
     /// # Ok(()) }
@@ -118,10 +118,10 @@ pub trait KvStoreExt: KvStore {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use kv_core::{KvStore, KvStoreExt};
+    /// use kvkit_core::{KvStore, KvStoreExt};
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> kv_core::Result<()> {
-    /// let store = kv_memory::MemoryStore::new();
+    /// # async fn main() -> kvkit_core::Result<()> {
+    /// let store = kvkit_memory::MemoryStore::new();
     /// store.put_with_ttl("k", "v", Duration::from_secs(60)).await?;
     /// assert!(store.get_with_metadata("k").await?.unwrap().expiration.is_some());
     /// # Ok(()) }
@@ -140,12 +140,12 @@ pub trait KvStoreExt: KvStore {
     ///
     /// ```
     /// use futures_util::TryStreamExt;
-    /// use kv_core::{KvStoreExt, PutItem};
+    /// use kvkit_core::{KvStoreExt, PutItem};
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> kv_core::Result<()> {
-    /// let store = kv_memory::MemoryStore::new();
+    /// # async fn main() -> kvkit_core::Result<()> {
+    /// let store = kvkit_memory::MemoryStore::new();
     /// let items = (0..2500).map(|i| PutItem::new(format!("n:{i:05}"), "x")).collect();
-    /// kv_core::KvStore::put_many(&store, items).await?;
+    /// kvkit_core::KvStore::put_many(&store, items).await?;
     /// let keys: Vec<_> = store.list_stream("n:").try_collect().await?;
     /// assert_eq!(keys.len(), 2500);
     /// assert_eq!(keys[2499].name, "n:02499");

@@ -1,16 +1,16 @@
-//! The contract every `kv` backend keeps: the [`KvStore`] trait, its options and results,
+//! The contract every `kvkit` backend keeps: the [`KvStore`] trait, its options and results,
 //! [`Capabilities`], the shared input validation, the [`Error`] type, and the conveniences of
 //! [`KvStoreExt`].
 //!
-//! Users normally depend on the `kv` facade crate, which re-exports all of this; backend authors
-//! depend on `kv-core` directly and prove their backend with the `kv-testsuite` conformance suite.
+//! Users normally depend on the `kvkit` facade crate, which re-exports all of this; backend authors
+//! depend on `kvkit-core` directly and prove their backend with the `kvkit-testsuite` conformance suite.
 //!
 //! ```
 //! use std::time::Duration;
-//! use kv_core::{KvStore, KvStoreExt, ListOptions, PutOptions};
+//! use kvkit_core::{KvStore, KvStoreExt, ListOptions, PutOptions};
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> kv_core::Result<()> {
-//! let store = kv_memory::MemoryStore::new();
+//! # async fn main() -> kvkit_core::Result<()> {
+//! let store = kvkit_memory::MemoryStore::new();
 //! store.put_text("user:1", "Ada", PutOptions::new().ttl(Duration::from_secs(3600))).await?;
 //! store.put_text("user:2", "Grace", PutOptions::new()).await?;
 //! let page = store.list(ListOptions::new().prefix("user:")).await?;

@@ -22,10 +22,10 @@ use crate::types::{CounterOptions, Entry, ListOptions, ListPage, PutItem, PutOpt
 ///
 /// ```
 /// use std::sync::Arc;
-/// use kv_core::{KvStore, PutOptions};
+/// use kvkit_core::{KvStore, PutOptions};
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> kv_core::Result<()> {
-/// let store: Arc<dyn KvStore> = Arc::new(kv_memory::MemoryStore::new());
+/// # async fn main() -> kvkit_core::Result<()> {
+/// let store: Arc<dyn KvStore> = Arc::new(kvkit_memory::MemoryStore::new());
 /// store.put("greeting", "hello".into(), PutOptions::new()).await?;
 /// assert_eq!(store.get("greeting").await?.as_deref(), Some(&b"hello"[..]));
 /// assert_eq!(store.get("missing").await?, None);
@@ -34,7 +34,7 @@ use crate::types::{CounterOptions, Entry, ListOptions, ListPage, PutItem, PutOpt
 ///
 /// # Contract
 ///
-/// Every rule below has a case in the shared conformance suite (`kv-testsuite`), and every
+/// Every rule below has a case in the shared conformance suite (`kvkit-testsuite`), and every
 /// backend passes the whole suite. Where a backend legitimately differs, it says so in its
 /// [`Capabilities`], and the suite checks what the capabilities promise.
 ///
@@ -81,8 +81,8 @@ pub trait KvStore: Send + Sync + Debug + 'static {
     /// The limits and guarantees of this store.
     ///
     /// ```
-    /// use kv_core::KvStore;
-    /// let store = kv_memory::MemoryStore::new();
+    /// use kvkit_core::KvStore;
+    /// let store = kvkit_memory::MemoryStore::new();
     /// assert_eq!(store.capabilities().backend, "memory");
     /// ```
     fn capabilities(&self) -> &Capabilities;
@@ -90,10 +90,10 @@ pub trait KvStore: Send + Sync + Debug + 'static {
     /// Reads the value of `key`; `None` when absent or expired.
     ///
     /// ```
-    /// use kv_core::{KvStore, PutOptions};
+    /// use kvkit_core::{KvStore, PutOptions};
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> kv_core::Result<()> {
-    /// let store = kv_memory::MemoryStore::new();
+    /// # async fn main() -> kvkit_core::Result<()> {
+    /// let store = kvkit_memory::MemoryStore::new();
     /// store.put("k", vec![0xff, 0x00].into(), PutOptions::new()).await?;
     /// assert_eq!(store.get("k").await?.as_deref(), Some(&[0xff, 0x00][..]));
     /// # Ok(()) }
@@ -104,10 +104,10 @@ pub trait KvStore: Send + Sync + Debug + 'static {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use kv_core::{KvStore, PutOptions};
+    /// use kvkit_core::{KvStore, PutOptions};
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> kv_core::Result<()> {
-    /// let store = kv_memory::MemoryStore::new();
+    /// # async fn main() -> kvkit_core::Result<()> {
+    /// let store = kvkit_memory::MemoryStore::new();
     /// store.put("k", "v".into(), PutOptions::new().ttl(Duration::from_secs(60))).await?;
     /// let entry = store.get_with_metadata("k").await?.expect("written");
     /// assert!(entry.expiration.is_some());
@@ -118,10 +118,10 @@ pub trait KvStore: Send + Sync + Debug + 'static {
     /// Writes `value` to `key`, replacing its value, metadata and expiration.
     ///
     /// ```
-    /// use kv_core::{KvStore, PutOptions};
+    /// use kvkit_core::{KvStore, PutOptions};
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> kv_core::Result<()> {
-    /// let store = kv_memory::MemoryStore::new();
+    /// # async fn main() -> kvkit_core::Result<()> {
+    /// let store = kvkit_memory::MemoryStore::new();
     /// store.put("k", "one".into(), PutOptions::new()).await?;
     /// store.put("k", "two".into(), PutOptions::new()).await?;
     /// assert_eq!(store.get("k").await?.as_deref(), Some(&b"two"[..]));
@@ -132,10 +132,10 @@ pub trait KvStore: Send + Sync + Debug + 'static {
     /// Writes `value` to `key` only if the key is absent; returns whether it wrote.
     ///
     /// ```
-    /// use kv_core::{KvStore, PutOptions};
+    /// use kvkit_core::{KvStore, PutOptions};
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> kv_core::Result<()> {
-    /// let store = kv_memory::MemoryStore::new();
+    /// # async fn main() -> kvkit_core::Result<()> {
+    /// let store = kvkit_memory::MemoryStore::new();
     /// assert!(store.put_if_absent("lock", "a".into(), PutOptions::new()).await?);
     /// assert!(!store.put_if_absent("lock", "b".into(), PutOptions::new()).await?);
     /// assert_eq!(store.get("lock").await?.as_deref(), Some(&b"a"[..]));
@@ -146,10 +146,10 @@ pub trait KvStore: Send + Sync + Debug + 'static {
     /// Deletes `key`; deleting a missing key succeeds.
     ///
     /// ```
-    /// use kv_core::KvStore;
+    /// use kvkit_core::KvStore;
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> kv_core::Result<()> {
-    /// let store = kv_memory::MemoryStore::new();
+    /// # async fn main() -> kvkit_core::Result<()> {
+    /// let store = kvkit_memory::MemoryStore::new();
     /// store.delete("never-written").await?;
     /// # Ok(()) }
     /// ```
@@ -158,10 +158,10 @@ pub trait KvStore: Send + Sync + Debug + 'static {
     /// Lists one page of keys in byte order; see the contract above for paging.
     ///
     /// ```
-    /// use kv_core::{KvStore, ListOptions, PutOptions};
+    /// use kvkit_core::{KvStore, ListOptions, PutOptions};
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> kv_core::Result<()> {
-    /// let store = kv_memory::MemoryStore::new();
+    /// # async fn main() -> kvkit_core::Result<()> {
+    /// let store = kvkit_memory::MemoryStore::new();
     /// for k in ["user:2", "user:1", "order:1"] {
     ///     store.put(k, "x".into(), PutOptions::new()).await?;
     /// }
@@ -176,10 +176,10 @@ pub trait KvStore: Send + Sync + Debug + 'static {
     /// Reads up to [`Capabilities::max_batch_get`] keys at once; one result per key, in order.
     ///
     /// ```
-    /// use kv_core::{KvStore, PutOptions};
+    /// use kvkit_core::{KvStore, PutOptions};
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> kv_core::Result<()> {
-    /// let store = kv_memory::MemoryStore::new();
+    /// # async fn main() -> kvkit_core::Result<()> {
+    /// let store = kvkit_memory::MemoryStore::new();
     /// store.put("a", "1".into(), PutOptions::new()).await?;
     /// let values = store.get_many(&["a".to_string(), "b".to_string()]).await?;
     /// assert_eq!(values, vec![Some("1".into()), None]);
@@ -190,10 +190,10 @@ pub trait KvStore: Send + Sync + Debug + 'static {
     /// Writes many keys; every item is validated before any is written.
     ///
     /// ```
-    /// use kv_core::{KvStore, PutItem};
+    /// use kvkit_core::{KvStore, PutItem};
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> kv_core::Result<()> {
-    /// let store = kv_memory::MemoryStore::new();
+    /// # async fn main() -> kvkit_core::Result<()> {
+    /// let store = kvkit_memory::MemoryStore::new();
     /// store.put_many(vec![PutItem::new("a", "1"), PutItem::new("b", "2")]).await?;
     /// assert_eq!(store.get("b").await?.as_deref(), Some(&b"2"[..]));
     /// # Ok(()) }
@@ -203,10 +203,10 @@ pub trait KvStore: Send + Sync + Debug + 'static {
     /// Deletes many keys; missing keys are fine.
     ///
     /// ```
-    /// use kv_core::{KvStore, PutItem};
+    /// use kvkit_core::{KvStore, PutItem};
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> kv_core::Result<()> {
-    /// let store = kv_memory::MemoryStore::new();
+    /// # async fn main() -> kvkit_core::Result<()> {
+    /// let store = kvkit_memory::MemoryStore::new();
     /// store.put_many(vec![PutItem::new("a", "1")]).await?;
     /// store.delete_many(&["a".to_string(), "nope".to_string()]).await?;
     /// assert_eq!(store.get("a").await?, None);
@@ -218,10 +218,10 @@ pub trait KvStore: Send + Sync + Debug + 'static {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use kv_core::{CounterOptions, KvStore};
+    /// use kvkit_core::{CounterOptions, KvStore};
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> kv_core::Result<()> {
-    /// let store = kv_memory::MemoryStore::new();
+    /// # async fn main() -> kvkit_core::Result<()> {
+    /// let store = kvkit_memory::MemoryStore::new();
     /// let window = CounterOptions::new().ttl(Duration::from_secs(60));
     /// assert_eq!(store.increment("hits", 1, window).await?, 1);
     /// assert_eq!(store.increment("hits", 4, window).await?, 5);

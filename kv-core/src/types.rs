@@ -9,7 +9,7 @@ use serde_json::Value;
 ///
 /// ```
 /// use std::time::Duration;
-/// use kv_core::Expiry;
+/// use kvkit_core::Expiry;
 /// let in_a_minute = Expiry::Ttl(Duration::from_secs(60));
 /// let at_new_year = Expiry::At(1_798_761_600);
 /// assert_ne!(in_a_minute, at_new_year);
@@ -32,7 +32,7 @@ pub enum Expiry {
 ///
 /// ```
 /// use std::time::Duration;
-/// use kv_core::PutOptions;
+/// use kvkit_core::PutOptions;
 /// let opts = PutOptions::new()
 ///     .ttl(Duration::from_secs(300))
 ///     .metadata(serde_json::json!({"etag": "abc"}));
@@ -52,7 +52,7 @@ impl PutOptions {
     /// No expiry, no metadata.
     ///
     /// ```
-    /// assert_eq!(kv_core::PutOptions::new(), kv_core::PutOptions::default());
+    /// assert_eq!(kvkit_core::PutOptions::new(), kvkit_core::PutOptions::default());
     /// ```
     pub fn new() -> Self {
         Self::default()
@@ -62,8 +62,8 @@ impl PutOptions {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let opts = kv_core::PutOptions::new().ttl(Duration::from_secs(60));
-    /// assert_eq!(opts.expiry, Some(kv_core::Expiry::Ttl(Duration::from_secs(60))));
+    /// let opts = kvkit_core::PutOptions::new().ttl(Duration::from_secs(60));
+    /// assert_eq!(opts.expiry, Some(kvkit_core::Expiry::Ttl(Duration::from_secs(60))));
     /// ```
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.expiry = Some(Expiry::Ttl(ttl));
@@ -73,8 +73,8 @@ impl PutOptions {
     /// Expire at `unix_seconds`.
     ///
     /// ```
-    /// let opts = kv_core::PutOptions::new().expire_at(4_102_444_800);
-    /// assert_eq!(opts.expiry, Some(kv_core::Expiry::At(4_102_444_800)));
+    /// let opts = kvkit_core::PutOptions::new().expire_at(4_102_444_800);
+    /// assert_eq!(opts.expiry, Some(kvkit_core::Expiry::At(4_102_444_800)));
     /// ```
     pub fn expire_at(mut self, unix_seconds: u64) -> Self {
         self.expiry = Some(Expiry::At(unix_seconds));
@@ -84,7 +84,7 @@ impl PutOptions {
     /// Sets the expiry (or clears it with `None`).
     ///
     /// ```
-    /// let opts = kv_core::PutOptions::new().expire_at(4_102_444_800).expiry(None);
+    /// let opts = kvkit_core::PutOptions::new().expire_at(4_102_444_800).expiry(None);
     /// assert_eq!(opts.expiry, None);
     /// ```
     pub fn expiry(mut self, expiry: Option<Expiry>) -> Self {
@@ -95,7 +95,7 @@ impl PutOptions {
     /// Stores `metadata` beside the value.
     ///
     /// ```
-    /// let opts = kv_core::PutOptions::new().metadata(serde_json::json!({"v": 1}));
+    /// let opts = kvkit_core::PutOptions::new().metadata(serde_json::json!({"v": 1}));
     /// assert_eq!(opts.metadata, Some(serde_json::json!({"v": 1})));
     /// ```
     pub fn metadata(mut self, metadata: Value) -> Self {
@@ -108,7 +108,7 @@ impl PutOptions {
 ///
 /// ```
 /// use std::time::Duration;
-/// let opts = kv_core::CounterOptions::new().ttl(Duration::from_secs(60));
+/// let opts = kvkit_core::CounterOptions::new().ttl(Duration::from_secs(60));
 /// assert!(opts.expiry_on_create.is_some());
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -123,7 +123,7 @@ impl CounterOptions {
     /// No expiry.
     ///
     /// ```
-    /// assert_eq!(kv_core::CounterOptions::new().expiry_on_create, None);
+    /// assert_eq!(kvkit_core::CounterOptions::new().expiry_on_create, None);
     /// ```
     pub fn new() -> Self {
         Self::default()
@@ -133,8 +133,8 @@ impl CounterOptions {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let opts = kv_core::CounterOptions::new().ttl(Duration::from_secs(1));
-    /// assert_eq!(opts.expiry_on_create, Some(kv_core::Expiry::Ttl(Duration::from_secs(1))));
+    /// let opts = kvkit_core::CounterOptions::new().ttl(Duration::from_secs(1));
+    /// assert_eq!(opts.expiry_on_create, Some(kvkit_core::Expiry::Ttl(Duration::from_secs(1))));
     /// ```
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.expiry_on_create = Some(Expiry::Ttl(ttl));
@@ -144,8 +144,8 @@ impl CounterOptions {
     /// Expire at `unix_seconds` when the increment creates the counter.
     ///
     /// ```
-    /// let opts = kv_core::CounterOptions::new().expire_at(4_102_444_800);
-    /// assert_eq!(opts.expiry_on_create, Some(kv_core::Expiry::At(4_102_444_800)));
+    /// let opts = kvkit_core::CounterOptions::new().expire_at(4_102_444_800);
+    /// assert_eq!(opts.expiry_on_create, Some(kvkit_core::Expiry::At(4_102_444_800)));
     /// ```
     pub fn expire_at(mut self, unix_seconds: u64) -> Self {
         self.expiry_on_create = Some(Expiry::At(unix_seconds));
@@ -156,10 +156,10 @@ impl CounterOptions {
 /// A value read together with its metadata and expiration.
 ///
 /// ```
-/// use kv_core::{KvStore, PutOptions};
+/// use kvkit_core::{KvStore, PutOptions};
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> kv_core::Result<()> {
-/// let store = kv_memory::MemoryStore::new();
+/// # async fn main() -> kvkit_core::Result<()> {
+/// let store = kvkit_memory::MemoryStore::new();
 /// store.put("k", "v".into(), PutOptions::new().metadata(serde_json::json!(1))).await?;
 /// let entry = store.get_with_metadata("k").await?.expect("present");
 /// assert_eq!(entry.value, "v");
@@ -182,7 +182,7 @@ impl Entry {
     /// Builds an entry (for backend implementations).
     ///
     /// ```
-    /// let e = kv_core::Entry::new("v".into(), None, Some(1_700_000_000));
+    /// let e = kvkit_core::Entry::new("v".into(), None, Some(1_700_000_000));
     /// assert_eq!(e.expiration, Some(1_700_000_000));
     /// ```
     pub fn new(value: Bytes, metadata: Option<Value>, expiration: Option<u64>) -> Self {
@@ -197,7 +197,7 @@ impl Entry {
 /// Options for [`KvStore::list`](crate::KvStore::list).
 ///
 /// ```
-/// let opts = kv_core::ListOptions::new().prefix("user:").limit(10);
+/// let opts = kvkit_core::ListOptions::new().prefix("user:").limit(10);
 /// assert_eq!(opts.prefix, "user:");
 /// assert_eq!(opts.limit, Some(10));
 /// ```
@@ -217,7 +217,7 @@ impl ListOptions {
     /// Every key, first page, largest page size.
     ///
     /// ```
-    /// assert_eq!(kv_core::ListOptions::new().limit, None);
+    /// assert_eq!(kvkit_core::ListOptions::new().limit, None);
     /// ```
     pub fn new() -> Self {
         Self::default()
@@ -226,7 +226,7 @@ impl ListOptions {
     /// Only keys starting with `prefix`.
     ///
     /// ```
-    /// assert_eq!(kv_core::ListOptions::new().prefix("a").prefix, "a");
+    /// assert_eq!(kvkit_core::ListOptions::new().prefix("a").prefix, "a");
     /// ```
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
@@ -236,7 +236,7 @@ impl ListOptions {
     /// At most `limit` keys in the page.
     ///
     /// ```
-    /// assert_eq!(kv_core::ListOptions::new().limit(7).limit, Some(7));
+    /// assert_eq!(kvkit_core::ListOptions::new().limit(7).limit, Some(7));
     /// ```
     pub fn limit(mut self, limit: usize) -> Self {
         self.limit = Some(limit);
@@ -246,7 +246,7 @@ impl ListOptions {
     /// Continue after the page that returned `cursor`.
     ///
     /// ```
-    /// let opts = kv_core::ListOptions::new().cursor(Some("abc".to_string()));
+    /// let opts = kvkit_core::ListOptions::new().cursor(Some("abc".to_string()));
     /// assert_eq!(opts.cursor.as_deref(), Some("abc"));
     /// ```
     pub fn cursor(mut self, cursor: Option<String>) -> Self {
@@ -258,7 +258,7 @@ impl ListOptions {
 /// One key of a [`ListPage`].
 ///
 /// ```
-/// let key = kv_core::KeyInfo::new("a".into(), None, None);
+/// let key = kvkit_core::KeyInfo::new("a".into(), None, None);
 /// assert_eq!(key.name, "a");
 /// ```
 #[derive(Debug, Clone, PartialEq)]
@@ -276,7 +276,7 @@ impl KeyInfo {
     /// Builds a key description (for backend implementations).
     ///
     /// ```
-    /// let key = kv_core::KeyInfo::new("a".into(), Some(1), Some(serde_json::json!(true)));
+    /// let key = kvkit_core::KeyInfo::new("a".into(), Some(1), Some(serde_json::json!(true)));
     /// assert_eq!(key.expiration, Some(1));
     /// ```
     pub fn new(name: String, expiration: Option<u64>, metadata: Option<Value>) -> Self {
@@ -291,10 +291,10 @@ impl KeyInfo {
 /// One page of a listing.
 ///
 /// ```
-/// use kv_core::{KvStore, ListOptions, PutOptions};
+/// use kvkit_core::{KvStore, ListOptions, PutOptions};
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> kv_core::Result<()> {
-/// let store = kv_memory::MemoryStore::new();
+/// # async fn main() -> kvkit_core::Result<()> {
+/// let store = kvkit_memory::MemoryStore::new();
 /// for k in ["b", "a", "c"] {
 ///     store.put(k, "x".into(), PutOptions::new()).await?;
 /// }
@@ -323,7 +323,7 @@ impl ListPage {
     /// listing is complete.
     ///
     /// ```
-    /// let page = kv_core::ListPage::new(vec![], None);
+    /// let page = kvkit_core::ListPage::new(vec![], None);
     /// assert!(page.list_complete);
     /// ```
     pub fn new(keys: Vec<KeyInfo>, cursor: Option<String>) -> Self {
@@ -338,7 +338,7 @@ impl ListPage {
 /// One write of a [`KvStore::put_many`](crate::KvStore::put_many) batch.
 ///
 /// ```
-/// let item = kv_core::PutItem::new("k", "v").options(kv_core::PutOptions::new());
+/// let item = kvkit_core::PutItem::new("k", "v").options(kvkit_core::PutOptions::new());
 /// assert_eq!(item.key, "k");
 /// ```
 #[derive(Debug, Clone, PartialEq)]
@@ -356,7 +356,7 @@ impl PutItem {
     /// A write of `value` to `key` with default options.
     ///
     /// ```
-    /// let item = kv_core::PutItem::new("k", vec![1u8, 2]);
+    /// let item = kvkit_core::PutItem::new("k", vec![1u8, 2]);
     /// assert_eq!(&item.value[..], &[1, 2]);
     /// ```
     pub fn new(key: impl Into<String>, value: impl Into<Bytes>) -> Self {
@@ -371,7 +371,7 @@ impl PutItem {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let item = kv_core::PutItem::new("k", "v").options(kv_core::PutOptions::new().ttl(Duration::from_secs(60)));
+    /// let item = kvkit_core::PutItem::new("k", "v").options(kvkit_core::PutOptions::new().ttl(Duration::from_secs(60)));
     /// assert!(item.options.expiry.is_some());
     /// ```
     pub fn options(mut self, options: PutOptions) -> Self {

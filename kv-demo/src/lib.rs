@@ -1,4 +1,4 @@
-//! The demo service: what the README's first command runs. Every pattern of `kv` in one small
+//! The demo service: what the README's first command runs. Every pattern of `kvkit` in one small
 //! axum service, on the memory store by default and on Redis with one setting.
 //!
 //! - `GET /products/{id}`: a product from a SQLite database (created and seeded on first start),
@@ -13,7 +13,7 @@
 //! ```no_run
 //! # #[tokio::main]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let store = kv::open("memory:").await?;
+//! let store = kvkit::open("memory:").await?;
 //! let config = kv_demo::Config::new(store, "products.sqlite3");
 //! let router = kv_demo::router(config)?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8787").await?;
@@ -34,9 +34,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use kv::http::{CurrentSession, RateLimitLayer, SessionCookie, SessionLayer, json_error};
-use kv::patterns::{Cache, CacheOptions, RateLimiter, Session, SessionManager};
-use kv::{Clock, KvStore, SystemClock};
+use kvkit::http::{CurrentSession, RateLimitLayer, SessionCookie, SessionLayer, json_error};
+use kvkit::patterns::{Cache, CacheOptions, RateLimiter, Session, SessionManager};
+use kvkit::{Clock, KvStore, SystemClock};
 use rusqlite::{Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
@@ -45,7 +45,7 @@ type Store = Arc<dyn KvStore>;
 /// What the service runs on.
 ///
 /// ```
-/// let config = kv_demo::Config::new(std::sync::Arc::new(kv::memory::MemoryStore::new()), "demo.sqlite3");
+/// let config = kv_demo::Config::new(std::sync::Arc::new(kvkit::memory::MemoryStore::new()), "demo.sqlite3");
 /// assert_eq!(config.rate_limit, Some(100));
 /// ```
 #[derive(Clone)]
@@ -78,7 +78,7 @@ impl Config {
     /// The defaults over `store` and the database at `database`.
     ///
     /// ```
-    /// let config = kv_demo::Config::new(std::sync::Arc::new(kv::memory::MemoryStore::new()), "demo.sqlite3");
+    /// let config = kv_demo::Config::new(std::sync::Arc::new(kvkit::memory::MemoryStore::new()), "demo.sqlite3");
     /// assert!(config.secure_cookie);
     /// ```
     pub fn new(store: Store, database: impl Into<PathBuf>) -> Self {
@@ -257,7 +257,7 @@ struct AppState {
 /// The service's routes and layers, ready for [`serve`].
 ///
 /// ```no_run
-/// let config = kv_demo::Config::new(std::sync::Arc::new(kv::memory::MemoryStore::new()), "demo.sqlite3");
+/// let config = kv_demo::Config::new(std::sync::Arc::new(kvkit::memory::MemoryStore::new()), "demo.sqlite3");
 /// let router = kv_demo::router(config).expect("database");
 /// # let _ = router;
 /// ```
@@ -305,7 +305,7 @@ pub fn router(config: Config) -> Result<Router, DemoError> {
 /// ```no_run
 /// # #[tokio::main]
 /// # async fn main() -> std::io::Result<()> {
-/// let config = kv_demo::Config::new(std::sync::Arc::new(kv::memory::MemoryStore::new()), "demo.sqlite3");
+/// let config = kv_demo::Config::new(std::sync::Arc::new(kvkit::memory::MemoryStore::new()), "demo.sqlite3");
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 /// kv_demo::serve(listener, kv_demo::router(config).unwrap(), async {}).await
 /// # }

@@ -2,7 +2,7 @@
 //!
 //! Settings (environment):
 //! - `KV_URL`: the store (default `memory:`; e.g. `redis://127.0.0.1:6379`, or
-//!   `cloudflare://ACCOUNT_ID/NAMESPACE_ID` with the token in `CLOUDFLARE_API_TOKEN`), see `kv::open`.
+//!   `cloudflare://ACCOUNT_ID/NAMESPACE_ID` with the token in `CLOUDFLARE_API_TOKEN`), see `kvkit::open`.
 //! - `KV_DEMO_ADDR`: where to listen (default `127.0.0.1:8787`).
 //! - `KV_DEMO_DB`: the SQLite database (default `kv-demo.sqlite3`, created and seeded if missing).
 //! - `RUST_LOG`-style level in `KV_DEMO_LOG` (`error`, `warn`, `info` (default), `debug`, `trace`).
@@ -31,7 +31,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let url = std::env::var("KV_URL").unwrap_or_else(|_| "memory:".to_owned());
     let addr = std::env::var("KV_DEMO_ADDR").unwrap_or_else(|_| "127.0.0.1:8787".to_owned());
     let database = std::env::var("KV_DEMO_DB").unwrap_or_else(|_| "kv-demo.sqlite3".to_owned());
-    let store = kv::open(&url).await?;
+    let store = kvkit::open(&url).await?;
     let backend = store.capabilities().backend;
     let router = kv_demo::router(kv_demo::Config::new(store, database))?;
     let listener = tokio::net::TcpListener::bind(&addr).await?;

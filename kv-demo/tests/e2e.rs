@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kv::layers::Layered;
-use kv::{Clock, KvStore, ManualClock, SystemClock};
+use kvkit::layers::Layered;
+use kvkit::{Clock, KvStore, ManualClock, SystemClock};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -295,8 +295,8 @@ macro_rules! e2e {
 }
 
 mod on_memory {
-    async fn store() -> Option<std::sync::Arc<dyn kv::KvStore>> {
-        Some(kv::open("memory:").await.expect("memory store"))
+    async fn store() -> Option<std::sync::Arc<dyn kvkit::KvStore>> {
+        Some(kvkit::open("memory:").await.expect("memory store"))
     }
     e2e!(store());
 }
@@ -307,12 +307,12 @@ mod on_redis {
     /// The test Redis, reached through `KV_URL` as the demo's users would, in a namespace of
     /// this test's own.
     pub(super) async fn store() -> Option<Arc<dyn KvStore>> {
-        let Some(url) = kv_testsuite::servers::shared_redis_url() else {
-            kv_testsuite::skip("kv-demo e2e on Redis", "KV_TEST_SKIP_REDIS=1");
+        let Some(url) = kvkit_test_servers::shared_redis_url() else {
+            kvkit_testsuite::skip("kv-demo e2e on Redis", "KV_TEST_SKIP_REDIS=1");
             return None;
         };
-        let store = kv::open(&url).await.expect("redis store");
-        let namespaced = store.namespaced(kv_testsuite::Namespace::new().prefix());
+        let store = kvkit::open(&url).await.expect("redis store");
+        let namespaced = store.namespaced(kvkit_testsuite::Namespace::new().prefix());
         Some(Arc::new(namespaced))
     }
     e2e!(store());

@@ -13,10 +13,10 @@ use axum::http::{HeaderMap, HeaderName};
 /// A network, such as `10.0.0.0/8`, `2001:db8::/32` or a single address.
 ///
 /// ```
-/// let net: kv_http::Cidr = "10.0.0.0/8".parse().unwrap();
+/// let net: kvkit_http::Cidr = "10.0.0.0/8".parse().unwrap();
 /// assert!(net.contains("10.1.2.3".parse().unwrap()));
 /// assert!(!net.contains("11.0.0.1".parse().unwrap()));
-/// assert!("10.0.0.0/33".parse::<kv_http::Cidr>().is_err());
+/// assert!("10.0.0.0/33".parse::<kvkit_http::Cidr>().is_err());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cidr {
@@ -28,7 +28,7 @@ impl Cidr {
     /// Whether `ip` is in this network (an IPv4-mapped IPv6 address counts as its IPv4 address).
     ///
     /// ```
-    /// let net: kv_http::Cidr = "192.0.2.0/24".parse().unwrap();
+    /// let net: kvkit_http::Cidr = "192.0.2.0/24".parse().unwrap();
     /// assert!(net.contains("::ffff:192.0.2.9".parse().unwrap()));
     /// ```
     pub fn contains(&self, ip: IpAddr) -> bool {
@@ -53,7 +53,7 @@ impl Cidr {
 /// A malformed network in a [`TrustedProxies`] list.
 ///
 /// ```
-/// let err = "300.0.0.1".parse::<kv_http::Cidr>().unwrap_err();
+/// let err = "300.0.0.1".parse::<kvkit_http::Cidr>().unwrap_err();
 /// assert!(err.to_string().contains("300.0.0.1"));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,7 +94,7 @@ impl FromStr for Cidr {
 /// The proxies whose forwarding headers are believed.
 ///
 /// ```
-/// let proxies = kv_http::TrustedProxies::parse("10.0.0.0/8, 127.0.0.1").unwrap();
+/// let proxies = kvkit_http::TrustedProxies::parse("10.0.0.0/8, 127.0.0.1").unwrap();
 /// assert!(proxies.trusts("127.0.0.1".parse().unwrap()));
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -106,7 +106,7 @@ impl TrustedProxies {
     /// Trusts these networks.
     ///
     /// ```
-    /// let proxies = kv_http::TrustedProxies::new(["10.0.0.0/8".parse().unwrap()]);
+    /// let proxies = kvkit_http::TrustedProxies::new(["10.0.0.0/8".parse().unwrap()]);
     /// assert!(proxies.trusts("10.9.9.9".parse().unwrap()));
     /// ```
     pub fn new(networks: impl IntoIterator<Item = Cidr>) -> Self {
@@ -118,8 +118,8 @@ impl TrustedProxies {
     /// Parses a comma-separated list of addresses and networks.
     ///
     /// ```
-    /// assert!(kv_http::TrustedProxies::parse("10.0.0.0/8,fd00::/8").is_ok());
-    /// assert!(kv_http::TrustedProxies::parse("10.0.0.0/8,nonsense").is_err());
+    /// assert!(kvkit_http::TrustedProxies::parse("10.0.0.0/8,fd00::/8").is_ok());
+    /// assert!(kvkit_http::TrustedProxies::parse("10.0.0.0/8,nonsense").is_err());
     /// ```
     pub fn parse(list: &str) -> Result<Self, InvalidCidr> {
         list.split(',')
@@ -132,7 +132,7 @@ impl TrustedProxies {
     /// Whether `ip` is one of the trusted proxies.
     ///
     /// ```
-    /// let proxies = kv_http::TrustedProxies::default();
+    /// let proxies = kvkit_http::TrustedProxies::default();
     /// assert!(!proxies.trusts("127.0.0.1".parse().unwrap()));
     /// ```
     pub fn trusts(&self, ip: IpAddr) -> bool {
@@ -158,7 +158,7 @@ type KeyFn = dyn Fn(&Parts) -> Option<String> + Send + Sync;
 ///
 /// ```
 /// use axum::http::Request;
-/// let key = kv_http::ClientKey::custom(|parts| {
+/// let key = kvkit_http::ClientKey::custom(|parts| {
 ///     parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::to_owned)
 /// });
 /// let (parts, ()) = Request::builder().header("x-api-key", "k1").body(()).unwrap().into_parts();
@@ -193,7 +193,7 @@ impl ClientKey {
     /// A key computed by `f`.
     ///
     /// ```
-    /// let key = kv_http::ClientKey::custom(|_| Some("everyone".to_owned()));
+    /// let key = kvkit_http::ClientKey::custom(|_| Some("everyone".to_owned()));
     /// # let _ = key;
     /// ```
     pub fn custom(f: impl Fn(&Parts) -> Option<String> + Send + Sync + 'static) -> Self {
@@ -206,8 +206,8 @@ impl ClientKey {
     /// use std::net::SocketAddr;
     /// use axum::extract::ConnectInfo;
     /// use axum::http::Request;
-    /// let proxies = kv_http::TrustedProxies::parse("10.0.0.0/8").unwrap();
-    /// let key = kv_http::ClientKey::Forwarded(proxies);
+    /// let proxies = kvkit_http::TrustedProxies::parse("10.0.0.0/8").unwrap();
+    /// let key = kvkit_http::ClientKey::Forwarded(proxies);
     /// let mut request = Request::builder()
     ///     .header("x-forwarded-for", "6.6.6.6, 203.0.113.7, 10.0.0.2")
     ///     .body(()).unwrap();

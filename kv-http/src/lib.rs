@@ -1,16 +1,16 @@
-//! axum and tower integration for `kv`: a [`RateLimitLayer`] that limits any route per client
+//! axum and tower integration for `kvkit`: a [`RateLimitLayer`] that limits any route per client
 //! with the TypeScript middleware's headers and body (plus the IETF `RateLimit` headers), and
 //! cookie sessions ([`SessionLayer`], [`CurrentSession`], [`SessionCookie`]) over a
-//! [`SessionManager`](kv_patterns::SessionManager), on any store. With feature `tower-sessions`,
+//! [`SessionManager`](kvkit_patterns::SessionManager), on any store. With feature `tower-sessions`,
 //! `KvSessionStore` lets existing tower-sessions apps keep their sessions in any store.
 //!
 //! ```
 //! use std::time::Duration;
 //! use axum::{Router, routing::get};
-//! use kv_http::{CurrentSession, RateLimitLayer, SessionCookie, SessionLayer};
-//! use kv_patterns::{RateLimiter, Session, SessionManager};
+//! use kvkit_http::{CurrentSession, RateLimitLayer, SessionCookie, SessionLayer};
+//! use kvkit_patterns::{RateLimiter, Session, SessionManager};
 //!
-//! let store = std::sync::Arc::new(kv_memory::MemoryStore::new());
+//! let store = std::sync::Arc::new(kvkit_memory::MemoryStore::new());
 //! let app: Router = Router::new()
 //!     .route("/me", get(|s: CurrentSession<Session>| async move { s.data.email.clone() }))
 //!     .layer(SessionLayer::new(SessionManager::new(store.clone()), SessionCookie::new()))
@@ -36,7 +36,7 @@ use axum::response::{IntoResponse, Response};
 /// `{"error": message}` with `status`, the shape of every error this crate answers with.
 ///
 /// ```
-/// let response = kv_http::json_error(axum::http::StatusCode::NOT_FOUND, "Unknown product");
+/// let response = kvkit_http::json_error(axum::http::StatusCode::NOT_FOUND, "Unknown product");
 /// assert_eq!(response.status(), 404);
 /// ```
 pub fn json_error(status: StatusCode, message: &str) -> Response {

@@ -8,8 +8,8 @@ use std::task::{Context, Poll};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
-use kv_core::KvStore;
-use kv_patterns::{RateLimit, RateLimiter};
+use kvkit_core::KvStore;
+use kvkit_patterns::{RateLimit, RateLimiter};
 use tower::{Layer, Service};
 
 use crate::ClientKey;
@@ -17,7 +17,7 @@ use crate::ClientKey;
 /// What happens to a request when the store cannot be asked.
 ///
 /// ```
-/// assert_eq!(kv_http::OnStoreError::default(), kv_http::OnStoreError::Allow);
+/// assert_eq!(kvkit_http::OnStoreError::default(), kvkit_http::OnStoreError::Allow);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OnStoreError {
@@ -43,12 +43,12 @@ pub enum OnStoreError {
 /// ```
 /// use std::time::Duration;
 /// use axum::{Router, routing::get};
-/// use kv_patterns::RateLimiter;
+/// use kvkit_patterns::RateLimiter;
 ///
-/// let limiter = RateLimiter::fixed_window(kv_memory::MemoryStore::new(), 100, Duration::from_secs(60));
+/// let limiter = RateLimiter::fixed_window(kvkit_memory::MemoryStore::new(), 100, Duration::from_secs(60));
 /// let app: Router = Router::new()
 ///     .route("/", get(|| async { "hello" }))
-///     .layer(kv_http::RateLimitLayer::new(limiter));
+///     .layer(kvkit_http::RateLimitLayer::new(limiter));
 /// ```
 pub struct RateLimitLayer<S> {
     limiter: Arc<RateLimiter<S>>,
@@ -88,8 +88,8 @@ impl<S: KvStore> RateLimitLayer<S> {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let limiter = kv_patterns::RateLimiter::fixed_window(kv_memory::MemoryStore::new(), 10, Duration::from_secs(1));
-    /// let layer = kv_http::RateLimitLayer::new(limiter);
+    /// let limiter = kvkit_patterns::RateLimiter::fixed_window(kvkit_memory::MemoryStore::new(), 10, Duration::from_secs(1));
+    /// let layer = kvkit_http::RateLimitLayer::new(limiter);
     /// # let _ = layer;
     /// ```
     pub fn new(limiter: RateLimiter<S>) -> Self {
@@ -104,9 +104,9 @@ impl<S: KvStore> RateLimitLayer<S> {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let limiter = kv_patterns::RateLimiter::fixed_window(kv_memory::MemoryStore::new(), 10, Duration::from_secs(1));
-    /// let proxies = kv_http::TrustedProxies::parse("10.0.0.0/8").unwrap();
-    /// let layer = kv_http::RateLimitLayer::new(limiter).client_key(kv_http::ClientKey::Forwarded(proxies));
+    /// let limiter = kvkit_patterns::RateLimiter::fixed_window(kvkit_memory::MemoryStore::new(), 10, Duration::from_secs(1));
+    /// let proxies = kvkit_http::TrustedProxies::parse("10.0.0.0/8").unwrap();
+    /// let layer = kvkit_http::RateLimitLayer::new(limiter).client_key(kvkit_http::ClientKey::Forwarded(proxies));
     /// # let _ = layer;
     /// ```
     pub fn client_key(mut self, key: ClientKey) -> Self {
@@ -118,8 +118,8 @@ impl<S: KvStore> RateLimitLayer<S> {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let limiter = kv_patterns::RateLimiter::fixed_window(kv_memory::MemoryStore::new(), 10, Duration::from_secs(1));
-    /// let layer = kv_http::RateLimitLayer::new(limiter).on_store_error(kv_http::OnStoreError::Reject);
+    /// let limiter = kvkit_patterns::RateLimiter::fixed_window(kvkit_memory::MemoryStore::new(), 10, Duration::from_secs(1));
+    /// let layer = kvkit_http::RateLimitLayer::new(limiter).on_store_error(kvkit_http::OnStoreError::Reject);
     /// # let _ = layer;
     /// ```
     pub fn on_store_error(mut self, on_error: OnStoreError) -> Self {
@@ -206,11 +206,11 @@ where
                 Ok(outcome) => Ok(too_many_requests(&outcome, &shared.policy)),
                 Err(error) => match shared.on_error {
                     OnStoreError::Allow => {
-                        tracing::warn!(target: "kv::http", %error, "rate limiter unavailable; letting the request through");
+                        tracing::warn!(target: "kvkit::http", %error, "rate limiter unavailable; letting the request through");
                         inner.call(request).await
                     }
                     OnStoreError::Reject => {
-                        tracing::warn!(target: "kv::http", %error, "rate limiter unavailable; rejecting the request");
+                        tracing::warn!(target: "kvkit::http", %error, "rate limiter unavailable; rejecting the request");
                         Ok(crate::json_error(
                             StatusCode::SERVICE_UNAVAILABLE,
                             "Rate limiter unavailable",

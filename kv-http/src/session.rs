@@ -11,14 +11,14 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use axum::response::Response;
 use futures_util::future::BoxFuture;
-use kv_core::KvStore;
-use kv_patterns::{SessionData, SessionId, SessionManager};
+use kvkit_core::KvStore;
+use kvkit_patterns::{SessionData, SessionId, SessionManager};
 use tower::{Layer, Service};
 
 /// The cookie's `SameSite` attribute.
 ///
 /// ```
-/// assert_eq!(kv_http::SameSite::default(), kv_http::SameSite::Lax);
+/// assert_eq!(kvkit_http::SameSite::default(), kvkit_http::SameSite::Lax);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SameSite {
@@ -35,8 +35,8 @@ pub enum SameSite {
 /// lasting for the browser session (the store's TTL decides how long the session is valid).
 ///
 /// ```
-/// let cookie = kv_http::SessionCookie::new().name("sid").domain("example.com");
-/// let id = kv_patterns::SessionId::generate().unwrap();
+/// let cookie = kvkit_http::SessionCookie::new().name("sid").domain("example.com");
+/// let id = kvkit_patterns::SessionId::generate().unwrap();
 /// let set = cookie.set(&id);
 /// assert_eq!(set.to_str().unwrap(),
 ///     format!("sid={id}; Path=/; Domain=example.com; HttpOnly; Secure; SameSite=Lax"));
@@ -61,7 +61,7 @@ impl SessionCookie {
     /// The defaults: `session`, `HttpOnly; Secure; SameSite=Lax; Path=/`.
     ///
     /// ```
-    /// assert_eq!(kv_http::SessionCookie::new().cookie_name(), "session");
+    /// assert_eq!(kvkit_http::SessionCookie::new().cookie_name(), "session");
     /// ```
     pub fn new() -> Self {
         Self {
@@ -77,7 +77,7 @@ impl SessionCookie {
     /// The cookie's name (letters, digits and `-`/`_`; others are replaced by `_`).
     ///
     /// ```
-    /// assert_eq!(kv_http::SessionCookie::new().name("a b").cookie_name(), "a_b");
+    /// assert_eq!(kvkit_http::SessionCookie::new().name("a b").cookie_name(), "a_b");
     /// ```
     pub fn name(mut self, name: &str) -> Self {
         self.name = name
@@ -96,7 +96,7 @@ impl SessionCookie {
     /// The cookie's `Domain`.
     ///
     /// ```
-    /// let c = kv_http::SessionCookie::new().domain("example.com");
+    /// let c = kvkit_http::SessionCookie::new().domain("example.com");
     /// # let _ = c;
     /// ```
     pub fn domain(mut self, domain: &str) -> Self {
@@ -107,7 +107,7 @@ impl SessionCookie {
     /// The cookie's `Path` (default `/`).
     ///
     /// ```
-    /// let c = kv_http::SessionCookie::new().path("/app");
+    /// let c = kvkit_http::SessionCookie::new().path("/app");
     /// # let _ = c;
     /// ```
     pub fn path(mut self, path: &str) -> Self {
@@ -118,7 +118,7 @@ impl SessionCookie {
     /// Whether the cookie is `Secure` (default yes; turn it off only for plain-HTTP development).
     ///
     /// ```
-    /// let c = kv_http::SessionCookie::new().secure(false);
+    /// let c = kvkit_http::SessionCookie::new().secure(false);
     /// # let _ = c;
     /// ```
     pub fn secure(mut self, secure: bool) -> Self {
@@ -129,7 +129,7 @@ impl SessionCookie {
     /// The cookie's `SameSite`.
     ///
     /// ```
-    /// let c = kv_http::SessionCookie::new().same_site(kv_http::SameSite::Strict);
+    /// let c = kvkit_http::SessionCookie::new().same_site(kvkit_http::SameSite::Strict);
     /// # let _ = c;
     /// ```
     pub fn same_site(mut self, same_site: SameSite) -> Self {
@@ -140,7 +140,7 @@ impl SessionCookie {
     /// A `Max-Age` for the cookie (default none: it lasts for the browser session).
     ///
     /// ```
-    /// let c = kv_http::SessionCookie::new().max_age(std::time::Duration::from_secs(86_400));
+    /// let c = kvkit_http::SessionCookie::new().max_age(std::time::Duration::from_secs(86_400));
     /// # let _ = c;
     /// ```
     pub fn max_age(mut self, max_age: Duration) -> Self {
@@ -151,7 +151,7 @@ impl SessionCookie {
     /// The cookie's name.
     ///
     /// ```
-    /// assert_eq!(kv_http::SessionCookie::new().cookie_name(), "session");
+    /// assert_eq!(kvkit_http::SessionCookie::new().cookie_name(), "session");
     /// ```
     pub fn cookie_name(&self) -> &str {
         &self.name
@@ -160,8 +160,8 @@ impl SessionCookie {
     /// A `Set-Cookie` value that stores `id`.
     ///
     /// ```
-    /// let id = kv_patterns::SessionId::generate().unwrap();
-    /// let v = kv_http::SessionCookie::new().set(&id);
+    /// let id = kvkit_patterns::SessionId::generate().unwrap();
+    /// let v = kvkit_http::SessionCookie::new().set(&id);
     /// assert!(v.to_str().unwrap().starts_with(&format!("session={id}; ")));
     /// ```
     pub fn set(&self, id: &SessionId) -> HeaderValue {
@@ -171,7 +171,7 @@ impl SessionCookie {
     /// A `Set-Cookie` value that removes the cookie.
     ///
     /// ```
-    /// let v = kv_http::SessionCookie::new().clear();
+    /// let v = kvkit_http::SessionCookie::new().clear();
     /// assert!(v.to_str().unwrap().contains("Max-Age=0"));
     /// ```
     pub fn clear(&self) -> HeaderValue {
@@ -183,7 +183,7 @@ impl SessionCookie {
     /// ```
     /// let mut headers = axum::http::HeaderMap::new();
     /// headers.insert("cookie", "theme=dark; session=abc".parse().unwrap());
-    /// assert_eq!(kv_http::SessionCookie::new().read(&headers), Some("abc"));
+    /// assert_eq!(kvkit_http::SessionCookie::new().read(&headers), Some("abc"));
     /// ```
     pub fn read<'a>(&self, headers: &'a HeaderMap) -> Option<&'a str> {
         headers
@@ -225,8 +225,8 @@ impl SessionCookie {
 /// `Option<CurrentSession<D>>` to serve both.
 ///
 /// ```
-/// use kv_http::CurrentSession;
-/// use kv_patterns::Session;
+/// use kvkit_http::CurrentSession;
+/// use kvkit_patterns::Session;
 /// async fn me(session: CurrentSession<Session>) -> String {
 ///     session.data.email.clone()
 /// }
@@ -279,10 +279,10 @@ impl<D: Send + Sync + 'static, St: Send + Sync> OptionalFromRequestParts<St> for
 ///
 /// ```
 /// use axum::{Router, routing::get};
-/// use kv_http::{CurrentSession, SessionCookie, SessionLayer};
-/// use kv_patterns::{Session, SessionManager};
+/// use kvkit_http::{CurrentSession, SessionCookie, SessionLayer};
+/// use kvkit_patterns::{Session, SessionManager};
 ///
-/// let sessions = SessionManager::new(kv_memory::MemoryStore::new());
+/// let sessions = SessionManager::new(kvkit_memory::MemoryStore::new());
 /// let app: Router = Router::new()
 ///     .route("/me", get(|s: CurrentSession<Session>| async move { s.data.email.clone() }))
 ///     .layer(SessionLayer::new(sessions, SessionCookie::new()));
@@ -314,9 +314,9 @@ impl<S: KvStore, D: SessionData> SessionLayer<S, D> {
     /// Sessions from `manager`, named by `cookie`.
     ///
     /// ```
-    /// let layer = kv_http::SessionLayer::new(
-    ///     kv_patterns::SessionManager::new(kv_memory::MemoryStore::new()),
-    ///     kv_http::SessionCookie::new(),
+    /// let layer = kvkit_http::SessionLayer::new(
+    ///     kvkit_patterns::SessionManager::new(kvkit_memory::MemoryStore::new()),
+    ///     kvkit_http::SessionCookie::new(),
     /// );
     /// # let _ = layer;
     /// ```
@@ -328,8 +328,8 @@ impl<S: KvStore, D: SessionData> SessionLayer<S, D> {
     /// destroy sessions at login and logout).
     ///
     /// ```
-    /// let manager = std::sync::Arc::new(kv_patterns::SessionManager::new(kv_memory::MemoryStore::new()));
-    /// let layer = kv_http::SessionLayer::shared(manager.clone(), kv_http::SessionCookie::new());
+    /// let manager = std::sync::Arc::new(kvkit_patterns::SessionManager::new(kvkit_memory::MemoryStore::new()));
+    /// let layer = kvkit_http::SessionLayer::shared(manager.clone(), kvkit_http::SessionCookie::new());
     /// # let _ = layer;
     /// ```
     pub fn shared(manager: Arc<SessionManager<S, D>>, cookie: SessionCookie) -> Self {
@@ -406,7 +406,7 @@ where
                     }
                     Ok(None) => {}
                     Err(error) => {
-                        tracing::warn!(target: "kv::http", %error, "session store unavailable");
+                        tracing::warn!(target: "kvkit::http", %error, "session store unavailable");
                         return Ok(crate::json_error(
                             StatusCode::SERVICE_UNAVAILABLE,
                             "Session store unavailable",

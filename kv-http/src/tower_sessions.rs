@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use kv_core::{Bytes, KvStore, PutOptions};
+use kvkit_core::{Bytes, KvStore, PutOptions};
 use time::OffsetDateTime;
 use tower_sessions_core::session::{Id, Record};
 use tower_sessions_core::session_store::{Error, Result, SessionStore};
@@ -25,7 +25,7 @@ const CREATE_ATTEMPTS: usize = 4;
 /// use tower_sessions_core::session::{Id, Record};
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> tower_sessions_core::session_store::Result<()> {
-/// let store = kv_http::KvSessionStore::new(kv_memory::MemoryStore::new());
+/// let store = kvkit_http::KvSessionStore::new(kvkit_memory::MemoryStore::new());
 /// let mut record = Record {
 ///     id: Id::default(),
 ///     data: Default::default(),
@@ -62,7 +62,7 @@ impl<S: KvStore> KvSessionStore<S> {
     /// Records under `tower-session:` in `store`.
     ///
     /// ```
-    /// let store = kv_http::KvSessionStore::new(kv_memory::MemoryStore::new());
+    /// let store = kvkit_http::KvSessionStore::new(kvkit_memory::MemoryStore::new());
     /// # let _ = store;
     /// ```
     pub fn new(store: S) -> Self {
@@ -75,7 +75,7 @@ impl<S: KvStore> KvSessionStore<S> {
     /// Records under `prefix` instead.
     ///
     /// ```
-    /// let store = kv_http::KvSessionStore::new(kv_memory::MemoryStore::new()).prefix("app1:sessions:");
+    /// let store = kvkit_http::KvSessionStore::new(kvkit_memory::MemoryStore::new()).prefix("app1:sessions:");
     /// # let _ = store;
     /// ```
     pub fn prefix(mut self, prefix: &str) -> Self {
@@ -101,11 +101,11 @@ impl<S: KvStore> KvSessionStore<S> {
     }
 }
 
-fn backend(error: kv_core::Error) -> Error {
+fn backend(error: kvkit_core::Error) -> Error {
     Error::Backend(error.to_string())
 }
 
-#[kv_core::async_trait]
+#[kvkit_core::async_trait]
 impl<S: KvStore> SessionStore for KvSessionStore<S> {
     async fn create(&self, record: &mut Record) -> Result<()> {
         for _ in 0..CREATE_ATTEMPTS {

@@ -10,16 +10,16 @@ use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
-use kv_core::{
+use kvkit_core::{
     Bytes, Capabilities, CounterOptions, Entry, Error, KvStore, ListOptions, ListPage, PutItem,
     PutOptions,
 };
-use kv_http::{
+use kvkit_http::{
     ClientKey, CurrentSession, OnStoreError, RateLimitLayer, SessionCookie, SessionLayer,
     TrustedProxies,
 };
-use kv_memory::MemoryStore;
-use kv_patterns::{RateLimiter, Session, SessionManager};
+use kvkit_memory::MemoryStore;
+use kvkit_patterns::{RateLimiter, Session, SessionManager};
 use tower::ServiceExt;
 
 fn request(peer: &str, headers: &[(&str, &str)]) -> Request<Body> {
@@ -208,39 +208,39 @@ impl Down {
     }
 }
 
-#[kv_core::async_trait]
+#[kvkit_core::async_trait]
 impl KvStore for Down {
     fn capabilities(&self) -> &Capabilities {
         &self.0
     }
-    async fn get(&self, _: &str) -> kv_core::Result<Option<Bytes>> {
+    async fn get(&self, _: &str) -> kvkit_core::Result<Option<Bytes>> {
         Err(Self::error())
     }
-    async fn get_with_metadata(&self, _: &str) -> kv_core::Result<Option<Entry>> {
+    async fn get_with_metadata(&self, _: &str) -> kvkit_core::Result<Option<Entry>> {
         Err(Self::error())
     }
-    async fn put(&self, _: &str, _: Bytes, _: PutOptions) -> kv_core::Result<()> {
+    async fn put(&self, _: &str, _: Bytes, _: PutOptions) -> kvkit_core::Result<()> {
         Err(Self::error())
     }
-    async fn put_if_absent(&self, _: &str, _: Bytes, _: PutOptions) -> kv_core::Result<bool> {
+    async fn put_if_absent(&self, _: &str, _: Bytes, _: PutOptions) -> kvkit_core::Result<bool> {
         Err(Self::error())
     }
-    async fn delete(&self, _: &str) -> kv_core::Result<()> {
+    async fn delete(&self, _: &str) -> kvkit_core::Result<()> {
         Err(Self::error())
     }
-    async fn list(&self, _: ListOptions) -> kv_core::Result<ListPage> {
+    async fn list(&self, _: ListOptions) -> kvkit_core::Result<ListPage> {
         Err(Self::error())
     }
-    async fn get_many(&self, _: &[String]) -> kv_core::Result<Vec<Option<Bytes>>> {
+    async fn get_many(&self, _: &[String]) -> kvkit_core::Result<Vec<Option<Bytes>>> {
         Err(Self::error())
     }
-    async fn put_many(&self, _: Vec<PutItem>) -> kv_core::Result<()> {
+    async fn put_many(&self, _: Vec<PutItem>) -> kvkit_core::Result<()> {
         Err(Self::error())
     }
-    async fn delete_many(&self, _: &[String]) -> kv_core::Result<()> {
+    async fn delete_many(&self, _: &[String]) -> kvkit_core::Result<()> {
         Err(Self::error())
     }
-    async fn increment(&self, _: &str, _: i64, _: CounterOptions) -> kv_core::Result<i64> {
+    async fn increment(&self, _: &str, _: i64, _: CounterOptions) -> kvkit_core::Result<i64> {
         Err(Self::error())
     }
 }

@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
-use kv_core::KvStore;
-use kv_http::KvSessionStore;
-use kv_memory::MemoryStore;
+use kvkit_core::KvStore;
+use kvkit_http::KvSessionStore;
+use kvkit_memory::MemoryStore;
 use serde_json::json;
 use time::{Duration, OffsetDateTime};
 use tower_sessions_core::session::{Id, Record};
@@ -23,7 +23,7 @@ fn record(expires_in: Duration) -> Record {
 }
 
 async fn contract(kv: Arc<dyn KvStore>) {
-    let prefix = format!("{}ts:", kv_testsuite::Namespace::new().prefix());
+    let prefix = format!("{}ts:", kvkit_testsuite::Namespace::new().prefix());
     let store = KvSessionStore::new(Arc::clone(&kv)).prefix(&prefix);
 
     let mut first = record(Duration::hours(2));
@@ -90,7 +90,7 @@ async fn contract(kv: Arc<dyn KvStore>) {
     kv.put(
         &format!("{prefix}{}", clash.id),
         "not json".into(),
-        kv_core::PutOptions::new(),
+        kvkit_core::PutOptions::new(),
     )
     .await
     .expect("put");
@@ -108,10 +108,10 @@ async fn on_memory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_redis() {
-    let Some(url) = kv_testsuite::servers::shared_redis_url() else {
-        kv_testsuite::skip("tower_sessions on_redis", "KV_TEST_SKIP_REDIS=1");
+    let Some(url) = kvkit_test_servers::shared_redis_url() else {
+        kvkit_testsuite::skip("tower_sessions on_redis", "KV_TEST_SKIP_REDIS=1");
         return;
     };
-    let store = kv_redis::RedisStore::connect(&url).await.expect("redis");
+    let store = kvkit_redis::RedisStore::connect(&url).await.expect("redis");
     contract(Arc::new(store)).await;
 }

@@ -1,6 +1,6 @@
 //! [`Layered`]: the wrappers as methods, so a stack reads top to bottom.
 
-use kv_core::KvStore;
+use kvkit_core::KvStore;
 
 use crate::{Metered, Namespaced, Observed, Resilient, Traced, TwoTier};
 
@@ -8,11 +8,11 @@ use crate::{Metered, Namespaced, Observed, Resilient, Traced, TwoTier};
 ///
 /// ```
 /// use std::time::Duration;
-/// use kv_core::{KvStore, PutOptions};
-/// use kv_layers::{Layered, RetryPolicy};
+/// use kvkit_core::{KvStore, PutOptions};
+/// use kvkit_layers::{Layered, RetryPolicy};
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> kv_core::Result<()> {
-/// let store = kv_memory::MemoryStore::new()
+/// # async fn main() -> kvkit_core::Result<()> {
+/// let store = kvkit_memory::MemoryStore::new()
 ///     .namespaced("billing/")
 ///     .resilient()
 ///     .timeout(Duration::from_millis(250))
@@ -29,8 +29,8 @@ pub trait Layered: KvStore + Sized {
     /// Puts every key under `prefix`: [`Namespaced`].
     ///
     /// ```
-    /// use kv_layers::Layered;
-    /// let store = kv_memory::MemoryStore::new().namespaced("app/");
+    /// use kvkit_layers::Layered;
+    /// let store = kvkit_memory::MemoryStore::new().namespaced("app/");
     /// # let _ = store;
     /// ```
     fn namespaced(self, prefix: impl Into<String>) -> Namespaced<Self> {
@@ -40,8 +40,8 @@ pub trait Layered: KvStore + Sized {
     /// A span per operation: [`Traced`].
     ///
     /// ```
-    /// use kv_layers::Layered;
-    /// let store = kv_memory::MemoryStore::new().traced();
+    /// use kvkit_layers::Layered;
+    /// let store = kvkit_memory::MemoryStore::new().traced();
     /// # let _ = store;
     /// ```
     fn traced(self) -> Traced<Self> {
@@ -51,8 +51,8 @@ pub trait Layered: KvStore + Sized {
     /// Counts and latencies through the `metrics` facade: [`Metered`].
     ///
     /// ```
-    /// use kv_layers::Layered;
-    /// let store = kv_memory::MemoryStore::new().metered();
+    /// use kvkit_layers::Layered;
+    /// let store = kvkit_memory::MemoryStore::new().metered();
     /// # let _ = store;
     /// ```
     fn metered(self) -> Metered<Self> {
@@ -62,8 +62,8 @@ pub trait Layered: KvStore + Sized {
     /// Spans and metrics in one layer: [`Observed`].
     ///
     /// ```
-    /// use kv_layers::Layered;
-    /// let store = kv_memory::MemoryStore::new().observed();
+    /// use kvkit_layers::Layered;
+    /// let store = kvkit_memory::MemoryStore::new().observed();
     /// # let _ = store;
     /// ```
     fn observed(self) -> Observed<Self> {
@@ -73,8 +73,8 @@ pub trait Layered: KvStore + Sized {
     /// Timeouts and retries: [`Resilient`] (configure it with its own methods).
     ///
     /// ```
-    /// use kv_layers::Layered;
-    /// let store = kv_memory::MemoryStore::new()
+    /// use kvkit_layers::Layered;
+    /// let store = kvkit_memory::MemoryStore::new()
     ///     .resilient()
     ///     .timeout(std::time::Duration::from_secs(1));
     /// # let _ = store;
@@ -86,8 +86,8 @@ pub trait Layered: KvStore + Sized {
     /// A local tier in front: [`TwoTier`] (configure it with its own methods).
     ///
     /// ```
-    /// use kv_layers::Layered;
-    /// let store = kv_memory::MemoryStore::new().two_tier().max_entries(1000);
+    /// use kvkit_layers::Layered;
+    /// let store = kvkit_memory::MemoryStore::new().two_tier().max_entries(1000);
     /// # let _ = store;
     /// ```
     fn two_tier(self) -> TwoTier<Self> {

@@ -1,4 +1,4 @@
-//! Wrappers that each implement [`KvStore`](kv_core::KvStore) over any store and compose in any
+//! Wrappers that each implement [`KvStore`](kvkit_core::KvStore) over any store and compose in any
 //! order, the way tower layers compose services:
 //!
 //! - [`Namespaced`]: every key under a prefix, for tenants or applications sharing a store;
@@ -15,12 +15,12 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use kv_core::{KvStore, PutOptions};
-//! use kv_layers::{Metered, Namespaced, Resilient, Traced};
+//! use kvkit_core::{KvStore, PutOptions};
+//! use kvkit_layers::{Metered, Namespaced, Resilient, Traced};
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> kv_core::Result<()> {
+//! # async fn main() -> kvkit_core::Result<()> {
 //! let store = Traced::new(Metered::new(Resilient::new(Namespaced::new(
-//!     kv_memory::MemoryStore::new(),
+//!     kvkit_memory::MemoryStore::new(),
 //!     "billing/",
 //! ))
 //! .timeout(Duration::from_millis(250))));

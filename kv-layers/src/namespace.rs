@@ -1,7 +1,7 @@
 //! [`Namespaced`]: every key under a fixed prefix, invisible to the caller.
 
 use bytes::Bytes;
-use kv_core::{
+use kvkit_core::{
     Capabilities, CounterOptions, Entry, KeyInfo, KvStore, ListOptions, ListPage, PutItem,
     PutOptions, Result,
 };
@@ -14,11 +14,11 @@ use kv_core::{
 /// here is never too long for the inner store.
 ///
 /// ```
-/// use kv_core::{KvStore, ListOptions, PutOptions};
-/// use kv_layers::Namespaced;
+/// use kvkit_core::{KvStore, ListOptions, PutOptions};
+/// use kvkit_layers::Namespaced;
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> kv_core::Result<()> {
-/// let shared = kv_memory::MemoryStore::new();
+/// # async fn main() -> kvkit_core::Result<()> {
+/// let shared = kvkit_memory::MemoryStore::new();
 /// let tenant = Namespaced::new(shared.clone(), "tenant-a/");
 /// tenant.put("user:1", "Ada".into(), PutOptions::new()).await?;
 /// assert!(shared.get("tenant-a/user:1").await?.is_some());
@@ -37,7 +37,7 @@ impl<S: KvStore> Namespaced<S> {
     /// Puts every key of `inner` under `prefix`.
     ///
     /// ```
-    /// let store = kv_layers::Namespaced::new(kv_memory::MemoryStore::new(), "app/");
+    /// let store = kvkit_layers::Namespaced::new(kvkit_memory::MemoryStore::new(), "app/");
     /// assert_eq!(store.prefix(), "app/");
     /// ```
     pub fn new(inner: S, prefix: impl Into<String>) -> Self {
@@ -54,7 +54,7 @@ impl<S: KvStore> Namespaced<S> {
     /// The prefix of this namespace.
     ///
     /// ```
-    /// let store = kv_layers::Namespaced::new(kv_memory::MemoryStore::new(), "a/");
+    /// let store = kvkit_layers::Namespaced::new(kvkit_memory::MemoryStore::new(), "a/");
     /// assert_eq!(store.prefix(), "a/");
     /// ```
     pub fn prefix(&self) -> &str {
@@ -64,8 +64,8 @@ impl<S: KvStore> Namespaced<S> {
     /// The store underneath.
     ///
     /// ```
-    /// let store = kv_layers::Namespaced::new(kv_memory::MemoryStore::new(), "a/");
-    /// let _inner: &kv_memory::MemoryStore = store.inner();
+    /// let store = kvkit_layers::Namespaced::new(kvkit_memory::MemoryStore::new(), "a/");
+    /// let _inner: &kvkit_memory::MemoryStore = store.inner();
     /// ```
     pub fn inner(&self) -> &S {
         &self.inner

@@ -6,7 +6,7 @@ use std::sync::{LazyLock, OnceLock};
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
-use kv_core::{
+use kvkit_core::{
     Capabilities, CounterOptions, Entry, KvStore, ListOptions, ListPage, PutItem, PutOptions,
     Result,
 };
@@ -15,12 +15,12 @@ use tracing::field::Empty;
 
 /// The key's stable hash, so traces can correlate keys without holding them.
 fn key_hash(key: &str) -> String {
-    format!("{:016x}", kv_core::stable_hash(key))
+    format!("{:016x}", kvkit_core::stable_hash(key))
 }
 
 /// The kind of an error, without the values (keys among them) its message quotes.
-fn error_kind(error: &kv_core::Error) -> &'static str {
-    use kv_core::Error as E;
+fn error_kind(error: &kvkit_core::Error) -> &'static str {
+    use kvkit_core::Error as E;
     match error {
         E::EmptyKey => "empty_key",
         E::ReservedKey { .. } => "reserved_key",
@@ -308,10 +308,10 @@ impl<F> Drop for Observation<'_, F> {
 /// the span, the operation is not timed: the span costs a level comparison.
 ///
 /// ```
-/// use kv_core::KvStore;
+/// use kvkit_core::KvStore;
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> kv_core::Result<()> {
-/// let store = kv_layers::Traced::new(kv_memory::MemoryStore::new()).hash_keys(true);
+/// # async fn main() -> kvkit_core::Result<()> {
+/// let store = kvkit_layers::Traced::new(kvkit_memory::MemoryStore::new()).hash_keys(true);
 /// assert_eq!(store.get("user:1").await?, None);
 /// # Ok(()) }
 /// ```
@@ -325,7 +325,7 @@ impl<S: KvStore> Traced<S> {
     /// Traces every operation of `inner`, without keys.
     ///
     /// ```
-    /// let store = kv_layers::Traced::new(kv_memory::MemoryStore::new());
+    /// let store = kvkit_layers::Traced::new(kvkit_memory::MemoryStore::new());
     /// # let _ = store;
     /// ```
     pub fn new(inner: S) -> Self {
@@ -338,7 +338,7 @@ impl<S: KvStore> Traced<S> {
     /// Records a stable hash of the key of single-key operations as `key_hash`.
     ///
     /// ```
-    /// let store = kv_layers::Traced::new(kv_memory::MemoryStore::new()).hash_keys(true);
+    /// let store = kvkit_layers::Traced::new(kvkit_memory::MemoryStore::new()).hash_keys(true);
     /// # let _ = store;
     /// ```
     pub fn hash_keys(mut self, hash: bool) -> Self {
@@ -349,8 +349,8 @@ impl<S: KvStore> Traced<S> {
     /// The store underneath.
     ///
     /// ```
-    /// let store = kv_layers::Traced::new(kv_memory::MemoryStore::new());
-    /// let _inner: &kv_memory::MemoryStore = store.inner();
+    /// let store = kvkit_layers::Traced::new(kvkit_memory::MemoryStore::new());
+    /// let _inner: &kvkit_memory::MemoryStore = store.inner();
     /// ```
     pub fn inner(&self) -> &S {
         &self.inner
@@ -377,10 +377,10 @@ wrap_all!(Traced, traced);
 /// is fine; operating it before is not: install the recorder before the first operation.
 ///
 /// ```
-/// use kv_core::KvStore;
+/// use kvkit_core::KvStore;
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> kv_core::Result<()> {
-/// let store = kv_layers::Metered::new(kv_memory::MemoryStore::new());
+/// # async fn main() -> kvkit_core::Result<()> {
+/// let store = kvkit_layers::Metered::new(kvkit_memory::MemoryStore::new());
 /// store.get("k").await?;
 /// # Ok(()) }
 /// ```
@@ -394,7 +394,7 @@ impl<S: KvStore> Metered<S> {
     /// Measures every operation of `inner`.
     ///
     /// ```
-    /// let store = kv_layers::Metered::new(kv_memory::MemoryStore::new());
+    /// let store = kvkit_layers::Metered::new(kvkit_memory::MemoryStore::new());
     /// # let _ = store;
     /// ```
     pub fn new(inner: S) -> Self {
@@ -407,8 +407,8 @@ impl<S: KvStore> Metered<S> {
     /// The store underneath.
     ///
     /// ```
-    /// let store = kv_layers::Metered::new(kv_memory::MemoryStore::new());
-    /// let _inner: &kv_memory::MemoryStore = store.inner();
+    /// let store = kvkit_layers::Metered::new(kvkit_memory::MemoryStore::new());
+    /// let _inner: &kvkit_memory::MemoryStore = store.inner();
     /// ```
     pub fn inner(&self) -> &S {
         &self.inner
@@ -428,10 +428,10 @@ wrap_all!(Metered, metered);
 /// where stacking the two takes two.
 ///
 /// ```
-/// use kv_core::KvStore;
+/// use kvkit_core::KvStore;
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> kv_core::Result<()> {
-/// let store = kv_layers::Observed::new(kv_memory::MemoryStore::new()).hash_keys(true);
+/// # async fn main() -> kvkit_core::Result<()> {
+/// let store = kvkit_layers::Observed::new(kvkit_memory::MemoryStore::new()).hash_keys(true);
 /// assert_eq!(store.get("k").await?, None);
 /// # Ok(()) }
 /// ```
@@ -446,7 +446,7 @@ impl<S: KvStore> Observed<S> {
     /// Traces and measures every operation of `inner`.
     ///
     /// ```
-    /// let store = kv_layers::Observed::new(kv_memory::MemoryStore::new());
+    /// let store = kvkit_layers::Observed::new(kvkit_memory::MemoryStore::new());
     /// # let _ = store;
     /// ```
     pub fn new(inner: S) -> Self {
@@ -460,7 +460,7 @@ impl<S: KvStore> Observed<S> {
     /// Records a stable hash of single-key operations' keys, as [`Traced::hash_keys`].
     ///
     /// ```
-    /// let store = kv_layers::Observed::new(kv_memory::MemoryStore::new()).hash_keys(true);
+    /// let store = kvkit_layers::Observed::new(kvkit_memory::MemoryStore::new()).hash_keys(true);
     /// # let _ = store;
     /// ```
     pub fn hash_keys(mut self, hash: bool) -> Self {
@@ -471,8 +471,8 @@ impl<S: KvStore> Observed<S> {
     /// The store underneath.
     ///
     /// ```
-    /// let store = kv_layers::Observed::new(kv_memory::MemoryStore::new());
-    /// let _inner: &kv_memory::MemoryStore = store.inner();
+    /// let store = kvkit_layers::Observed::new(kvkit_memory::MemoryStore::new());
+    /// let _inner: &kvkit_memory::MemoryStore = store.inner();
     /// ```
     pub fn inner(&self) -> &S {
         &self.inner

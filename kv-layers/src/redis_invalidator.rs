@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use kv_core::{Error, Result};
+use kvkit_core::{Error, Result};
 use redis::aio::ConnectionManager;
 
 use crate::two_tier::{Invalidation, InvalidationSink, Invalidator};
@@ -17,8 +17,8 @@ use crate::two_tier::{Invalidation, InvalidationSink, Invalidator};
 ///
 /// ```no_run
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> kv_core::Result<()> {
-/// let invalidator = kv_layers::RedisInvalidator::connect("redis://127.0.0.1:6379", "kv:invalidate").await?;
+/// # async fn main() -> kvkit_core::Result<()> {
+/// let invalidator = kvkit_layers::RedisInvalidator::connect("redis://127.0.0.1:6379", "kv:invalidate").await?;
 /// # Ok(()) }
 /// ```
 pub struct RedisInvalidator {

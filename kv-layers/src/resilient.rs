@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use bytes::Bytes;
-use kv_core::{
+use kvkit_core::{
     Capabilities, CounterOptions, Entry, Error, KvStore, ListOptions, ListPage, PutItem,
     PutOptions, Result,
 };
@@ -16,7 +16,7 @@ use kv_core::{
 ///
 /// ```
 /// use std::time::Duration;
-/// let policy = kv_layers::RetryPolicy::new()
+/// let policy = kvkit_layers::RetryPolicy::new()
 ///     .max_attempts(5)
 ///     .backoff(Duration::from_millis(20), Duration::from_secs(1))
 ///     .budget(Duration::from_secs(3));
@@ -57,7 +57,7 @@ impl RetryPolicy {
     /// 3 attempts, backoff from 25 ms to 500 ms, a 2 s budget, non-idempotent calls not retried.
     ///
     /// ```
-    /// assert!(!kv_layers::RetryPolicy::new().retry_non_idempotent);
+    /// assert!(!kvkit_layers::RetryPolicy::new().retry_non_idempotent);
     /// ```
     pub fn new() -> Self {
         Self::default()
@@ -66,7 +66,7 @@ impl RetryPolicy {
     /// Sets the number of attempts (at least 1).
     ///
     /// ```
-    /// assert_eq!(kv_layers::RetryPolicy::new().max_attempts(0).max_attempts, 1);
+    /// assert_eq!(kvkit_layers::RetryPolicy::new().max_attempts(0).max_attempts, 1);
     /// ```
     pub fn max_attempts(mut self, attempts: u32) -> Self {
         self.max_attempts = attempts.max(1);
@@ -77,7 +77,7 @@ impl RetryPolicy {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let p = kv_layers::RetryPolicy::new().backoff(Duration::from_millis(1), Duration::from_millis(8));
+    /// let p = kvkit_layers::RetryPolicy::new().backoff(Duration::from_millis(1), Duration::from_millis(8));
     /// assert_eq!(p.max_delay, Duration::from_millis(8));
     /// ```
     pub fn backoff(mut self, base: Duration, max: Duration) -> Self {
@@ -90,7 +90,7 @@ impl RetryPolicy {
     ///
     /// ```
     /// use std::time::Duration;
-    /// assert_eq!(kv_layers::RetryPolicy::new().budget(Duration::ZERO).budget, Duration::ZERO);
+    /// assert_eq!(kvkit_layers::RetryPolicy::new().budget(Duration::ZERO).budget, Duration::ZERO);
     /// ```
     pub fn budget(mut self, budget: Duration) -> Self {
         self.budget = budget;
@@ -100,7 +100,7 @@ impl RetryPolicy {
     /// Also retries increments and put-if-absent (see the field's caveat).
     ///
     /// ```
-    /// assert!(kv_layers::RetryPolicy::new().retry_non_idempotent(true).retry_non_idempotent);
+    /// assert!(kvkit_layers::RetryPolicy::new().retry_non_idempotent(true).retry_non_idempotent);
     /// ```
     pub fn retry_non_idempotent(mut self, retry: bool) -> Self {
         self.retry_non_idempotent = retry;
@@ -126,11 +126,11 @@ impl RetryPolicy {
 ///
 /// ```
 /// use std::time::Duration;
-/// use kv_core::KvStore;
-/// use kv_layers::{Resilient, RetryPolicy};
+/// use kvkit_core::KvStore;
+/// use kvkit_layers::{Resilient, RetryPolicy};
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> kv_core::Result<()> {
-/// let store = Resilient::new(kv_memory::MemoryStore::new())
+/// # async fn main() -> kvkit_core::Result<()> {
+/// let store = Resilient::new(kvkit_memory::MemoryStore::new())
 ///     .timeout(Duration::from_millis(200))
 ///     .retry(RetryPolicy::new().max_attempts(4));
 /// assert_eq!(store.get("k").await?, None);
@@ -148,7 +148,7 @@ impl<S: KvStore> Resilient<S> {
     /// No timeout and the default [`RetryPolicy`] until configured.
     ///
     /// ```
-    /// let store = kv_layers::Resilient::new(kv_memory::MemoryStore::new());
+    /// let store = kvkit_layers::Resilient::new(kvkit_memory::MemoryStore::new());
     /// # let _ = store;
     /// ```
     pub fn new(inner: S) -> Self {
@@ -166,7 +166,7 @@ impl<S: KvStore> Resilient<S> {
     /// Fails any attempt that takes longer than `timeout` with a retryable [`Error::Timeout`].
     ///
     /// ```
-    /// let store = kv_layers::Resilient::new(kv_memory::MemoryStore::new())
+    /// let store = kvkit_layers::Resilient::new(kvkit_memory::MemoryStore::new())
     ///     .timeout(std::time::Duration::from_secs(1));
     /// # let _ = store;
     /// ```
@@ -178,8 +178,8 @@ impl<S: KvStore> Resilient<S> {
     /// Sets how failures are retried.
     ///
     /// ```
-    /// let store = kv_layers::Resilient::new(kv_memory::MemoryStore::new())
-    ///     .retry(kv_layers::RetryPolicy::new().max_attempts(1));
+    /// let store = kvkit_layers::Resilient::new(kvkit_memory::MemoryStore::new())
+    ///     .retry(kvkit_layers::RetryPolicy::new().max_attempts(1));
     /// # let _ = store;
     /// ```
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
@@ -190,8 +190,8 @@ impl<S: KvStore> Resilient<S> {
     /// The store underneath.
     ///
     /// ```
-    /// let store = kv_layers::Resilient::new(kv_memory::MemoryStore::new());
-    /// let _inner: &kv_memory::MemoryStore = store.inner();
+    /// let store = kvkit_layers::Resilient::new(kvkit_memory::MemoryStore::new());
+    /// let _inner: &kvkit_memory::MemoryStore = store.inner();
     /// ```
     pub fn inner(&self) -> &S {
         &self.inner

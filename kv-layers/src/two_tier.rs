@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use kv_core::{
+use kvkit_core::{
     Capabilities, Consistency, CounterOptions, Entry, KvStore, ListOptions, ListPage, PutItem,
     PutOptions, Result,
 };
@@ -121,7 +121,7 @@ fn lock(shard: &Mutex<Shard>) -> std::sync::MutexGuard<'_, Shard> {
 
 impl Local {
     fn shard(&self, key: &str) -> &Mutex<Shard> {
-        let hash = kv_core::stable_hash(key);
+        let hash = kvkit_core::stable_hash(key);
         // The modulo keeps the index below SHARDS.
         &self.shards[(hash % SHARDS as u64) as usize]
     }
@@ -254,11 +254,11 @@ impl Local {
 ///
 /// ```
 /// use std::time::Duration;
-/// use kv_core::{KvStore, PutOptions};
+/// use kvkit_core::{KvStore, PutOptions};
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> kv_core::Result<()> {
-/// let remote = kv_memory::MemoryStore::new();
-/// let store = kv_layers::TwoTier::new(remote)
+/// # async fn main() -> kvkit_core::Result<()> {
+/// let remote = kvkit_memory::MemoryStore::new();
+/// let store = kvkit_layers::TwoTier::new(remote)
 ///     .max_entries(10_000)
 ///     .max_bytes(64 << 20)
 ///     .max_staleness(Duration::from_secs(1));
@@ -280,7 +280,7 @@ impl<R: KvStore> TwoTier<R> {
     /// A local tier of up to 10,000 entries and 64 MiB, copies at most 1 s old, no invalidator.
     ///
     /// ```
-    /// let store = kv_layers::TwoTier::new(kv_memory::MemoryStore::new());
+    /// let store = kvkit_layers::TwoTier::new(kvkit_memory::MemoryStore::new());
     /// assert_eq!(store.cached_entries(), 0);
     /// ```
     pub fn new(remote: R) -> Self {
@@ -305,7 +305,7 @@ impl<R: KvStore> TwoTier<R> {
     /// The most entries held locally.
     ///
     /// ```
-    /// let store = kv_layers::TwoTier::new(kv_memory::MemoryStore::new()).max_entries(100);
+    /// let store = kvkit_layers::TwoTier::new(kvkit_memory::MemoryStore::new()).max_entries(100);
     /// # let _ = store;
     /// ```
     pub fn max_entries(self, entries: usize) -> Self {
@@ -318,7 +318,7 @@ impl<R: KvStore> TwoTier<R> {
     /// The most bytes (keys, values and metadata) held locally.
     ///
     /// ```
-    /// let store = kv_layers::TwoTier::new(kv_memory::MemoryStore::new()).max_bytes(1 << 20);
+    /// let store = kvkit_layers::TwoTier::new(kvkit_memory::MemoryStore::new()).max_bytes(1 << 20);
     /// # let _ = store;
     /// ```
     pub fn max_bytes(self, bytes: usize) -> Self {
@@ -330,7 +330,7 @@ impl<R: KvStore> TwoTier<R> {
     /// invalidation reaches this instance.
     ///
     /// ```
-    /// let store = kv_layers::TwoTier::new(kv_memory::MemoryStore::new())
+    /// let store = kvkit_layers::TwoTier::new(kvkit_memory::MemoryStore::new())
     ///     .max_staleness(std::time::Duration::from_millis(200));
     /// # let _ = store;
     /// ```
@@ -343,12 +343,12 @@ impl<R: KvStore> TwoTier<R> {
     /// Call within a tokio runtime (the invalidator may spawn its listener).
     ///
     /// ```
-    /// # async fn example(url: &str) -> kv_core::Result<()> {
+    /// # async fn example(url: &str) -> kvkit_core::Result<()> {
     /// # #[cfg(feature = "redis")]
     /// # {
-    /// let remote = kv_redis::RedisStore::connect(url).await?;
-    /// let invalidator = kv_layers::RedisInvalidator::connect(url, "kv:invalidate").await?;
-    /// let store = kv_layers::TwoTier::new(remote).invalidator(invalidator);
+    /// let remote = kvkit_redis::RedisStore::connect(url).await?;
+    /// let invalidator = kvkit_layers::RedisInvalidator::connect(url, "kv:invalidate").await?;
+    /// let store = kvkit_layers::TwoTier::new(remote).invalidator(invalidator);
     /// # }
     /// # Ok(()) }
     /// ```
@@ -365,7 +365,7 @@ impl<R: KvStore> TwoTier<R> {
     /// How many entries the local tier holds now.
     ///
     /// ```
-    /// let store = kv_layers::TwoTier::new(kv_memory::MemoryStore::new());
+    /// let store = kvkit_layers::TwoTier::new(kvkit_memory::MemoryStore::new());
     /// assert_eq!(store.cached_entries(), 0);
     /// ```
     pub fn cached_entries(&self) -> usize {
@@ -375,8 +375,8 @@ impl<R: KvStore> TwoTier<R> {
     /// The remote store.
     ///
     /// ```
-    /// let store = kv_layers::TwoTier::new(kv_memory::MemoryStore::new());
-    /// let _remote: &kv_memory::MemoryStore = store.remote();
+    /// let store = kvkit_layers::TwoTier::new(kvkit_memory::MemoryStore::new());
+    /// let _remote: &kvkit_memory::MemoryStore = store.remote();
     /// ```
     pub fn remote(&self) -> &R {
         &self.remote

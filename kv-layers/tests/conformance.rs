@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use kv_core::ManualClock;
-use kv_layers::{Metered, Namespaced, Observed, Resilient, RetryPolicy, Traced};
-use kv_memory::MemoryStore;
-use kv_testsuite::Harness;
+use kvkit_core::ManualClock;
+use kvkit_layers::{Metered, Namespaced, Observed, Resilient, RetryPolicy, Traced};
+use kvkit_memory::MemoryStore;
+use kvkit_testsuite::Harness;
 
 fn memory() -> (MemoryStore, ManualClock) {
     let clock = ManualClock::new();
@@ -18,7 +18,7 @@ mod namespaced {
         let (store, clock) = memory();
         Harness::manual(Namespaced::new(store, "tenant-a/"), clock)
     }
-    kv_testsuite::conformance_tests!(harness);
+    kvkit_testsuite::conformance_tests!(harness);
 }
 
 mod resilient {
@@ -30,7 +30,7 @@ mod resilient {
             .retry(RetryPolicy::new().max_attempts(3));
         Harness::manual(store, clock)
     }
-    kv_testsuite::conformance_tests!(harness);
+    kvkit_testsuite::conformance_tests!(harness);
 }
 
 mod traced_and_metered {
@@ -39,7 +39,7 @@ mod traced_and_metered {
         let (store, clock) = memory();
         Harness::manual(Traced::new(Metered::new(store)).hash_keys(true), clock)
     }
-    kv_testsuite::conformance_tests!(harness);
+    kvkit_testsuite::conformance_tests!(harness);
 }
 
 mod all_stacked {
@@ -52,7 +52,7 @@ mod all_stacked {
         ))));
         Harness::manual(store, clock)
     }
-    kv_testsuite::conformance_tests!(harness);
+    kvkit_testsuite::conformance_tests!(harness);
 }
 
 mod observed {
@@ -61,5 +61,5 @@ mod observed {
         let (store, clock) = memory();
         Harness::manual(Observed::new(store).hash_keys(true), clock)
     }
-    kv_testsuite::conformance_tests!(harness);
+    kvkit_testsuite::conformance_tests!(harness);
 }

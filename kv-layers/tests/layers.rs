@@ -7,12 +7,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use kv_core::{
+use kvkit_core::{
     Capabilities, CounterOptions, Entry, Error, KvStore, ListOptions, ListPage, PutItem,
     PutOptions, Result,
 };
-use kv_layers::{Metered, Namespaced, Observed, Resilient, RetryPolicy, Traced};
-use kv_memory::MemoryStore;
+use kvkit_layers::{Metered, Namespaced, Observed, Resilient, RetryPolicy, Traced};
+use kvkit_memory::MemoryStore;
 
 /// A store that fails its next `failures` calls with `error`, or delays each call.
 #[derive(Debug, Default)]

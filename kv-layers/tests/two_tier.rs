@@ -4,18 +4,19 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kv_core::{KvStore, PutOptions};
-use kv_layers::{Invalidation, InvalidationSink, Invalidator, RedisInvalidator, TwoTier};
-use kv_memory::MemoryStore;
-use kv_redis::RedisStore;
-use kv_testsuite::{Harness, Namespace, servers};
+use kvkit_core::{KvStore, PutOptions};
+use kvkit_layers::{Invalidation, InvalidationSink, Invalidator, RedisInvalidator, TwoTier};
+use kvkit_memory::MemoryStore;
+use kvkit_redis::RedisStore;
+use kvkit_test_servers as servers;
+use kvkit_testsuite::{Harness, Namespace};
 use tokio::time::Instant;
 
 async fn memory_harness() -> Harness {
     Harness::real_time(TwoTier::new(MemoryStore::new()).max_staleness(Duration::from_secs(5)))
 }
 
-kv_testsuite::conformance_tests!(memory_harness);
+kvkit_testsuite::conformance_tests!(memory_harness);
 
 /// Two stores on one Redis namespace, each fronted by a local tier, sharing a channel.
 async fn pair(
@@ -54,7 +55,7 @@ mod on_redis {
         Some(Harness::real_time(a))
     }
 
-    kv_testsuite::conformance_tests!(harness);
+    kvkit_testsuite::conformance_tests!(harness);
 }
 
 /// Polls `b` until it returns `want`, and returns how long that took.
@@ -164,7 +165,7 @@ struct Manual(Arc<Mutex<Option<InvalidationSink>>>);
 
 #[async_trait::async_trait]
 impl Invalidator for Manual {
-    async fn publish(&self, _keys: &[String]) -> kv_core::Result<()> {
+    async fn publish(&self, _keys: &[String]) -> kvkit_core::Result<()> {
         Ok(())
     }
     fn subscribe(&self, sink: InvalidationSink) {
@@ -229,13 +230,13 @@ struct Gated {
 #[deny(clippy::missing_trait_methods)]
 #[async_trait::async_trait]
 impl KvStore for Gated {
-    fn capabilities(&self) -> &kv_core::Capabilities {
+    fn capabilities(&self) -> &kvkit_core::Capabilities {
         self.inner.capabilities()
     }
-    async fn get(&self, key: &str) -> kv_core::Result<Option<bytes::Bytes>> {
+    async fn get(&self, key: &str) -> kvkit_core::Result<Option<bytes::Bytes>> {
         self.inner.get(key).await
     }
-    async fn get_with_metadata(&self, key: &str) -> kv_core::Result<Option<kv_core::Entry>> {
+    async fn get_with_metadata(&self, key: &str) -> kvkit_core::Result<Option<kvkit_core::Entry>> {
         let entry = self.inner.get_with_metadata(key).await;
         if self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
             self.read.notify_one();
@@ -248,7 +249,7 @@ impl KvStore for Gated {
         key: &str,
         value: bytes::Bytes,
         options: PutOptions,
-    ) -> kv_core::Result<()> {
+    ) -> kvkit_core::Result<()> {
         self.inner.put(key, value, options).await
     }
     async fn put_if_absent(
@@ -256,30 +257,33 @@ impl KvStore for Gated {
         key: &str,
         value: bytes::Bytes,
         options: PutOptions,
-    ) -> kv_core::Result<bool> {
+    ) -> kvkit_core::Result<bool> {
         self.inner.put_if_absent(key, value, options).await
     }
-    async fn delete(&self, key: &str) -> kv_core::Result<()> {
+    async fn delete(&self, key: &str) -> kvkit_core::Result<()> {
         self.inner.delete(key).await
     }
-    async fn list(&self, options: kv_core::ListOptions) -> kv_core::Result<kv_core::ListPage> {
+    async fn list(
+        &self,
+        options: kvkit_core::ListOptions,
+    ) -> kvkit_core::Result<kvkit_core::ListPage> {
         self.inner.list(options).await
     }
-    async fn get_many(&self, keys: &[String]) -> kv_core::Result<Vec<Option<bytes::Bytes>>> {
+    async fn get_many(&self, keys: &[String]) -> kvkit_core::Result<Vec<Option<bytes::Bytes>>> {
         self.inner.get_many(keys).await
     }
-    async fn put_many(&self, items: Vec<kv_core::PutItem>) -> kv_core::Result<()> {
+    async fn put_many(&self, items: Vec<kvkit_core::PutItem>) -> kvkit_core::Result<()> {
         self.inner.put_many(items).await
     }
-    async fn delete_many(&self, keys: &[String]) -> kv_core::Result<()> {
+    async fn delete_many(&self, keys: &[String]) -> kvkit_core::Result<()> {
         self.inner.delete_many(keys).await
     }
     async fn increment(
         &self,
         key: &str,
         delta: i64,
-        options: kv_core::CounterOptions,
-    ) -> kv_core::Result<i64> {
+        options: kvkit_core::CounterOptions,
+    ) -> kvkit_core::Result<i64> {
         self.inner.increment(key, delta, options).await
     }
 }

@@ -1,4 +1,4 @@
-//! The embedded backend of `kv`: a concurrent in-memory [`KvStore`] that keeps the whole contract,
+//! The embedded backend of `kvkit`: a concurrent in-memory [`KvStore`] that keeps the whole contract,
 //! for single-process services and for unit tests of code that runs on Redis or Cloudflare in
 //! production.
 //!
@@ -21,10 +21,10 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use kv_core::{KvStore, KvStoreExt, ManualClock, PutOptions};
-//! use kv_memory::MemoryStore;
+//! use kvkit_core::{KvStore, KvStoreExt, ManualClock, PutOptions};
+//! use kvkit_memory::MemoryStore;
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> kv_core::Result<()> {
+//! # async fn main() -> kvkit_core::Result<()> {
 //! let clock = ManualClock::new();
 //! let store = MemoryStore::builder().clock(clock.clone()).build();
 //! store.put_with_ttl("session", "data", Duration::from_secs(30)).await?;
@@ -43,14 +43,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry as MapEntry;
-use kv_core::{
+use kvkit_core::{
     Capabilities, Clock, CounterOptions, Entry, KeyInfo, KvStore, ListOptions, ListPage, PutItem,
     PutOptions, Result, SystemClock, add_to_counter, cursor, expires_at_ms, stable_hash,
 };
 use serde_json::Value;
 
 #[cfg(doc)]
-use kv_core::ManualClock;
+use kvkit_core::ManualClock;
 
 mod index;
 
@@ -131,10 +131,10 @@ struct Inner {
 /// The in-memory store. Cheap to clone: clones share the same data.
 ///
 /// ```
-/// use kv_core::{KvStore, PutOptions};
+/// use kvkit_core::{KvStore, PutOptions};
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> kv_core::Result<()> {
-/// let store = kv_memory::MemoryStore::new();
+/// # async fn main() -> kvkit_core::Result<()> {
+/// let store = kvkit_memory::MemoryStore::new();
 /// let other = store.clone();
 /// store.put("k", "v".into(), PutOptions::new()).await?;
 /// assert!(other.get("k").await?.is_some());
@@ -159,13 +159,13 @@ impl fmt::Debug for MemoryStore {
 ///
 /// ```
 /// use std::time::Duration;
-/// use kv_core::ManualClock;
-/// let store = kv_memory::MemoryStore::builder()
+/// use kvkit_core::ManualClock;
+/// let store = kvkit_memory::MemoryStore::builder()
 ///     .cloudflare_limits()
 ///     .clock(ManualClock::new())
 ///     .reap_interval(Duration::from_millis(500))
 ///     .build();
-/// assert_eq!(kv_core::KvStore::capabilities(&store).max_key_bytes, 512);
+/// assert_eq!(kvkit_core::KvStore::capabilities(&store).max_key_bytes, 512);
 /// ```
 #[derive(Debug)]
 pub struct MemoryBuilder {
@@ -190,10 +190,10 @@ impl MemoryBuilder {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use kv_core::{Error, KvStoreExt};
+    /// use kvkit_core::{Error, KvStoreExt};
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// let store = kv_memory::MemoryStore::builder().cloudflare_limits().build();
+    /// let store = kvkit_memory::MemoryStore::builder().cloudflare_limits().build();
     /// let err = store.put_with_ttl("k", "v", Duration::from_secs(10)).await.unwrap_err();
     /// assert!(matches!(err, Error::TtlTooShort { .. }));
     /// # }
@@ -206,9 +206,9 @@ impl MemoryBuilder {
     /// Uses custom limits (the backend name is kept as `"memory"`).
     ///
     /// ```
-    /// let caps = kv_core::Capabilities::new("memory").with_max_value_bytes(1024);
-    /// let store = kv_memory::MemoryStore::builder().capabilities(caps).build();
-    /// assert_eq!(kv_core::KvStore::capabilities(&store).max_value_bytes, 1024);
+    /// let caps = kvkit_core::Capabilities::new("memory").with_max_value_bytes(1024);
+    /// let store = kvkit_memory::MemoryStore::builder().capabilities(caps).build();
+    /// assert_eq!(kvkit_core::KvStore::capabilities(&store).max_value_bytes, 1024);
     /// ```
     pub fn capabilities(mut self, caps: Capabilities) -> Self {
         self.caps = caps;
@@ -219,7 +219,7 @@ impl MemoryBuilder {
     /// Reads time from `clock` instead of the system clock.
     ///
     /// ```
-    /// let store = kv_memory::MemoryStore::builder().clock(kv_core::ManualClock::at(0)).build();
+    /// let store = kvkit_memory::MemoryStore::builder().clock(kvkit_core::ManualClock::at(0)).build();
     /// # let _ = store;
     /// ```
     pub fn clock(mut self, clock: impl Clock) -> Self {
@@ -231,7 +231,7 @@ impl MemoryBuilder {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let store = kv_memory::MemoryStore::builder().reap_interval(Duration::from_millis(100)).build();
+    /// let store = kvkit_memory::MemoryStore::builder().reap_interval(Duration::from_millis(100)).build();
     /// # let _ = store;
     /// ```
     pub fn reap_interval(mut self, interval: Duration) -> Self {
@@ -242,7 +242,7 @@ impl MemoryBuilder {
     /// Builds the store and starts its background reclamation.
     ///
     /// ```
-    /// let store = kv_memory::MemoryStore::builder().build();
+    /// let store = kvkit_memory::MemoryStore::builder().build();
     /// assert_eq!(store.stored_entries(), 0);
     /// ```
     pub fn build(self) -> MemoryStore {
@@ -536,8 +536,8 @@ impl MemoryStore {
     /// A store with generous limits, the system clock and background reclamation every second.
     ///
     /// ```
-    /// let store = kv_memory::MemoryStore::new();
-    /// assert_eq!(kv_core::KvStore::capabilities(&store).backend, "memory");
+    /// let store = kvkit_memory::MemoryStore::new();
+    /// assert_eq!(kvkit_core::KvStore::capabilities(&store).backend, "memory");
     /// ```
     pub fn new() -> Self {
         Self::builder().build()
@@ -546,7 +546,7 @@ impl MemoryStore {
     /// Starts configuring a store.
     ///
     /// ```
-    /// let store = kv_memory::MemoryStore::builder().cloudflare_limits().build();
+    /// let store = kvkit_memory::MemoryStore::builder().cloudflare_limits().build();
     /// # let _ = store;
     /// ```
     pub fn builder() -> MemoryBuilder {
@@ -556,10 +556,10 @@ impl MemoryStore {
     /// How many entries are held in memory, including expired ones not yet reclaimed.
     ///
     /// ```
-    /// use kv_core::{KvStore, PutOptions};
+    /// use kvkit_core::{KvStore, PutOptions};
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> kv_core::Result<()> {
-    /// let store = kv_memory::MemoryStore::new();
+    /// # async fn main() -> kvkit_core::Result<()> {
+    /// let store = kvkit_memory::MemoryStore::new();
     /// store.put("k", "v".into(), PutOptions::new()).await?;
     /// assert_eq!(store.stored_entries(), 1);
     /// # Ok(()) }
@@ -573,11 +573,11 @@ impl MemoryStore {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use kv_core::{KvStoreExt, ManualClock};
+    /// use kvkit_core::{KvStoreExt, ManualClock};
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> kv_core::Result<()> {
+    /// # async fn main() -> kvkit_core::Result<()> {
     /// let clock = ManualClock::new();
-    /// let store = kv_memory::MemoryStore::builder().clock(clock.clone()).build();
+    /// let store = kvkit_memory::MemoryStore::builder().clock(clock.clone()).build();
     /// store.put_with_ttl("k", "v", Duration::from_secs(1)).await?;
     /// clock.advance(Duration::from_secs(2));
     /// assert_eq!(store.purge_expired(), 1);

@@ -1,23 +1,23 @@
 //! The conformance suite on the memory backend: with a manual clock, with the system clock, and
 //! with Cloudflare's limits.
 
-use kv_core::ManualClock;
-use kv_memory::MemoryStore;
-use kv_testsuite::Harness;
+use kvkit_core::ManualClock;
+use kvkit_memory::MemoryStore;
+use kvkit_testsuite::Harness;
 
 async fn manual_clock() -> Harness {
     let clock = ManualClock::new();
     Harness::manual(MemoryStore::builder().clock(clock.clone()).build(), clock)
 }
 
-kv_testsuite::conformance_tests!(manual_clock);
+kvkit_testsuite::conformance_tests!(manual_clock);
 
 mod system_clock {
-    async fn harness() -> kv_testsuite::Harness {
-        kv_testsuite::Harness::real_time(kv_memory::MemoryStore::new())
+    async fn harness() -> kvkit_testsuite::Harness {
+        kvkit_testsuite::Harness::real_time(kvkit_memory::MemoryStore::new())
     }
 
-    kv_testsuite::conformance_tests!(harness);
+    kvkit_testsuite::conformance_tests!(harness);
 }
 
 mod cloudflare_limits {
@@ -32,7 +32,7 @@ mod cloudflare_limits {
         Harness::manual(store, clock)
     }
 
-    kv_testsuite::conformance_tests!(harness);
+    kvkit_testsuite::conformance_tests!(harness);
 }
 
 mod small_limits {
@@ -40,7 +40,7 @@ mod small_limits {
 
     /// Limits small enough that the property test often goes over them.
     async fn harness() -> Harness {
-        let caps = kv_core::Capabilities::new("memory")
+        let caps = kvkit_core::Capabilities::new("memory")
             .with_max_key_bytes(64)
             .with_max_value_bytes(32)
             .with_max_metadata_bytes(24);
@@ -54,6 +54,6 @@ mod small_limits {
 
     #[test]
     fn model_based_random_operations() {
-        kv_testsuite::model::run(harness);
+        kvkit_testsuite::model::run(harness);
     }
 }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
-use kv_core::{CounterOptions, KvStore, KvStoreExt, ManualClock, PutItem, PutOptions};
-use kv_memory::MemoryStore;
+use kvkit_core::{CounterOptions, KvStore, KvStoreExt, ManualClock, PutItem, PutOptions};
+use kvkit_memory::MemoryStore;
 
 fn store_with_clock() -> (MemoryStore, ManualClock) {
     let clock = ManualClock::new();
@@ -196,7 +196,7 @@ fn a_key_visible_to_get_is_visible_to_list() {
         while runtime.block_on(store.get(&key)).unwrap().is_none() {
             std::hint::spin_loop();
         }
-        let listing = kv_core::ListOptions::new().prefix(format!("p{i}/"));
+        let listing = kvkit_core::ListOptions::new().prefix(format!("p{i}/"));
         if runtime
             .block_on(store.list(listing))
             .unwrap()

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use kv_core::{Bytes, Clock, Error, KvStore, PutOptions, SystemClock};
+use kvkit_core::{Bytes, Clock, Error, KvStore, PutOptions, SystemClock};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
@@ -24,7 +24,7 @@ const LEASE_PREFIX: &str = "cache-lease:";
 ///
 /// ```
 /// use std::time::Duration;
-/// let options = kv_patterns::CacheOptions::new(Duration::from_secs(300))
+/// let options = kvkit_patterns::CacheOptions::new(Duration::from_secs(300))
 ///     .stale_while_revalidate(Duration::from_secs(60))
 ///     .negative_ttl(Duration::from_secs(30));
 /// assert_eq!(options.ttl(), Duration::from_secs(300));
@@ -41,7 +41,7 @@ impl CacheOptions {
     /// negative caching.
     ///
     /// ```
-    /// let options = kv_patterns::CacheOptions::new(std::time::Duration::from_secs(60));
+    /// let options = kvkit_patterns::CacheOptions::new(std::time::Duration::from_secs(60));
     /// assert_eq!(options.stale_period(), std::time::Duration::ZERO);
     /// ```
     pub fn new(ttl: Duration) -> Self {
@@ -57,7 +57,7 @@ impl CacheOptions {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let options = kv_patterns::CacheOptions::new(Duration::from_secs(60))
+    /// let options = kvkit_patterns::CacheOptions::new(Duration::from_secs(60))
     ///     .stale_while_revalidate(Duration::from_secs(10));
     /// assert_eq!(options.stale_period(), Duration::from_secs(10));
     /// ```
@@ -71,7 +71,7 @@ impl CacheOptions {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let options = kv_patterns::CacheOptions::new(Duration::from_secs(60))
+    /// let options = kvkit_patterns::CacheOptions::new(Duration::from_secs(60))
     ///     .negative_ttl(Duration::from_secs(5));
     /// assert_eq!(options.negative(), Some(Duration::from_secs(5)));
     /// ```
@@ -83,7 +83,7 @@ impl CacheOptions {
     /// How long an entry is fresh.
     ///
     /// ```
-    /// let options = kv_patterns::CacheOptions::new(std::time::Duration::from_secs(5));
+    /// let options = kvkit_patterns::CacheOptions::new(std::time::Duration::from_secs(5));
     /// assert_eq!(options.ttl().as_secs(), 5);
     /// ```
     pub fn ttl(&self) -> Duration {
@@ -93,7 +93,7 @@ impl CacheOptions {
     /// How long an entry is served stale after its `ttl`.
     ///
     /// ```
-    /// let options = kv_patterns::CacheOptions::new(std::time::Duration::from_secs(5));
+    /// let options = kvkit_patterns::CacheOptions::new(std::time::Duration::from_secs(5));
     /// assert!(options.stale_period().is_zero());
     /// ```
     pub fn stale_period(&self) -> Duration {
@@ -103,7 +103,7 @@ impl CacheOptions {
     /// How long "not found" is remembered, if at all.
     ///
     /// ```
-    /// let options = kv_patterns::CacheOptions::new(std::time::Duration::from_secs(5));
+    /// let options = kvkit_patterns::CacheOptions::new(std::time::Duration::from_secs(5));
     /// assert_eq!(options.negative(), None);
     /// ```
     pub fn negative(&self) -> Option<Duration> {
@@ -114,7 +114,7 @@ impl CacheOptions {
 /// Where a value came from.
 ///
 /// ```
-/// assert_eq!(kv_patterns::CacheStatus::Stale.as_str(), "STALE");
+/// assert_eq!(kvkit_patterns::CacheStatus::Stale.as_str(), "STALE");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CacheStatus {
@@ -130,7 +130,7 @@ impl CacheStatus {
     /// `"HIT"`, `"STALE"` or `"MISS"`, as an `X-Cache` header says it.
     ///
     /// ```
-    /// assert_eq!(kv_patterns::CacheStatus::Hit.as_str(), "HIT");
+    /// assert_eq!(kvkit_patterns::CacheStatus::Hit.as_str(), "HIT");
     /// ```
     pub fn as_str(self) -> &'static str {
         match self {
@@ -150,7 +150,7 @@ impl Display for CacheStatus {
 /// A value and where it came from.
 ///
 /// ```
-/// let cached = kv_patterns::Cached { value: 7, status: kv_patterns::CacheStatus::Miss };
+/// let cached = kvkit_patterns::Cached { value: 7, status: kvkit_patterns::CacheStatus::Miss };
 /// assert_eq!(cached.value, 7);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,8 +165,8 @@ pub struct Cached<T> {
 /// fetcher when the store cannot be read or written, and logs it.
 ///
 /// ```
-/// let err: kv_patterns::CacheError<std::io::Error> =
-///     kv_patterns::CacheError::Fetch(std::sync::Arc::new(std::io::Error::other("db down")));
+/// let err: kvkit_patterns::CacheError<std::io::Error> =
+///     kvkit_patterns::CacheError::Fetch(std::sync::Arc::new(std::io::Error::other("db down")));
 /// assert_eq!(err.to_string(), "fetching the value failed: db down");
 /// ```
 #[derive(Debug)]
@@ -257,10 +257,10 @@ type Flight<E> = OnceCell<FlightResult<E>>;
 ///
 /// ```
 /// use std::time::Duration;
-/// use kv_patterns::{Cache, CacheOptions, CacheStatus};
+/// use kvkit_patterns::{Cache, CacheOptions, CacheStatus};
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let cache = Cache::new(kv_memory::MemoryStore::new());
+/// let cache = Cache::new(kvkit_memory::MemoryStore::new());
 /// let options = CacheOptions::new(Duration::from_secs(300));
 /// let fetch = || async { Ok::<_, std::io::Error>(vec!["a".to_owned(), "b".to_owned()]) };
 ///
@@ -306,8 +306,8 @@ impl<S: Debug> Debug for Cache<S> {
 ///
 /// ```
 /// use std::time::Duration;
-/// let cache = kv_patterns::Cache::builder(kv_memory::MemoryStore::new())
-///     .clock(kv_core::ManualClock::new())
+/// let cache = kvkit_patterns::Cache::builder(kvkit_memory::MemoryStore::new())
+///     .clock(kvkit_core::ManualClock::new())
 ///     .lease_ttl(Duration::from_secs(10))
 ///     .build();
 /// # let _ = cache;
@@ -324,8 +324,8 @@ impl<S: KvStore> CacheBuilder<S> {
     /// Reads time from `clock` (the default is the system clock).
     ///
     /// ```
-    /// let builder = kv_patterns::Cache::builder(kv_memory::MemoryStore::new())
-    ///     .clock(kv_core::ManualClock::new());
+    /// let builder = kvkit_patterns::Cache::builder(kvkit_memory::MemoryStore::new())
+    ///     .clock(kvkit_core::ManualClock::new());
     /// # let _ = builder;
     /// ```
     pub fn clock(mut self, clock: impl Clock) -> Self {
@@ -338,8 +338,8 @@ impl<S: KvStore> CacheBuilder<S> {
     /// the invocation's `wait_until` so a refresh outlives the response).
     ///
     /// ```
-    /// let builder = kv_patterns::Cache::builder(kv_memory::MemoryStore::new())
-    ///     .spawner(kv_patterns::TokioSpawner);
+    /// let builder = kvkit_patterns::Cache::builder(kvkit_memory::MemoryStore::new())
+    ///     .spawner(kvkit_patterns::TokioSpawner);
     /// # let _ = builder;
     /// ```
     pub fn spawner(mut self, spawner: impl Spawn) -> Self {
@@ -351,7 +351,7 @@ impl<S: KvStore> CacheBuilder<S> {
     /// the backend's minimum TTL). The lease is released as soon as the refresh ends.
     ///
     /// ```
-    /// let builder = kv_patterns::Cache::builder(kv_memory::MemoryStore::new())
+    /// let builder = kvkit_patterns::Cache::builder(kvkit_memory::MemoryStore::new())
     ///     .lease_ttl(std::time::Duration::from_secs(5));
     /// # let _ = builder;
     /// ```
@@ -363,7 +363,7 @@ impl<S: KvStore> CacheBuilder<S> {
     /// Builds the cache.
     ///
     /// ```
-    /// let cache = kv_patterns::Cache::builder(kv_memory::MemoryStore::new()).build();
+    /// let cache = kvkit_patterns::Cache::builder(kvkit_memory::MemoryStore::new()).build();
     /// # let _ = cache;
     /// ```
     pub fn build(self) -> Cache<S> {
@@ -406,7 +406,7 @@ impl<S: KvStore> Cache<S> {
     /// A cache over `store` with the system clock and the default spawner.
     ///
     /// ```
-    /// let cache = kv_patterns::Cache::new(kv_memory::MemoryStore::new());
+    /// let cache = kvkit_patterns::Cache::new(kvkit_memory::MemoryStore::new());
     /// # let _ = cache;
     /// ```
     pub fn new(store: S) -> Self {
@@ -416,7 +416,7 @@ impl<S: KvStore> Cache<S> {
     /// A builder for a cache over `store`.
     ///
     /// ```
-    /// let cache = kv_patterns::Cache::builder(kv_memory::MemoryStore::new()).build();
+    /// let cache = kvkit_patterns::Cache::builder(kvkit_memory::MemoryStore::new()).build();
     /// # let _ = cache;
     /// ```
     pub fn builder(store: S) -> CacheBuilder<S> {
@@ -431,8 +431,8 @@ impl<S: KvStore> Cache<S> {
     /// The store under the cache.
     ///
     /// ```
-    /// let cache = kv_patterns::Cache::new(kv_memory::MemoryStore::new());
-    /// assert_eq!(kv_core::KvStore::capabilities(cache.store()).backend, "memory");
+    /// let cache = kvkit_patterns::Cache::new(kvkit_memory::MemoryStore::new());
+    /// assert_eq!(kvkit_core::KvStore::capabilities(cache.store()).backend, "memory");
     /// ```
     pub fn store(&self) -> &S {
         &self.inner.store
@@ -444,8 +444,8 @@ impl<S: KvStore> Cache<S> {
     /// use std::time::Duration;
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let cache = kv_patterns::Cache::new(kv_memory::MemoryStore::new());
-    /// let options = kv_patterns::CacheOptions::new(Duration::from_secs(60));
+    /// let cache = kvkit_patterns::Cache::new(kvkit_memory::MemoryStore::new());
+    /// let options = kvkit_patterns::CacheOptions::new(Duration::from_secs(60));
     /// let n: u64 = cache.cached("answer", &options, || async { Ok::<_, std::io::Error>(42) }).await?;
     /// assert_eq!(n, 42);
     /// # Ok(()) }
@@ -472,11 +472,11 @@ impl<S: KvStore> Cache<S> {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use kv_patterns::CacheStatus;
+    /// use kvkit_patterns::CacheStatus;
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let cache = kv_patterns::Cache::new(kv_memory::MemoryStore::new());
-    /// let options = kv_patterns::CacheOptions::new(Duration::from_secs(60));
+    /// let cache = kvkit_patterns::Cache::new(kvkit_memory::MemoryStore::new());
+    /// let options = kvkit_patterns::CacheOptions::new(Duration::from_secs(60));
     /// let fetch = || async { Ok::<_, std::io::Error>("v".to_owned()) };
     /// assert_eq!(cache.get_or_fetch("k", &options, fetch).await?.status, CacheStatus::Miss);
     /// assert_eq!(cache.get_or_fetch("k", &options, fetch).await?.status, CacheStatus::Hit);
@@ -504,11 +504,11 @@ impl<S: KvStore> Cache<S> {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use kv_patterns::CacheStatus;
+    /// use kvkit_patterns::CacheStatus;
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let cache = kv_patterns::Cache::new(kv_memory::MemoryStore::new());
-    /// let options = kv_patterns::CacheOptions::new(Duration::from_secs(60)).negative_ttl(Duration::from_secs(10));
+    /// let cache = kvkit_patterns::Cache::new(kvkit_memory::MemoryStore::new());
+    /// let options = kvkit_patterns::CacheOptions::new(Duration::from_secs(60)).negative_ttl(Duration::from_secs(10));
     /// let lookup = || async { Ok::<Option<String>, std::io::Error>(None) };
     /// assert_eq!(cache.get_or_fetch_optional("user:9", &options, lookup).await?.status, CacheStatus::Miss);
     /// let again = cache.get_or_fetch_optional("user:9", &options, lookup).await?;
@@ -537,15 +537,15 @@ impl<S: KvStore> Cache<S> {
     /// use std::time::Duration;
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let cache = kv_patterns::Cache::new(kv_memory::MemoryStore::new());
-    /// let options = kv_patterns::CacheOptions::new(Duration::from_secs(60));
+    /// let cache = kvkit_patterns::Cache::new(kvkit_memory::MemoryStore::new());
+    /// let options = kvkit_patterns::CacheOptions::new(Duration::from_secs(60));
     /// cache.cached("k", &options, || async { Ok::<_, std::io::Error>(1) }).await?;
     /// cache.invalidate("k").await?;
     /// let n: i32 = cache.cached("k", &options, || async { Ok::<_, std::io::Error>(2) }).await?;
     /// assert_eq!(n, 2);
     /// # Ok(()) }
     /// ```
-    pub async fn invalidate(&self, key: &str) -> kv_core::Result<()> {
+    pub async fn invalidate(&self, key: &str) -> kvkit_core::Result<()> {
         self.inner.store.delete(&entry_key(key)).await
     }
 
@@ -728,7 +728,7 @@ impl<S: KvStore> Cache<S> {
                         }
                     }
                     Err(error) => tracing::warn!(
-                        target: "kv::cache",
+                        target: "kvkit::cache",
                         key = cache_key,
                         %error,
                         "background refresh failed; the stale value stays until it expires"
@@ -736,11 +736,11 @@ impl<S: KvStore> Cache<S> {
                 }
             }
             if let Err(error) = this.inner.store.delete(&lease_key).await {
-                tracing::warn!(target: "kv::cache", key = cache_key, %error, "could not release the refresh lease");
+                tracing::warn!(target: "kvkit::cache", key = cache_key, %error, "could not release the refresh lease");
             }
         });
         if !self.inner.spawner.spawn(task) {
-            tracing::debug!(target: "kv::cache", "no spawner available: stale entry served without a refresh");
+            tracing::debug!(target: "kvkit::cache", "no spawner available: stale entry served without a refresh");
         }
     }
 
@@ -759,7 +759,7 @@ impl<S: KvStore> Cache<S> {
         {
             Ok(taken) => taken,
             Err(error) => {
-                tracing::warn!(target: "kv::cache", %error, "could not take the refresh lease; refreshing anyway");
+                tracing::warn!(target: "kvkit::cache", %error, "could not take the refresh lease; refreshing anyway");
                 true
             }
         }
@@ -770,7 +770,7 @@ impl<S: KvStore> Cache<S> {
         let raw = match self.inner.store.get(cache_key).await {
             Ok(raw) => raw?,
             Err(error) => {
-                tracing::warn!(target: "kv::cache", key = cache_key, %error, "cache read failed; fetching");
+                tracing::warn!(target: "kvkit::cache", key = cache_key, %error, "cache read failed; fetching");
                 return None;
             }
         };
@@ -781,7 +781,7 @@ impl<S: KvStore> Cache<S> {
                 raw,
             }),
             Err(error) => {
-                tracing::debug!(target: "kv::cache", key = cache_key, %error, "cache entry did not decode; treating it as a miss");
+                tracing::debug!(target: "kvkit::cache", key = cache_key, %error, "cache entry did not decode; treating it as a miss");
                 None
             }
         }
@@ -808,7 +808,7 @@ impl<S: KvStore> Cache<S> {
         match serde_json::to_vec(&envelope) {
             Ok(raw) => Some((Bytes::from(raw), lifetime)),
             Err(error) => {
-                tracing::warn!(target: "kv::cache", key = cache_key, %error, "value did not encode as JSON; not cached");
+                tracing::warn!(target: "kvkit::cache", key = cache_key, %error, "value did not encode as JSON; not cached");
                 None
             }
         }
@@ -822,7 +822,7 @@ impl<S: KvStore> Cache<S> {
         };
         let put = PutOptions::new().ttl(self.storage_ttl(lifetime));
         if let Err(error) = self.inner.store.put(cache_key, raw, put).await {
-            tracing::warn!(target: "kv::cache", key = cache_key, %error, "cache write failed; serving the fetched value uncached");
+            tracing::warn!(target: "kvkit::cache", key = cache_key, %error, "cache write failed; serving the fetched value uncached");
         }
     }
 

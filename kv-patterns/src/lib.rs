@@ -1,4 +1,4 @@
-//! The patterns people build on a key-value store, over any [`KvStore`](kv_core::KvStore): a read-through
+//! The patterns people build on a key-value store, over any [`KvStore`](kvkit_core::KvStore): a read-through
 //! [`Cache`] with stale-while-revalidate, a [`SessionManager`], and a [`RateLimiter`].
 //!
 //! They start from the TypeScript patterns for Cloudflare Workers KV that this project grew
@@ -17,15 +17,15 @@
 //! | `session:{id}` | the session as JSON (`{"userId", "email", "role", "createdAt"}` for [`Session`]) | [`SessionManager`] |
 //! | `ratelimit:{identifier}:{windowStart}` | the count as a decimal string | [`RateLimiter`] |
 //!
-//! Time comes from an injectable [`Clock`](kv_core::Clock), so tests move a
-//! [`ManualClock`](kv_core::ManualClock) instead of sleeping.
+//! Time comes from an injectable [`Clock`](kvkit_core::Clock), so tests move a
+//! [`ManualClock`](kvkit_core::ManualClock) instead of sleeping.
 //!
 //! ```
 //! use std::time::Duration;
-//! use kv_patterns::{Cache, CacheOptions, RateLimiter, SessionManager};
+//! use kvkit_patterns::{Cache, CacheOptions, RateLimiter, SessionManager};
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let store = std::sync::Arc::new(kv_memory::MemoryStore::new());
+//! let store = std::sync::Arc::new(kvkit_memory::MemoryStore::new());
 //!
 //! let cache = Cache::new(store.clone());
 //! let options = CacheOptions::new(Duration::from_secs(300)).stale_while_revalidate(Duration::from_secs(60));

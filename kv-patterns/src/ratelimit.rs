@@ -4,7 +4,7 @@ use std::fmt::{self, Debug};
 use std::sync::Arc;
 use std::time::Duration;
 
-use kv_core::{Clock, CounterOptions, KvStore, SystemClock, parse_counter};
+use kvkit_core::{Clock, CounterOptions, KvStore, SystemClock, parse_counter};
 
 /// The prefix of every counter's key, as in the TypeScript pattern.
 const PREFIX: &str = "ratelimit:";
@@ -12,7 +12,7 @@ const PREFIX: &str = "ratelimit:";
 /// How requests are counted.
 ///
 /// ```
-/// assert_ne!(kv_patterns::Window::Fixed, kv_patterns::Window::Sliding);
+/// assert_ne!(kvkit_patterns::Window::Fixed, kvkit_patterns::Window::Sliding);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Window {
@@ -30,7 +30,7 @@ pub enum Window {
 ///
 /// ```
 /// use std::time::Duration;
-/// let r = kv_patterns::RateLimit { allowed: true, limit: 10, remaining: 9, reset_at: 60, reset_after: Duration::from_secs(30) };
+/// let r = kvkit_patterns::RateLimit { allowed: true, limit: 10, remaining: 9, reset_at: 60, reset_after: Duration::from_secs(30) };
 /// assert_eq!(r.retry_after(30), Duration::from_secs(30));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +52,7 @@ impl RateLimit {
     /// How long from `now_secs` until the window resets (for a `Retry-After` header).
     ///
     /// ```
-    /// let r = kv_patterns::RateLimit { allowed: false, limit: 10, remaining: 0, reset_at: 100, reset_after: std::time::Duration::ZERO };
+    /// let r = kvkit_patterns::RateLimit { allowed: false, limit: 10, remaining: 0, reset_at: 100, reset_after: std::time::Duration::ZERO };
     /// assert_eq!(r.retry_after(160).as_secs(), 0);
     /// ```
     pub fn retry_after(&self, now_secs: u64) -> Duration {
@@ -80,8 +80,8 @@ impl RateLimit {
 /// ```
 /// use std::time::Duration;
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> kv_core::Result<()> {
-/// let limiter = kv_patterns::RateLimiter::fixed_window(kv_memory::MemoryStore::new(), 2, Duration::from_secs(60));
+/// # async fn main() -> kvkit_core::Result<()> {
+/// let limiter = kvkit_patterns::RateLimiter::fixed_window(kvkit_memory::MemoryStore::new(), 2, Duration::from_secs(60));
 /// assert!(limiter.check("10.0.0.1").await?.allowed);
 /// assert!(limiter.check("10.0.0.1").await?.allowed);
 /// let third = limiter.check("10.0.0.1").await?;
@@ -125,9 +125,9 @@ impl<S: Debug> Debug for RateLimiter<S> {
 ///
 /// ```
 /// use std::time::Duration;
-/// let limiter = kv_patterns::RateLimiter::builder(kv_memory::MemoryStore::new(), 100, Duration::from_secs(60))
-///     .window(kv_patterns::Window::Sliding)
-///     .clock(kv_core::ManualClock::new())
+/// let limiter = kvkit_patterns::RateLimiter::builder(kvkit_memory::MemoryStore::new(), 100, Duration::from_secs(60))
+///     .window(kvkit_patterns::Window::Sliding)
+///     .clock(kvkit_core::ManualClock::new())
 ///     .build();
 /// assert_eq!(limiter.limit(), 100);
 /// ```
@@ -140,8 +140,8 @@ impl<S: KvStore> RateLimiterBuilder<S> {
     /// Fixed (the default) or sliding window.
     ///
     /// ```
-    /// let b = kv_patterns::RateLimiter::builder(kv_memory::MemoryStore::new(), 1, std::time::Duration::from_secs(1))
-    ///     .window(kv_patterns::Window::Fixed);
+    /// let b = kvkit_patterns::RateLimiter::builder(kvkit_memory::MemoryStore::new(), 1, std::time::Duration::from_secs(1))
+    ///     .window(kvkit_patterns::Window::Fixed);
     /// # let _ = b;
     /// ```
     pub fn window(mut self, window: Window) -> Self {
@@ -152,8 +152,8 @@ impl<S: KvStore> RateLimiterBuilder<S> {
     /// Reads time from `clock` (the default is the system clock).
     ///
     /// ```
-    /// let b = kv_patterns::RateLimiter::builder(kv_memory::MemoryStore::new(), 1, std::time::Duration::from_secs(1))
-    ///     .clock(kv_core::ManualClock::new());
+    /// let b = kvkit_patterns::RateLimiter::builder(kvkit_memory::MemoryStore::new(), 1, std::time::Duration::from_secs(1))
+    ///     .clock(kvkit_core::ManualClock::new());
     /// # let _ = b;
     /// ```
     pub fn clock(mut self, clock: impl Clock) -> Self {
@@ -164,7 +164,7 @@ impl<S: KvStore> RateLimiterBuilder<S> {
     /// Builds the limiter.
     ///
     /// ```
-    /// let limiter = kv_patterns::RateLimiter::builder(kv_memory::MemoryStore::new(), 1, std::time::Duration::from_secs(1)).build();
+    /// let limiter = kvkit_patterns::RateLimiter::builder(kvkit_memory::MemoryStore::new(), 1, std::time::Duration::from_secs(1)).build();
     /// # let _ = limiter;
     /// ```
     pub fn build(self) -> RateLimiter<S> {
@@ -177,7 +177,7 @@ impl<S: KvStore> RateLimiter<S> {
     /// TypeScript pattern.
     ///
     /// ```
-    /// let limiter = kv_patterns::RateLimiter::fixed_window(kv_memory::MemoryStore::new(), 100, std::time::Duration::from_secs(60));
+    /// let limiter = kvkit_patterns::RateLimiter::fixed_window(kvkit_memory::MemoryStore::new(), 100, std::time::Duration::from_secs(60));
     /// assert_eq!(limiter.window_length(), std::time::Duration::from_secs(60));
     /// ```
     pub fn fixed_window(store: S, limit: u64, window: Duration) -> Self {
@@ -187,8 +187,8 @@ impl<S: KvStore> RateLimiter<S> {
     /// `limit` requests per sliding `window` (rounded up to whole seconds, at least one).
     ///
     /// ```
-    /// let limiter = kv_patterns::RateLimiter::sliding_window(kv_memory::MemoryStore::new(), 100, std::time::Duration::from_secs(60));
-    /// assert_eq!(limiter.window_kind(), kv_patterns::Window::Sliding);
+    /// let limiter = kvkit_patterns::RateLimiter::sliding_window(kvkit_memory::MemoryStore::new(), 100, std::time::Duration::from_secs(60));
+    /// assert_eq!(limiter.window_kind(), kvkit_patterns::Window::Sliding);
     /// ```
     pub fn sliding_window(store: S, limit: u64, window: Duration) -> Self {
         Self::builder(store, limit, window)
@@ -199,7 +199,7 @@ impl<S: KvStore> RateLimiter<S> {
     /// A builder for a limiter of `limit` requests per `window`.
     ///
     /// ```
-    /// let limiter = kv_patterns::RateLimiter::builder(kv_memory::MemoryStore::new(), 5, std::time::Duration::from_millis(1500)).build();
+    /// let limiter = kvkit_patterns::RateLimiter::builder(kvkit_memory::MemoryStore::new(), 5, std::time::Duration::from_millis(1500)).build();
     /// assert_eq!(limiter.window_length().as_secs(), 2);
     /// ```
     pub fn builder(store: S, limit: u64, window: Duration) -> RateLimiterBuilder<S> {
@@ -221,7 +221,7 @@ impl<S: KvStore> RateLimiter<S> {
     /// Requests admitted per window.
     ///
     /// ```
-    /// let limiter = kv_patterns::RateLimiter::fixed_window(kv_memory::MemoryStore::new(), 7, std::time::Duration::from_secs(1));
+    /// let limiter = kvkit_patterns::RateLimiter::fixed_window(kvkit_memory::MemoryStore::new(), 7, std::time::Duration::from_secs(1));
     /// assert_eq!(limiter.limit(), 7);
     /// ```
     pub fn limit(&self) -> u64 {
@@ -231,7 +231,7 @@ impl<S: KvStore> RateLimiter<S> {
     /// The window's length.
     ///
     /// ```
-    /// let limiter = kv_patterns::RateLimiter::fixed_window(kv_memory::MemoryStore::new(), 7, std::time::Duration::from_secs(9));
+    /// let limiter = kvkit_patterns::RateLimiter::fixed_window(kvkit_memory::MemoryStore::new(), 7, std::time::Duration::from_secs(9));
     /// assert_eq!(limiter.window_length().as_secs(), 9);
     /// ```
     pub fn window_length(&self) -> Duration {
@@ -241,8 +241,8 @@ impl<S: KvStore> RateLimiter<S> {
     /// Fixed or sliding.
     ///
     /// ```
-    /// let limiter = kv_patterns::RateLimiter::fixed_window(kv_memory::MemoryStore::new(), 7, std::time::Duration::from_secs(9));
-    /// assert_eq!(limiter.window_kind(), kv_patterns::Window::Fixed);
+    /// let limiter = kvkit_patterns::RateLimiter::fixed_window(kvkit_memory::MemoryStore::new(), 7, std::time::Duration::from_secs(9));
+    /// assert_eq!(limiter.window_kind(), kvkit_patterns::Window::Fixed);
     /// ```
     pub fn window_kind(&self) -> Window {
         self.window
@@ -251,8 +251,8 @@ impl<S: KvStore> RateLimiter<S> {
     /// The store the counters live in.
     ///
     /// ```
-    /// let limiter = kv_patterns::RateLimiter::fixed_window(kv_memory::MemoryStore::new(), 7, std::time::Duration::from_secs(9));
-    /// assert_eq!(kv_core::KvStore::capabilities(limiter.store()).backend, "memory");
+    /// let limiter = kvkit_patterns::RateLimiter::fixed_window(kvkit_memory::MemoryStore::new(), 7, std::time::Duration::from_secs(9));
+    /// assert_eq!(kvkit_core::KvStore::capabilities(limiter.store()).backend, "memory");
     /// ```
     pub fn store(&self) -> &S {
         &self.store
@@ -262,7 +262,7 @@ impl<S: KvStore> RateLimiter<S> {
     /// atomic); `false` on a best-effort counter such as Cloudflare KV's.
     ///
     /// ```
-    /// let limiter = kv_patterns::RateLimiter::fixed_window(kv_memory::MemoryStore::new(), 7, std::time::Duration::from_secs(9));
+    /// let limiter = kvkit_patterns::RateLimiter::fixed_window(kvkit_memory::MemoryStore::new(), 7, std::time::Duration::from_secs(9));
     /// assert!(limiter.is_exact());
     /// ```
     pub fn is_exact(&self) -> bool {
@@ -270,19 +270,19 @@ impl<S: KvStore> RateLimiter<S> {
     }
 
     /// Counts one request of `identifier` and says whether it is admitted. An identifier too
-    /// long for the backend's keys is an error ([`kv_core::Error::KeyTooLong`]), before any
+    /// long for the backend's keys is an error ([`kvkit_core::Error::KeyTooLong`]), before any
     /// request to the store.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> kv_core::Result<()> {
-    /// let limiter = kv_patterns::RateLimiter::fixed_window(kv_memory::MemoryStore::new(), 1, std::time::Duration::from_secs(60));
+    /// # async fn main() -> kvkit_core::Result<()> {
+    /// let limiter = kvkit_patterns::RateLimiter::fixed_window(kvkit_memory::MemoryStore::new(), 1, std::time::Duration::from_secs(60));
     /// let first = limiter.check("user:1").await?;
     /// assert!(first.allowed && first.remaining == 0);
     /// assert!(!limiter.check("user:1").await?.allowed);
     /// # Ok(()) }
     /// ```
-    pub async fn check(&self, identifier: &str) -> kv_core::Result<RateLimit> {
+    pub async fn check(&self, identifier: &str) -> kvkit_core::Result<RateLimit> {
         let now_ms = self.clock.now_ms();
         let window = self.window_at(identifier, now_ms);
         self.store.capabilities().check_key(&window.current)?;
@@ -325,15 +325,15 @@ impl<S: KvStore> RateLimiter<S> {
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> kv_core::Result<()> {
-    /// let limiter = kv_patterns::RateLimiter::fixed_window(kv_memory::MemoryStore::new(), 3, std::time::Duration::from_secs(60));
+    /// # async fn main() -> kvkit_core::Result<()> {
+    /// let limiter = kvkit_patterns::RateLimiter::fixed_window(kvkit_memory::MemoryStore::new(), 3, std::time::Duration::from_secs(60));
     /// limiter.check("k").await?;
     /// let quota = limiter.peek("k").await?;
     /// assert_eq!((quota.allowed, quota.remaining), (true, 2));
     /// assert_eq!(limiter.peek("k").await?.remaining, 2);
     /// # Ok(()) }
     /// ```
-    pub async fn peek(&self, identifier: &str) -> kv_core::Result<RateLimit> {
+    pub async fn peek(&self, identifier: &str) -> kvkit_core::Result<RateLimit> {
         let now_ms = self.clock.now_ms();
         let window = self.window_at(identifier, now_ms);
         self.store.capabilities().check_key(&window.current)?;
@@ -376,7 +376,7 @@ impl<S: KvStore> RateLimiter<S> {
         }
     }
 
-    async fn previous_count(&self, window: &WindowKeys) -> kv_core::Result<u64> {
+    async fn previous_count(&self, window: &WindowKeys) -> kvkit_core::Result<u64> {
         match &window.previous {
             Some(key) => self.read_count(key).await,
             None => Ok(0),
@@ -385,7 +385,7 @@ impl<S: KvStore> RateLimiter<S> {
 
     /// The count stored under `key`; a missing or unreadable count (not written by a counter)
     /// is zero.
-    async fn read_count(&self, key: &str) -> kv_core::Result<u64> {
+    async fn read_count(&self, key: &str) -> kvkit_core::Result<u64> {
         let raw = self.store.get(key).await?;
         Ok(raw
             .and_then(|raw| parse_counter(&raw))

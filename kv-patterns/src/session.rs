@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
-use kv_core::{Bytes, Clock, Error, KvStore, KvStoreExt, PutItem, PutOptions, SystemClock};
+use kvkit_core::{Bytes, Clock, Error, KvStore, KvStoreExt, PutItem, PutOptions, SystemClock};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -28,11 +28,11 @@ const CREATE_ATTEMPTS: usize = 4;
 /// ```
 /// #[derive(serde::Serialize, serde::Deserialize)]
 /// struct Cart { items: Vec<u32> }
-/// impl kv_patterns::SessionData for Cart {}
+/// impl kvkit_patterns::SessionData for Cart {}
 ///
 /// #[derive(serde::Serialize, serde::Deserialize)]
 /// struct Login { user: String }
-/// impl kv_patterns::SessionData for Login {
+/// impl kvkit_patterns::SessionData for Login {
 ///     fn user_id(&self) -> Option<&str> { Some(&self.user) }
 /// }
 /// ```
@@ -40,7 +40,7 @@ pub trait SessionData: Serialize + DeserializeOwned + MaybeSend + Sync + 'static
     /// The user this session belongs to, if any (the default: none).
     ///
     /// ```
-    /// use kv_patterns::SessionData;
+    /// use kvkit_patterns::SessionData;
     /// let value = serde_json::json!({"userId": "u1"});
     /// assert_eq!(value.user_id(), Some("u1"));
     /// ```
@@ -52,7 +52,7 @@ pub trait SessionData: Serialize + DeserializeOwned + MaybeSend + Sync + 'static
 /// The TypeScript pattern's session, stored as `{"userId", "email", "role", "createdAt"}`.
 ///
 /// ```
-/// let session = kv_patterns::Session {
+/// let session = kvkit_patterns::Session {
 ///     user_id: "u1".into(), email: "ada@example.com".into(), role: "admin".into(), created_at: 1,
 /// };
 /// assert_eq!(serde_json::to_string(&session).unwrap(),
@@ -91,9 +91,9 @@ impl SessionData for serde_json::Value {
 /// [`as_str`](Self::as_str) give all of it (for the cookie).
 ///
 /// ```
-/// let id = kv_patterns::SessionId::parse("0f8c2a2e-5b7d-4e0a-9a4b-2c6d8e1f3a5b").unwrap();
+/// let id = kvkit_patterns::SessionId::parse("0f8c2a2e-5b7d-4e0a-9a4b-2c6d8e1f3a5b").unwrap();
 /// assert_eq!(format!("{id:?}"), "SessionId(0f8c2a2e…)");
-/// assert!(kv_patterns::SessionId::parse("not-a-session").is_none());
+/// assert!(kvkit_patterns::SessionId::parse("not-a-session").is_none());
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct SessionId(String);
@@ -102,12 +102,12 @@ impl SessionId {
     /// A new random id.
     ///
     /// ```
-    /// let a = kv_patterns::SessionId::generate().unwrap();
-    /// let b = kv_patterns::SessionId::generate().unwrap();
+    /// let a = kvkit_patterns::SessionId::generate().unwrap();
+    /// let b = kvkit_patterns::SessionId::generate().unwrap();
     /// assert_ne!(a, b);
     /// assert_eq!(a.as_str().len(), 36);
     /// ```
-    pub fn generate() -> kv_core::Result<Self> {
+    pub fn generate() -> kvkit_core::Result<Self> {
         let mut bytes = [0u8; 16];
         getrandom::fill(&mut bytes).map_err(|e| {
             Error::backend(
@@ -134,7 +134,7 @@ impl SessionId {
     /// else (empty, oversized, other characters) is `None`.
     ///
     /// ```
-    /// use kv_patterns::SessionId;
+    /// use kvkit_patterns::SessionId;
     /// assert!(SessionId::parse("0f8c2a2e-5b7d-4e0a-9a4b-2c6d8e1f3a5b").is_some());
     /// assert!(SessionId::parse("0F8C2A2E-5B7D-4E0A-9A4B-2C6D8E1F3A5B").is_none());
     /// assert!(SessionId::parse(&"a".repeat(10_000)).is_none());
@@ -152,8 +152,8 @@ impl SessionId {
     /// The id as text.
     ///
     /// ```
-    /// let id = kv_patterns::SessionId::generate().unwrap();
-    /// assert_eq!(kv_patterns::SessionId::parse(id.as_str()), Some(id));
+    /// let id = kvkit_patterns::SessionId::generate().unwrap();
+    /// assert_eq!(kvkit_patterns::SessionId::parse(id.as_str()), Some(id));
     /// ```
     pub fn as_str(&self) -> &str {
         &self.0
@@ -207,8 +207,8 @@ impl Display for SessionId {
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> kv_core::Result<()> {
-/// let sessions = kv_patterns::SessionManager::new(kv_memory::MemoryStore::new());
+/// # async fn main() -> kvkit_core::Result<()> {
+/// let sessions = kvkit_patterns::SessionManager::new(kvkit_memory::MemoryStore::new());
 /// let id = sessions.create_for("u1", "ada@example.com", "admin").await?;
 /// assert_eq!(sessions.get(id.as_str()).await?.unwrap().role, "admin");
 /// sessions.destroy(id.as_str()).await?;
@@ -253,7 +253,7 @@ impl<S: Debug, D> Debug for SessionManager<S, D> {
 ///
 /// ```
 /// use std::time::Duration;
-/// let sessions = kv_patterns::SessionManager::<_, serde_json::Value>::builder(kv_memory::MemoryStore::new())
+/// let sessions = kvkit_patterns::SessionManager::<_, serde_json::Value>::builder(kvkit_memory::MemoryStore::new())
 ///     .ttl(Duration::from_secs(3600))
 ///     .refresh_interval(Duration::from_secs(300))
 ///     .build();
@@ -275,7 +275,7 @@ impl<S: KvStore, D: SessionData> SessionManagerBuilder<S, D> {
     /// How long a session lives after its last write (default 24 hours).
     ///
     /// ```
-    /// let b = kv_patterns::SessionManager::<_>::builder(kv_memory::MemoryStore::new())
+    /// let b = kvkit_patterns::SessionManager::<_>::builder(kvkit_memory::MemoryStore::new())
     ///     .ttl(std::time::Duration::from_secs(600));
     /// # let _ = b;
     /// ```
@@ -288,7 +288,7 @@ impl<S: KvStore, D: SessionData> SessionManagerBuilder<S, D> {
     /// (default 60 s).
     ///
     /// ```
-    /// let b = kv_patterns::SessionManager::<_>::builder(kv_memory::MemoryStore::new())
+    /// let b = kvkit_patterns::SessionManager::<_>::builder(kvkit_memory::MemoryStore::new())
     ///     .refresh_interval(std::time::Duration::from_secs(5));
     /// # let _ = b;
     /// ```
@@ -300,7 +300,7 @@ impl<S: KvStore, D: SessionData> SessionManagerBuilder<S, D> {
     /// Whether to keep the per-user index (default on); without it, sessions cost one key each.
     ///
     /// ```
-    /// let b = kv_patterns::SessionManager::<_>::builder(kv_memory::MemoryStore::new())
+    /// let b = kvkit_patterns::SessionManager::<_>::builder(kvkit_memory::MemoryStore::new())
     ///     .user_index(false);
     /// # let _ = b;
     /// ```
@@ -312,8 +312,8 @@ impl<S: KvStore, D: SessionData> SessionManagerBuilder<S, D> {
     /// Reads time from `clock` (the default is the system clock).
     ///
     /// ```
-    /// let b = kv_patterns::SessionManager::<_>::builder(kv_memory::MemoryStore::new())
-    ///     .clock(kv_core::ManualClock::new());
+    /// let b = kvkit_patterns::SessionManager::<_>::builder(kvkit_memory::MemoryStore::new())
+    ///     .clock(kvkit_core::ManualClock::new());
     /// # let _ = b;
     /// ```
     pub fn clock(mut self, clock: impl Clock) -> Self {
@@ -324,7 +324,7 @@ impl<S: KvStore, D: SessionData> SessionManagerBuilder<S, D> {
     /// Builds the manager.
     ///
     /// ```
-    /// let sessions = kv_patterns::SessionManager::<_>::builder(kv_memory::MemoryStore::new()).build();
+    /// let sessions = kvkit_patterns::SessionManager::<_>::builder(kvkit_memory::MemoryStore::new()).build();
     /// # let _ = sessions;
     /// ```
     pub fn build(self) -> SessionManager<S, D> {
@@ -338,7 +338,7 @@ impl<S: KvStore> SessionManager<S, Session> {
     /// [`builder`](Self::builder): `SessionManager::<_, MyData>::builder(store).build()`.
     ///
     /// ```
-    /// let sessions = kv_patterns::SessionManager::new(kv_memory::MemoryStore::new());
+    /// let sessions = kvkit_patterns::SessionManager::new(kvkit_memory::MemoryStore::new());
     /// assert_eq!(sessions.ttl().as_secs(), 86_400);
     /// ```
     pub fn new(store: S) -> Self {
@@ -350,8 +350,8 @@ impl<S: KvStore> SessionManager<S, Session> {
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> kv_core::Result<()> {
-    /// let sessions = kv_patterns::SessionManager::new(kv_memory::MemoryStore::new());
+    /// # async fn main() -> kvkit_core::Result<()> {
+    /// let sessions = kvkit_patterns::SessionManager::new(kvkit_memory::MemoryStore::new());
     /// let id = sessions.create_for("u1", "ada@example.com", "admin").await?;
     /// assert_eq!(sessions.get(id.as_str()).await?.unwrap().user_id, "u1");
     /// # Ok(()) }
@@ -361,7 +361,7 @@ impl<S: KvStore> SessionManager<S, Session> {
         user_id: &str,
         email: &str,
         role: &str,
-    ) -> kv_core::Result<SessionId> {
+    ) -> kvkit_core::Result<SessionId> {
         let session = Session {
             user_id: user_id.to_owned(),
             email: email.to_owned(),
@@ -376,7 +376,7 @@ impl<S: KvStore, D: SessionData> SessionManager<S, D> {
     /// A builder for a manager over `store`.
     ///
     /// ```
-    /// let sessions = kv_patterns::SessionManager::<_>::builder(kv_memory::MemoryStore::new()).build();
+    /// let sessions = kvkit_patterns::SessionManager::<_>::builder(kvkit_memory::MemoryStore::new()).build();
     /// # let _ = sessions;
     /// ```
     pub fn builder(store: S) -> SessionManagerBuilder<S, D> {
@@ -395,7 +395,7 @@ impl<S: KvStore, D: SessionData> SessionManager<S, D> {
     /// How long a session lives after its last write.
     ///
     /// ```
-    /// let sessions = kv_patterns::SessionManager::new(kv_memory::MemoryStore::new());
+    /// let sessions = kvkit_patterns::SessionManager::new(kvkit_memory::MemoryStore::new());
     /// assert_eq!(sessions.ttl(), std::time::Duration::from_secs(86_400));
     /// ```
     pub fn ttl(&self) -> Duration {
@@ -405,8 +405,8 @@ impl<S: KvStore, D: SessionData> SessionManager<S, D> {
     /// The store the sessions live in.
     ///
     /// ```
-    /// let sessions = kv_patterns::SessionManager::new(kv_memory::MemoryStore::new());
-    /// assert_eq!(kv_core::KvStore::capabilities(sessions.store()).backend, "memory");
+    /// let sessions = kvkit_patterns::SessionManager::new(kvkit_memory::MemoryStore::new());
+    /// assert_eq!(kvkit_core::KvStore::capabilities(sessions.store()).backend, "memory");
     /// ```
     pub fn store(&self) -> &S {
         &self.store
@@ -416,18 +416,22 @@ impl<S: KvStore, D: SessionData> SessionManager<S, D> {
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> kv_core::Result<()> {
-    /// let sessions = kv_patterns::SessionManager::<_, serde_json::Value>::builder(kv_memory::MemoryStore::new()).build();
+    /// # async fn main() -> kvkit_core::Result<()> {
+    /// let sessions = kvkit_patterns::SessionManager::<_, serde_json::Value>::builder(kvkit_memory::MemoryStore::new()).build();
     /// let id = sessions.create(&serde_json::json!({"userId": "u1", "theme": "dark"})).await?;
     /// assert_eq!(sessions.get(id.as_str()).await?.unwrap()["theme"], "dark");
     /// # Ok(()) }
     /// ```
-    pub async fn create(&self, data: &D) -> kv_core::Result<SessionId> {
+    pub async fn create(&self, data: &D) -> kvkit_core::Result<SessionId> {
         let value = encode(data)?;
         self.create_raw(value, data.user_id()).await
     }
 
-    async fn create_raw(&self, value: Bytes, user_id: Option<&str>) -> kv_core::Result<SessionId> {
+    async fn create_raw(
+        &self,
+        value: Bytes,
+        user_id: Option<&str>,
+    ) -> kvkit_core::Result<SessionId> {
         for _ in 0..CREATE_ATTEMPTS {
             let id = SessionId::generate()?;
             // The index entry goes first: a session is never live without it, and an entry
@@ -458,13 +462,13 @@ impl<S: KvStore, D: SessionData> SessionManager<S, D> {
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> kv_core::Result<()> {
-    /// let sessions = kv_patterns::SessionManager::new(kv_memory::MemoryStore::new());
+    /// # async fn main() -> kvkit_core::Result<()> {
+    /// let sessions = kvkit_patterns::SessionManager::new(kvkit_memory::MemoryStore::new());
     /// assert_eq!(sessions.get("0f8c2a2e-5b7d-4e0a-9a4b-2c6d8e1f3a5b").await?, None);
     /// assert_eq!(sessions.get("../../etc/passwd").await?, None);
     /// # Ok(()) }
     /// ```
-    pub async fn get(&self, id: impl AsRef<str>) -> kv_core::Result<Option<D>> {
+    pub async fn get(&self, id: impl AsRef<str>) -> kvkit_core::Result<Option<D>> {
         let Some(id) = SessionId::parse(id.as_ref()) else {
             return Ok(None);
         };
@@ -480,13 +484,13 @@ impl<S: KvStore, D: SessionData> SessionManager<S, D> {
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> kv_core::Result<()> {
-    /// let sessions = kv_patterns::SessionManager::new(kv_memory::MemoryStore::new());
+    /// # async fn main() -> kvkit_core::Result<()> {
+    /// let sessions = kvkit_patterns::SessionManager::new(kvkit_memory::MemoryStore::new());
     /// let id = sessions.create_for("u1", "ada@example.com", "admin").await?;
     /// assert!(sessions.get_and_refresh(id.as_str()).await?.is_some());
     /// # Ok(()) }
     /// ```
-    pub async fn get_and_refresh(&self, id: impl AsRef<str>) -> kv_core::Result<Option<D>> {
+    pub async fn get_and_refresh(&self, id: impl AsRef<str>) -> kvkit_core::Result<Option<D>> {
         let Some(id) = SessionId::parse(id.as_ref()) else {
             return Ok(None);
         };
@@ -508,14 +512,14 @@ impl<S: KvStore, D: SessionData> SessionManager<S, D> {
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> kv_core::Result<()> {
-    /// let sessions = kv_patterns::SessionManager::new(kv_memory::MemoryStore::new());
+    /// # async fn main() -> kvkit_core::Result<()> {
+    /// let sessions = kvkit_patterns::SessionManager::new(kvkit_memory::MemoryStore::new());
     /// let id = sessions.create_for("u1", "ada@example.com", "admin").await?;
     /// assert!(sessions.refresh(id.as_str()).await?);
     /// assert!(!sessions.refresh("0f8c2a2e-5b7d-4e0a-9a4b-2c6d8e1f3a5b").await?);
     /// # Ok(()) }
     /// ```
-    pub async fn refresh(&self, id: impl AsRef<str>) -> kv_core::Result<bool> {
+    pub async fn refresh(&self, id: impl AsRef<str>) -> kvkit_core::Result<bool> {
         Ok(self.get_and_refresh(id).await?.is_some())
     }
 
@@ -523,15 +527,15 @@ impl<S: KvStore, D: SessionData> SessionManager<S, D> {
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> kv_core::Result<()> {
-    /// let sessions = kv_patterns::SessionManager::new(kv_memory::MemoryStore::new());
+    /// # async fn main() -> kvkit_core::Result<()> {
+    /// let sessions = kvkit_patterns::SessionManager::new(kvkit_memory::MemoryStore::new());
     /// let id = sessions.create_for("u1", "ada@example.com", "admin").await?;
     /// sessions.destroy(id.as_str()).await?;
     /// sessions.destroy(id.as_str()).await?;
     /// assert!(sessions.user_sessions("u1").await?.is_empty());
     /// # Ok(()) }
     /// ```
-    pub async fn destroy(&self, id: impl AsRef<str>) -> kv_core::Result<()> {
+    pub async fn destroy(&self, id: impl AsRef<str>) -> kvkit_core::Result<()> {
         let Some(id) = SessionId::parse(id.as_ref()) else {
             return Ok(());
         };
@@ -555,15 +559,15 @@ impl<S: KvStore, D: SessionData> SessionManager<S, D> {
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> kv_core::Result<()> {
-    /// let sessions = kv_patterns::SessionManager::new(kv_memory::MemoryStore::new());
+    /// # async fn main() -> kvkit_core::Result<()> {
+    /// let sessions = kvkit_patterns::SessionManager::new(kvkit_memory::MemoryStore::new());
     /// let old = sessions.create_for("u1", "ada@example.com", "admin").await?;
     /// let new = sessions.rotate(old.as_str()).await?.unwrap();
     /// assert_eq!(sessions.get(old.as_str()).await?, None);
     /// assert_eq!(sessions.get(new.as_str()).await?.unwrap().email, "ada@example.com");
     /// # Ok(()) }
     /// ```
-    pub async fn rotate(&self, id: impl AsRef<str>) -> kv_core::Result<Option<SessionId>> {
+    pub async fn rotate(&self, id: impl AsRef<str>) -> kvkit_core::Result<Option<SessionId>> {
         let Some(old) = SessionId::parse(id.as_ref()) else {
             return Ok(None);
         };
@@ -584,8 +588,8 @@ impl<S: KvStore, D: SessionData> SessionManager<S, D> {
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> kv_core::Result<()> {
-    /// let sessions = kv_patterns::SessionManager::new(kv_memory::MemoryStore::new());
+    /// # async fn main() -> kvkit_core::Result<()> {
+    /// let sessions = kvkit_patterns::SessionManager::new(kvkit_memory::MemoryStore::new());
     /// let a = sessions.create_for("u1", "ada@example.com", "admin").await?;
     /// let b = sessions.create_for("u1", "ada@example.com", "admin").await?;
     /// sessions.create_for("u2", "grace@example.com", "user").await?;
@@ -596,7 +600,7 @@ impl<S: KvStore, D: SessionData> SessionManager<S, D> {
     /// assert_eq!(mine, expected);
     /// # Ok(()) }
     /// ```
-    pub async fn user_sessions(&self, user_id: &str) -> kv_core::Result<Vec<SessionId>> {
+    pub async fn user_sessions(&self, user_id: &str) -> kvkit_core::Result<Vec<SessionId>> {
         let indexed = self.indexed(user_id).await?;
         let mut live = Vec::with_capacity(indexed.len());
         let max_batch = self.store.capabilities().max_batch_get.max(1);
@@ -619,15 +623,15 @@ impl<S: KvStore, D: SessionData> SessionManager<S, D> {
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> kv_core::Result<()> {
-    /// let sessions = kv_patterns::SessionManager::new(kv_memory::MemoryStore::new());
+    /// # async fn main() -> kvkit_core::Result<()> {
+    /// let sessions = kvkit_patterns::SessionManager::new(kvkit_memory::MemoryStore::new());
     /// let a = sessions.create_for("u1", "ada@example.com", "admin").await?;
     /// sessions.create_for("u1", "ada@example.com", "admin").await?;
     /// assert_eq!(sessions.destroy_user_sessions("u1").await?, 2);
     /// assert_eq!(sessions.get(a.as_str()).await?, None);
     /// # Ok(()) }
     /// ```
-    pub async fn destroy_user_sessions(&self, user_id: &str) -> kv_core::Result<usize> {
+    pub async fn destroy_user_sessions(&self, user_id: &str) -> kvkit_core::Result<usize> {
         let indexed = self.indexed(user_id).await?;
         let mut keys = Vec::with_capacity(indexed.len() * 2);
         for id in &indexed {
@@ -640,7 +644,7 @@ impl<S: KvStore, D: SessionData> SessionManager<S, D> {
 
     /// The session ids in the index of `user_id`. Entries of another user whose id extends
     /// this one (`a` and `a:b`) do not parse as ids after the prefix, so they are skipped.
-    async fn indexed(&self, user_id: &str) -> kv_core::Result<Vec<SessionId>> {
+    async fn indexed(&self, user_id: &str) -> kvkit_core::Result<Vec<SessionId>> {
         let prefix = format!("{USER_INDEX_PREFIX}{user_id}:");
         if self.store.capabilities().check_key(&prefix).is_err() {
             return Ok(Vec::new());
@@ -672,7 +676,7 @@ impl<S: KvStore, D: SessionData> SessionManager<S, D> {
         id: &SessionId,
         value: Bytes,
         user_id: Option<&str>,
-    ) -> kv_core::Result<()> {
+    ) -> kvkit_core::Result<()> {
         let mut items = vec![PutItem::new(id.key(), value).options(self.write_options())];
         if let Some(index_key) = self.index_key(user_id, id) {
             items.push(PutItem::new(index_key, Bytes::new()).options(self.index_options()));
@@ -703,7 +707,7 @@ impl<S: KvStore, D: SessionData> SessionManager<S, D> {
     }
 }
 
-fn encode<D: Serialize>(data: &D) -> kv_core::Result<Bytes> {
+fn encode<D: Serialize>(data: &D) -> kvkit_core::Result<Bytes> {
     serde_json::to_vec(data)
         .map(Bytes::from)
         .map_err(|e| Error::encode("session", e))
@@ -713,7 +717,7 @@ fn decode<D: DeserializeOwned>(raw: &[u8]) -> Option<D> {
     match serde_json::from_slice(raw) {
         Ok(data) => Some(data),
         Err(error) => {
-            tracing::warn!(target: "kv::session", %error, "stored session did not decode; treating it as absent");
+            tracing::warn!(target: "kvkit::session", %error, "stored session did not decode; treating it as absent");
             None
         }
     }

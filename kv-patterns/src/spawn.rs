@@ -15,7 +15,7 @@ pub type Task = futures_util::future::LocalBoxFuture<'static, ()>;
 /// tokio service and a Rust Worker.
 ///
 /// ```
-/// fn needs<T: kv_patterns::MaybeSend>(_: T) {}
+/// fn needs<T: kvkit_patterns::MaybeSend>(_: T) {}
 /// needs(42);
 /// ```
 #[cfg(not(target_arch = "wasm32"))]
@@ -35,7 +35,7 @@ impl<T: ?Sized> MaybeSend for T {}
 /// on a dedicated runtime, or in a Worker's `wait_until`.
 ///
 /// ```
-/// use kv_patterns::{Spawn, Task};
+/// use kvkit_patterns::{Spawn, Task};
 ///
 /// #[derive(Debug)]
 /// struct Inline;
@@ -57,7 +57,7 @@ pub trait Spawn: Send + Sync + Debug + 'static {
 /// Outside a runtime it declines (returns `false`) instead of panicking.
 ///
 /// ```
-/// use kv_patterns::{Spawn, TokioSpawner};
+/// use kvkit_patterns::{Spawn, TokioSpawner};
 /// assert!(!TokioSpawner.spawn(Box::pin(async {})));
 /// let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
 /// runtime.block_on(async { assert!(TokioSpawner.spawn(Box::pin(async {}))) });
@@ -84,10 +84,10 @@ impl Spawn for TokioSpawner {
 ///
 /// In a Worker, work still running when the response is returned may be cancelled; to keep the
 /// invocation alive until it ends, spawn through the invocation's `wait_until` instead
-/// (`kv_worker::WaitUntil`).
+/// (`kvkit_worker::WaitUntil`).
 ///
 /// ```ignore
-/// use kv_patterns::{LocalSpawner, Spawn};
+/// use kvkit_patterns::{LocalSpawner, Spawn};
 /// assert!(LocalSpawner.spawn(Box::pin(async {})));
 /// ```
 #[cfg(target_arch = "wasm32")]

@@ -1,11 +1,11 @@
-//! The Redis backend of `kv`: the whole [`KvStore`] contract on a single Redis server or a Redis
+//! The Redis backend of `kvkit`: the whole [`KvStore`] contract on a single Redis server or a Redis
 //! Cluster, over one multiplexed connection that reconnects by itself.
 //!
 //! ```no_run
-//! use kv_core::{KvStore, PutOptions};
+//! use kvkit_core::{KvStore, PutOptions};
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> kv_core::Result<()> {
-//! let store = kv_redis::RedisStore::builder("redis://127.0.0.1:6379")
+//! # async fn main() -> kvkit_core::Result<()> {
+//! let store = kvkit_redis::RedisStore::builder("redis://127.0.0.1:6379")
 //!     .namespace("myapp:")
 //!     .connect()
 //!     .await?;
@@ -98,7 +98,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::try_join_all;
-use kv_core::{
+use kvkit_core::{
     Capabilities, Clock, CounterOptions, Entry, Error, Expiry, KeyInfo, KvStore, ListOptions,
     ListPage, PutItem, PutOptions, Result, SystemClock, cursor,
 };
@@ -239,7 +239,7 @@ struct Routine {
 
 impl Routine {
     fn new(body: &str) -> Self {
-        let name = format!("kv_{:016x}", kv_core::stable_hash(body));
+        let name = format!("kv_{:016x}", kvkit_core::stable_hash(body));
         let library = format!(
             "#!lua name={name}\nredis.register_function('{name}', function(KEYS, ARGV)\n{body}end)\n"
         );
@@ -296,7 +296,7 @@ impl Layout {
         match self.shards {
             None => 0,
             Some(n) => {
-                let hash = kv_core::stable_hash(key);
+                let hash = kvkit_core::stable_hash(key);
                 // The modulo keeps the value below n, a u32.
                 (hash % u64::from(n)) as u32
             }
@@ -386,8 +386,8 @@ struct Inner {
 ///
 /// ```no_run
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> kv_core::Result<()> {
-/// let store = kv_redis::RedisStore::connect("redis://:secret@127.0.0.1:6379").await?;
+/// # async fn main() -> kvkit_core::Result<()> {
+/// let store = kvkit_redis::RedisStore::connect("redis://:secret@127.0.0.1:6379").await?;
 /// assert!(!format!("{store:?}").contains("secret"));
 /// # Ok(()) }
 /// ```
@@ -410,12 +410,12 @@ impl fmt::Debug for RedisStore {
 /// Replaces the password of a `redis://user:password@host` URL with `***`.
 ///
 /// ```
-/// assert_eq!(kv_redis::redact_url("redis://u:pw@h:1/0"), "redis://u:***@h:1/0");
-/// assert_eq!(kv_redis::redact_url("rediss://:pw@h"), "rediss://:***@h");
-/// assert_eq!(kv_redis::redact_url("redis://h:6379"), "redis://h:6379");
-/// assert_eq!(kv_redis::redact_url("redis://u:pa/ss@h"), "redis://u:***@h");
+/// assert_eq!(kvkit_redis::redact_url("redis://u:pw@h:1/0"), "redis://u:***@h:1/0");
+/// assert_eq!(kvkit_redis::redact_url("rediss://:pw@h"), "rediss://:***@h");
+/// assert_eq!(kvkit_redis::redact_url("redis://h:6379"), "redis://h:6379");
+/// assert_eq!(kvkit_redis::redact_url("redis://u:pa/ss@h"), "redis://u:***@h");
 /// assert_eq!(
-///     kv_redis::redact_url("redis+unix:///tmp/r.sock?db=0&pass=secret"),
+///     kvkit_redis::redact_url("redis+unix:///tmp/r.sock?db=0&pass=secret"),
 ///     "redis+unix:///tmp/r.sock?db=0&pass=***"
 /// );
 /// ```
@@ -456,8 +456,8 @@ pub fn redact_url(url: &str) -> String {
 /// ```no_run
 /// use std::time::Duration;
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> kv_core::Result<()> {
-/// let store = kv_redis::RedisStore::cluster(["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"])
+/// # async fn main() -> kvkit_core::Result<()> {
+/// let store = kvkit_redis::RedisStore::cluster(["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"])
 ///     .namespace("sessions:")
 ///     .timeout(Duration::from_millis(500))
 ///     .connect()
@@ -509,7 +509,7 @@ impl RedisBuilder {
     /// share one Redis.
     ///
     /// ```
-    /// let builder = kv_redis::RedisStore::builder("redis://127.0.0.1").namespace("app1:");
+    /// let builder = kvkit_redis::RedisStore::builder("redis://127.0.0.1").namespace("app1:");
     /// # let _ = builder;
     /// ```
     pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
@@ -520,7 +520,7 @@ impl RedisBuilder {
     /// How long to wait for a connection (default 2 s).
     ///
     /// ```
-    /// let builder = kv_redis::RedisStore::builder("redis://127.0.0.1")
+    /// let builder = kvkit_redis::RedisStore::builder("redis://127.0.0.1")
     ///     .connect_timeout(std::time::Duration::from_secs(1));
     /// # let _ = builder;
     /// ```
@@ -532,7 +532,7 @@ impl RedisBuilder {
     /// The longest any operation may take before it fails with [`Error::Timeout`] (default 2 s).
     ///
     /// ```
-    /// let builder = kv_redis::RedisStore::builder("redis://127.0.0.1")
+    /// let builder = kvkit_redis::RedisStore::builder("redis://127.0.0.1")
     ///     .timeout(std::time::Duration::from_millis(250));
     /// # let _ = builder;
     /// ```
@@ -546,7 +546,7 @@ impl RedisBuilder {
     /// All stores sharing a namespace must use the same number.
     ///
     /// ```
-    /// let builder = kv_redis::RedisStore::cluster(["redis://127.0.0.1:7000"]).shards(32);
+    /// let builder = kvkit_redis::RedisStore::cluster(["redis://127.0.0.1:7000"]).shards(32);
     /// # let _ = builder;
     /// ```
     pub fn shards(mut self, shards: u32) -> Self {
@@ -559,7 +559,7 @@ impl RedisBuilder {
     ///
     /// ```
     /// let ca = b"-----BEGIN CERTIFICATE-----\n...\n-----END CERTIFICATE-----\n".to_vec();
-    /// let builder = kv_redis::RedisStore::builder("rediss://redis.internal:6380")
+    /// let builder = kvkit_redis::RedisStore::builder("rediss://redis.internal:6380")
     ///     .tls_root_certificates(ca);
     /// # let _ = builder;
     /// ```
@@ -587,7 +587,7 @@ impl RedisBuilder {
     /// ```no_run
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// let err = kv_redis::RedisStore::builder("redis://127.0.0.1:1").connect().await.unwrap_err();
+    /// let err = kvkit_redis::RedisStore::builder("redis://127.0.0.1:1").connect().await.unwrap_err();
     /// assert!(err.is_retryable());
     /// # }
     /// ```
@@ -742,7 +742,7 @@ impl Write {
     /// The expiry as a unix-ms score for the expiry index (refined by sweeps to the server's
     /// own time).
     fn expires_at_ms(&self, now_ms: u64) -> Option<u64> {
-        kv_core::expires_at_ms(self.expiry, now_ms)
+        kvkit_core::expires_at_ms(self.expiry, now_ms)
     }
 }
 
@@ -776,8 +776,8 @@ impl RedisStore {
     ///
     /// ```no_run
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> kv_core::Result<()> {
-    /// let store = kv_redis::RedisStore::connect("redis://127.0.0.1:6379").await?;
+    /// # async fn main() -> kvkit_core::Result<()> {
+    /// let store = kvkit_redis::RedisStore::connect("redis://127.0.0.1:6379").await?;
     /// # Ok(()) }
     /// ```
     pub async fn connect(url: &str) -> Result<Self> {
@@ -787,7 +787,7 @@ impl RedisStore {
     /// Starts configuring a store on one server.
     ///
     /// ```
-    /// let builder = kv_redis::RedisStore::builder("redis://127.0.0.1:6379");
+    /// let builder = kvkit_redis::RedisStore::builder("redis://127.0.0.1:6379");
     /// # let _ = builder;
     /// ```
     pub fn builder(url: impl Into<String>) -> RedisBuilder {
@@ -797,7 +797,7 @@ impl RedisStore {
     /// Starts configuring a store on a Redis Cluster, given some of its nodes.
     ///
     /// ```
-    /// let builder = kv_redis::RedisStore::cluster(["redis://127.0.0.1:7000"]);
+    /// let builder = kvkit_redis::RedisStore::cluster(["redis://127.0.0.1:7000"]);
     /// # let _ = builder;
     /// ```
     pub fn cluster<I, S>(nodes: I) -> RedisBuilder
@@ -979,7 +979,7 @@ impl RedisStore {
                 return Box::pin(self.increment(key, delta, options)).await;
             };
             let (value, meta) = unframe(stored.clone());
-            let next = kv_core::add_to_counter(key, &value, delta)?;
+            let next = kvkit_core::add_to_counter(key, &value, delta)?;
             let meta = (!meta.is_empty()).then(|| String::from_utf8_lossy(&meta).into_owned());
             let replacement = frame(Bytes::from(next.to_string()), meta.as_deref());
             let mut call = script_call(&SWAP, 1);

@@ -2,8 +2,9 @@
 //! started on free loopback ports unless `KV_TEST_REDIS_URL` / `KV_TEST_REDIS_CLUSTER_URLS` say
 //! where to find them. `KV_TEST_SKIP_REDIS=1` turns every case into a visible skip.
 
-use kv_redis::RedisStore;
-use kv_testsuite::{Harness, Namespace, servers};
+use kvkit_redis::RedisStore;
+use kvkit_test_servers as servers;
+use kvkit_testsuite::{Harness, Namespace};
 
 /// A store on the shared server, in a namespace of its own.
 async fn single() -> Option<Harness> {
@@ -27,8 +28,8 @@ async fn cluster() -> Option<Harness> {
     Some(Harness::real_time(store))
 }
 
-kv_testsuite::conformance_tests!(single);
+kvkit_testsuite::conformance_tests!(single);
 
 mod on_cluster {
-    kv_testsuite::conformance_tests!(super::cluster);
+    kvkit_testsuite::conformance_tests!(super::cluster);
 }

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use kv_core::{KvStore, PutOptions};
-use kv_redis::RedisStore;
-use kv_testsuite::servers::RedisServer;
+use kvkit_core::{KvStore, PutOptions};
+use kvkit_redis::RedisStore;
+use kvkit_test_servers::RedisServer;
 use tokio::time::{Instant, timeout};
 
 const OP_TIMEOUT: Duration = Duration::from_millis(500);
@@ -63,7 +63,7 @@ fn spawn_writers(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outage_fails_fast_with_retryable_errors_and_recovers() {
     let Some(mut server) = RedisServer::start(&[]) else {
-        kv_testsuite::skip("outage test", "KV_TEST_SKIP_REDIS=1");
+        kvkit_testsuite::skip("outage test", "KV_TEST_SKIP_REDIS=1");
         return;
     };
     let store = store(&server).await;
@@ -116,7 +116,7 @@ async fn outage_fails_fast_with_retryable_errors_and_recovers() {
 async fn acknowledged_writes_survive_a_crash_with_fsync_always() {
     let Some(mut server) = RedisServer::start(&["--appendonly", "yes", "--appendfsync", "always"])
     else {
-        kv_testsuite::skip("durability test", "KV_TEST_SKIP_REDIS=1");
+        kvkit_testsuite::skip("durability test", "KV_TEST_SKIP_REDIS=1");
         return;
     };
     let store = store(&server).await;
@@ -157,7 +157,7 @@ async fn acknowledged_writes_survive_a_crash_with_fsync_always() {
         lost.first()
     );
     // The index survived too: every acknowledged key is listed.
-    let listed = kv_core::KvStoreExt::list_stream(&store, "load:");
+    let listed = kvkit_core::KvStoreExt::list_stream(&store, "load:");
     let listed: Vec<_> = futures_util::TryStreamExt::try_collect(listed)
         .await
         .expect("listing");

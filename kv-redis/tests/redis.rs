@@ -5,9 +5,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kv_core::{CounterOptions, KvStore, ListOptions, PutItem, PutOptions};
-use kv_redis::RedisStore;
-use kv_testsuite::{Namespace, servers};
+use kvkit_core::{CounterOptions, KvStore, ListOptions, PutItem, PutOptions};
+use kvkit_redis::RedisStore;
+use kvkit_test_servers as servers;
+use kvkit_testsuite::Namespace;
 use serde_json::json;
 
 async fn store(namespace: &str) -> Option<(RedisStore, redis::aio::ConnectionManager)> {
@@ -72,7 +73,7 @@ async fn counters_with_metadata_keep_it() {
         .unwrap();
     assert!(matches!(
         store.increment("text", 1, CounterOptions::new()).await,
-        Err(kv_core::Error::NotACounter { .. })
+        Err(kvkit_core::Error::NotACounter { .. })
     ));
 }
 

@@ -2,14 +2,14 @@
 //! throwaway CA the store is told to trust.
 #![cfg(feature = "tls")]
 
-use kv_core::{KvStore, PutOptions};
-use kv_redis::RedisStore;
-use kv_testsuite::servers::RedisServer;
+use kvkit_core::{KvStore, PutOptions};
+use kvkit_redis::RedisStore;
+use kvkit_test_servers::RedisServer;
 
 #[tokio::test]
 async fn rediss_with_a_private_ca() {
     let Some(server) = RedisServer::start_tls() else {
-        kv_testsuite::skip("TLS test", "KV_TEST_SKIP_REDIS=1");
+        kvkit_testsuite::skip("TLS test", "KV_TEST_SKIP_REDIS=1");
         return;
     };
     assert!(server.url().starts_with("rediss://"));

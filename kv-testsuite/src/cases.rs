@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::TryStreamExt;
-use kv_core::{
+use kvkit_core::{
     CounterOptions, Error, Expiry, KeyInfo, KvStore, KvStoreExt, ListOptions, ListPage, PutItem,
     PutOptions,
 };
@@ -1292,7 +1292,7 @@ pub async fn validation_batch_too_large(h: &Harness) {
 /// model-based random test is not among them: it needs proptest, on native targets.
 ///
 /// ```
-/// assert!(kv_testsuite::cases::all().iter().any(|c| c.name == "get_missing_is_none"));
+/// assert!(kvkit_testsuite::cases::all().iter().any(|c| c.name == "get_missing_is_none"));
 /// ```
 pub fn all() -> Vec<crate::Case> {
     crate::case_list!(

@@ -1,13 +1,13 @@
-//! The conformance suite every `kv` backend passes: one set of cases, generic over any
+//! The conformance suite every `kvkit` backend passes: one set of cases, generic over any
 //! [`KvStore`], proving the contract written in the [`KvStore`] docs.
 //!
 //! A backend adds the whole suite to its tests with one line, each case a separately named test:
 //!
 //! ```no_run
-//! async fn harness() -> kv_testsuite::Harness {
-//!     kv_testsuite::Harness::real_time(kv_memory::MemoryStore::new())
+//! async fn harness() -> kvkit_testsuite::Harness {
+//!     kvkit_testsuite::Harness::real_time(kvkit_memory::MemoryStore::new())
 //! }
-//! kv_testsuite::conformance_tests!(harness);
+//! kvkit_testsuite::conformance_tests!(harness);
 //! # fn main() {}
 //! ```
 //!
@@ -19,10 +19,10 @@
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
-//! let clock = kv_core::ManualClock::new();
-//! let store = kv_memory::MemoryStore::builder().clock(clock.clone()).build();
-//! let harness = kv_testsuite::Harness::manual(store, clock);
-//! kv_testsuite::cases::overwrite_replaces_value_metadata_and_expiry(&harness).await;
+//! let clock = kvkit_core::ManualClock::new();
+//! let store = kvkit_memory::MemoryStore::builder().clock(clock.clone()).build();
+//! let harness = kvkit_testsuite::Harness::manual(store, clock);
+//! kvkit_testsuite::cases::overwrite_replaces_value_metadata_and_expiry(&harness).await;
 //! # }
 //! ```
 
@@ -32,15 +32,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::LocalBoxFuture;
-use kv_core::{Clock, KvStore, ListOptions, ManualClock, SystemClock};
+use kvkit_core::{Clock, KvStore, ListOptions, ManualClock, SystemClock};
 
 pub mod cases;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod model;
 pub mod patterns;
 mod rt;
-#[cfg(not(target_arch = "wasm32"))]
-pub mod servers;
 
 #[doc(hidden)]
 #[cfg(not(target_arch = "wasm32"))]
@@ -56,8 +54,8 @@ pub mod __private {
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
-/// let harness = kv_testsuite::Harness::real_time(kv_memory::MemoryStore::new());
-/// let case = kv_testsuite::cases::all().into_iter().find(|c| c.name == "get_missing_is_none").unwrap();
+/// let harness = kvkit_testsuite::Harness::real_time(kvkit_memory::MemoryStore::new());
+/// let case = kvkit_testsuite::cases::all().into_iter().find(|c| c.name == "get_missing_is_none").unwrap();
 /// (case.run)(&harness).await;
 /// # }
 /// ```
@@ -201,7 +199,7 @@ enum Time {
 /// A store under test, with the means to let time pass for it.
 ///
 /// ```
-/// let harness = kv_testsuite::Harness::real_time(kv_memory::MemoryStore::new());
+/// let harness = kvkit_testsuite::Harness::real_time(kvkit_memory::MemoryStore::new());
 /// assert_eq!(harness.store().capabilities().backend, "memory");
 /// ```
 #[derive(Debug, Clone)]
@@ -214,7 +212,7 @@ impl Harness {
     /// A store that reads the system clock: time-dependent cases wait for real time to pass.
     ///
     /// ```
-    /// let harness = kv_testsuite::Harness::real_time(kv_memory::MemoryStore::new());
+    /// let harness = kvkit_testsuite::Harness::real_time(kvkit_memory::MemoryStore::new());
     /// # let _ = harness;
     /// ```
     pub fn real_time(store: impl KvStore) -> Self {
@@ -227,9 +225,9 @@ impl Harness {
     /// A store whose time is `clock`: time-dependent cases advance it instead of waiting.
     ///
     /// ```
-    /// let clock = kv_core::ManualClock::new();
-    /// let store = kv_memory::MemoryStore::builder().clock(clock.clone()).build();
-    /// let harness = kv_testsuite::Harness::manual(store, clock);
+    /// let clock = kvkit_core::ManualClock::new();
+    /// let store = kvkit_memory::MemoryStore::builder().clock(clock.clone()).build();
+    /// let harness = kvkit_testsuite::Harness::manual(store, clock);
     /// # let _ = harness;
     /// ```
     pub fn manual(store: impl KvStore, clock: ManualClock) -> Self {
@@ -242,7 +240,7 @@ impl Harness {
     /// The store under test.
     ///
     /// ```
-    /// let harness = kv_testsuite::Harness::real_time(kv_memory::MemoryStore::new());
+    /// let harness = kvkit_testsuite::Harness::real_time(kvkit_memory::MemoryStore::new());
     /// let store = harness.store();
     /// # let _ = store;
     /// ```
@@ -253,7 +251,7 @@ impl Harness {
     /// The store's current time in unix milliseconds.
     ///
     /// ```
-    /// let harness = kv_testsuite::Harness::manual(kv_memory::MemoryStore::new(), kv_core::ManualClock::at(7));
+    /// let harness = kvkit_testsuite::Harness::manual(kvkit_memory::MemoryStore::new(), kvkit_core::ManualClock::at(7));
     /// assert_eq!(harness.now_ms(), 7);
     /// ```
     pub fn now_ms(&self) -> u64 {
@@ -268,7 +266,7 @@ impl Harness {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// let harness = kv_testsuite::Harness::manual(kv_memory::MemoryStore::new(), kv_core::ManualClock::at(0));
+    /// let harness = kvkit_testsuite::Harness::manual(kvkit_memory::MemoryStore::new(), kvkit_core::ManualClock::at(0));
     /// harness.advance(std::time::Duration::from_secs(5)).await;
     /// assert_eq!(harness.now_ms(), 5000);
     /// # }
@@ -283,7 +281,7 @@ impl Harness {
     /// The manual clock the store reads, when the harness has one.
     ///
     /// ```
-    /// let harness = kv_testsuite::Harness::real_time(kv_memory::MemoryStore::new());
+    /// let harness = kvkit_testsuite::Harness::real_time(kvkit_memory::MemoryStore::new());
     /// assert!(harness.manual_clock().is_none());
     /// ```
     pub fn manual_clock(&self) -> Option<&ManualClock> {
@@ -297,7 +295,7 @@ impl Harness {
     /// real time must pass (so a slow machine still reads the key before it expires).
     ///
     /// ```
-    /// let harness = kv_testsuite::Harness::real_time(kv_memory::MemoryStore::new());
+    /// let harness = kvkit_testsuite::Harness::real_time(kvkit_memory::MemoryStore::new());
     /// assert_eq!(harness.short_ttl(), std::time::Duration::from_millis(300));
     /// ```
     pub fn short_ttl(&self) -> Duration {
@@ -312,8 +310,8 @@ impl Harness {
 /// A per-test key namespace, so that tests never share keys.
 ///
 /// ```
-/// let a = kv_testsuite::Namespace::new();
-/// let b = kv_testsuite::Namespace::new();
+/// let a = kvkit_testsuite::Namespace::new();
+/// let b = kvkit_testsuite::Namespace::new();
 /// assert_ne!(a.key("x"), b.key("x"));
 /// assert!(a.key("x").starts_with(a.prefix()));
 /// ```
@@ -326,7 +324,7 @@ impl Namespace {
     /// A fresh random prefix such as `kvtest-3f2a…/`.
     ///
     /// ```
-    /// assert!(kv_testsuite::Namespace::new().prefix().starts_with("kvtest-"));
+    /// assert!(kvkit_testsuite::Namespace::new().prefix().starts_with("kvtest-"));
     /// ```
     pub fn new() -> Self {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -342,7 +340,7 @@ impl Namespace {
     /// The prefix every key of this namespace starts with.
     ///
     /// ```
-    /// assert!(kv_testsuite::Namespace::new().prefix().ends_with('/'));
+    /// assert!(kvkit_testsuite::Namespace::new().prefix().ends_with('/'));
     /// ```
     pub fn prefix(&self) -> &str {
         &self.prefix
@@ -351,7 +349,7 @@ impl Namespace {
     /// `name` under this namespace.
     ///
     /// ```
-    /// let ns = kv_testsuite::Namespace::new();
+    /// let ns = kvkit_testsuite::Namespace::new();
     /// assert_eq!(ns.key("a"), format!("{}a", ns.prefix()));
     /// ```
     pub fn key(&self, name: &str) -> String {
@@ -363,8 +361,8 @@ impl Namespace {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// let store = kv_memory::MemoryStore::new();
-    /// kv_testsuite::Namespace::new().clean(&store).await;
+    /// let store = kvkit_memory::MemoryStore::new();
+    /// kvkit_testsuite::Namespace::new().clean(&store).await;
     /// # }
     /// ```
     pub async fn clean(&self, store: &dyn KvStore) {
@@ -397,8 +395,8 @@ pub trait IntoHarness {
     /// The harness, if there is one.
     ///
     /// ```
-    /// use kv_testsuite::IntoHarness;
-    /// assert!(None::<kv_testsuite::Harness>.into_harness().is_none());
+    /// use kvkit_testsuite::IntoHarness;
+    /// assert!(None::<kvkit_testsuite::Harness>.into_harness().is_none());
     /// ```
     fn into_harness(self) -> Option<Harness>;
 }
@@ -418,14 +416,17 @@ impl IntoHarness for Option<Harness> {
 /// Says, visibly even when the test harness captures output, that a case was skipped and why.
 ///
 /// ```
-/// kv_testsuite::skip("counter_exact_under_concurrency", "the counter is best-effort");
+/// kvkit_testsuite::skip("counter_exact_under_concurrency", "the counter is best-effort");
 /// ```
 pub fn skip(case: &str, reason: &str) {
     // Written to the process's stderr directly, which libtest does not capture.
     #[cfg(not(target_arch = "wasm32"))]
     {
         use std::io::Write;
-        let _ = writeln!(std::io::stderr(), "kv-testsuite: SKIPPED {case}: {reason}");
+        let _ = writeln!(
+            std::io::stderr(),
+            "kvkit-testsuite: SKIPPED {case}: {reason}"
+        );
     }
     skipped()
         .lock()
@@ -437,9 +438,9 @@ pub fn skip(case: &str, reason: &str) {
 /// report each case's outcome themselves.
 ///
 /// ```
-/// kv_testsuite::skip("some_case", "no atomic counter");
-/// assert_eq!(kv_testsuite::take_skip("some_case").as_deref(), Some("no atomic counter"));
-/// assert_eq!(kv_testsuite::take_skip("some_case"), None);
+/// kvkit_testsuite::skip("some_case", "no atomic counter");
+/// assert_eq!(kvkit_testsuite::take_skip("some_case").as_deref(), Some("no atomic counter"));
+/// assert_eq!(kvkit_testsuite::take_skip("some_case"), None);
 /// ```
 pub fn take_skip(case: &str) -> Option<String> {
     skipped()
@@ -466,10 +467,10 @@ fn skipped() -> &'static Mutex<HashMap<String, String>> {
 /// a dev-dependency.
 ///
 /// ```no_run
-/// async fn harness() -> kv_testsuite::Harness {
-///     kv_testsuite::Harness::real_time(kv_memory::MemoryStore::new())
+/// async fn harness() -> kvkit_testsuite::Harness {
+///     kvkit_testsuite::Harness::real_time(kvkit_memory::MemoryStore::new())
 /// }
-/// kv_testsuite::conformance_tests!(harness);
+/// kvkit_testsuite::conformance_tests!(harness);
 /// # fn main() {}
 /// ```
 #[macro_export]
@@ -556,7 +557,7 @@ macro_rules! conformance_tests {
     };
     (@cases $harness:expr; $($case:ident),+) => {
         $(
-            #[$crate::__private::tokio::test(flavor = "multi_thread", worker_threads = 2, crate = "kv_testsuite::__private::tokio")]
+            #[$crate::__private::tokio::test(flavor = "multi_thread", worker_threads = 2, crate = "kvkit_testsuite::__private::tokio")]
             async fn $case() {
                 let Some(harness) = $crate::IntoHarness::into_harness($harness().await) else {
                     $crate::skip(stringify!($case), "the backend is unavailable and was opted out");

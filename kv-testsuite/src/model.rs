@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::future::Future;
 
 use bytes::Bytes;
-use kv_core::{Capabilities, CounterOptions, Error, KvStore, PutItem, PutOptions, parse_counter};
+use kvkit_core::{
+    Capabilities, CounterOptions, Error, KvStore, PutItem, PutOptions, parse_counter,
+};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{Value, json};
@@ -155,7 +157,7 @@ fn variant(err: &Error) -> &'static str {
     }
 }
 
-fn outcome<T>(result: kv_core::Result<T>) -> Result<Outcome<T>, TestCaseError> {
+fn outcome<T>(result: kvkit_core::Result<T>) -> Result<Outcome<T>, TestCaseError> {
     match result {
         Ok(v) => Ok(Ok(v)),
         Err(e) => match variant(&e) {
@@ -373,8 +375,8 @@ async fn apply(
 /// Runs 128 random operation sequences against the store made by `make` and the model.
 ///
 /// ```
-/// kv_testsuite::model::run(|| async {
-///     kv_testsuite::Harness::real_time(kv_memory::MemoryStore::new())
+/// kvkit_testsuite::model::run(|| async {
+///     kvkit_testsuite::Harness::real_time(kvkit_memory::MemoryStore::new())
 /// });
 /// ```
 pub fn run<F, Fut, H>(make: F)

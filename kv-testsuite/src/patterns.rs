@@ -1,4 +1,4 @@
-//! The pattern cases: the cache, sessions and rate limiter of `kv-patterns`, over any store.
+//! The pattern cases: the cache, sessions and rate limiter of `kvkit-patterns`, over any store.
 //!
 //! Each case takes a [`Harness`]. The patterns read a [`ManualClock`]: the store's own when the
 //! harness has one (so store expiry and pattern time move together), or one set to the real time
@@ -11,10 +11,10 @@
 //! ```
 //! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 //! # async fn main() {
-//! let clock = kv_core::ManualClock::new();
-//! let store = kv_memory::MemoryStore::builder().clock(clock.clone()).build();
-//! let harness = kv_testsuite::Harness::manual(store, clock);
-//! kv_testsuite::patterns::ratelimit_fixed_window(&harness).await;
+//! let clock = kvkit_core::ManualClock::new();
+//! let store = kvkit_memory::MemoryStore::builder().clock(clock.clone()).build();
+//! let harness = kvkit_testsuite::Harness::manual(store, clock);
+//! kvkit_testsuite::patterns::ratelimit_fixed_window(&harness).await;
 //! # }
 //! ```
 
@@ -22,8 +22,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use kv_core::{Clock, Error, KvStore, KvStoreExt, ManualClock, PutOptions, SystemClock};
-use kv_patterns::{
+use kvkit_core::{Clock, Error, KvStore, KvStoreExt, ManualClock, PutOptions, SystemClock};
+use kvkit_patterns::{
     Cache, CacheError, CacheOptions, CacheStatus, RateLimiter, Session, SessionManager, Window,
 };
 use serde_json::{Value, json};
@@ -505,7 +505,7 @@ pub async fn session_lifecycle_and_format(h: &Harness) {
         .create_for(&user, "ada@example.com", "admin")
         .await
         .expect("create");
-    assert!(kv_patterns::SessionId::parse(id.as_str()).is_some());
+    assert!(kvkit_patterns::SessionId::parse(id.as_str()).is_some());
     assert_eq!(id.as_str().as_bytes()[14], b'4', "a version 4 UUID");
     let entry = h
         .store()
@@ -914,55 +914,61 @@ impl Recorder {
     }
 }
 
-#[cfg_attr(not(target_arch = "wasm32"), kv_core::async_trait)]
-#[cfg_attr(target_arch = "wasm32", kv_core::async_trait(?Send))]
+#[cfg_attr(not(target_arch = "wasm32"), kvkit_core::async_trait)]
+#[cfg_attr(target_arch = "wasm32", kvkit_core::async_trait(?Send))]
 impl KvStore for Recorder {
-    fn capabilities(&self) -> &kv_core::Capabilities {
+    fn capabilities(&self) -> &kvkit_core::Capabilities {
         self.inner.capabilities()
     }
-    async fn get(&self, key: &str) -> kv_core::Result<Option<kv_core::Bytes>> {
+    async fn get(&self, key: &str) -> kvkit_core::Result<Option<kvkit_core::Bytes>> {
         self.read().get(key).await
     }
-    async fn get_with_metadata(&self, key: &str) -> kv_core::Result<Option<kv_core::Entry>> {
+    async fn get_with_metadata(&self, key: &str) -> kvkit_core::Result<Option<kvkit_core::Entry>> {
         self.read().get_with_metadata(key).await
     }
     async fn put(
         &self,
         key: &str,
-        value: kv_core::Bytes,
+        value: kvkit_core::Bytes,
         options: PutOptions,
-    ) -> kv_core::Result<()> {
+    ) -> kvkit_core::Result<()> {
         self.write().put(key, value, options).await
     }
     async fn put_if_absent(
         &self,
         key: &str,
-        value: kv_core::Bytes,
+        value: kvkit_core::Bytes,
         options: PutOptions,
-    ) -> kv_core::Result<bool> {
+    ) -> kvkit_core::Result<bool> {
         self.write().put_if_absent(key, value, options).await
     }
-    async fn delete(&self, key: &str) -> kv_core::Result<()> {
+    async fn delete(&self, key: &str) -> kvkit_core::Result<()> {
         self.write().delete(key).await
     }
-    async fn list(&self, options: kv_core::ListOptions) -> kv_core::Result<kv_core::ListPage> {
+    async fn list(
+        &self,
+        options: kvkit_core::ListOptions,
+    ) -> kvkit_core::Result<kvkit_core::ListPage> {
         self.read().list(options).await
     }
-    async fn get_many(&self, keys: &[String]) -> kv_core::Result<Vec<Option<kv_core::Bytes>>> {
+    async fn get_many(
+        &self,
+        keys: &[String],
+    ) -> kvkit_core::Result<Vec<Option<kvkit_core::Bytes>>> {
         self.read().get_many(keys).await
     }
-    async fn put_many(&self, items: Vec<kv_core::PutItem>) -> kv_core::Result<()> {
+    async fn put_many(&self, items: Vec<kvkit_core::PutItem>) -> kvkit_core::Result<()> {
         self.write().put_many(items).await
     }
-    async fn delete_many(&self, keys: &[String]) -> kv_core::Result<()> {
+    async fn delete_many(&self, keys: &[String]) -> kvkit_core::Result<()> {
         self.write().delete_many(keys).await
     }
     async fn increment(
         &self,
         key: &str,
         delta: i64,
-        options: kv_core::CounterOptions,
-    ) -> kv_core::Result<i64> {
+        options: kvkit_core::CounterOptions,
+    ) -> kvkit_core::Result<i64> {
         self.write().increment(key, delta, options).await
     }
 }
@@ -971,7 +977,7 @@ impl KvStore for Recorder {
 /// Worker on `wasm32`, say).
 ///
 /// ```
-/// assert!(kv_testsuite::patterns::all().iter().any(|c| c.name == "cache_single_flight"));
+/// assert!(kvkit_testsuite::patterns::all().iter().any(|c| c.name == "cache_single_flight"));
 /// ```
 pub fn all() -> Vec<crate::Case> {
     crate::case_list!(
@@ -1003,10 +1009,10 @@ pub fn all() -> Vec<crate::Case> {
 /// [`conformance_tests!`](crate::conformance_tests).
 ///
 /// ```no_run
-/// async fn harness() -> kv_testsuite::Harness {
-///     kv_testsuite::Harness::real_time(kv_memory::MemoryStore::new())
+/// async fn harness() -> kvkit_testsuite::Harness {
+///     kvkit_testsuite::Harness::real_time(kvkit_memory::MemoryStore::new())
 /// }
-/// kv_testsuite::pattern_tests!(harness);
+/// kvkit_testsuite::pattern_tests!(harness);
 /// # fn main() {}
 /// ```
 #[macro_export]
@@ -1046,7 +1052,7 @@ macro_rules! pattern_tests {
     };
     (@cases $harness:expr; $($case:ident),+) => {
         $(
-            #[$crate::__private::tokio::test(flavor = "multi_thread", worker_threads = 2, crate = "kv_testsuite::__private::tokio")]
+            #[$crate::__private::tokio::test(flavor = "multi_thread", worker_threads = 2, crate = "kvkit_testsuite::__private::tokio")]
             async fn $case() {
                 let Some(harness) = $crate::IntoHarness::into_harness($harness().await) else {
                     $crate::skip(stringify!($case), "the backend is unavailable and was opted out");

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use kv_patterns::MaybeSend;
+use kvkit_patterns::MaybeSend;
 
 /// Runs `futures` at once and returns their outputs in order: each on a tokio task natively
 /// (in parallel on a multi-thread runtime; a panic in one is re-raised here), interleaved on the

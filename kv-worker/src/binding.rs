@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::{join_all, try_join, try_join_all};
-use kv_core::{
+use kvkit_core::{
     Capabilities, Clock, CounterOptions, Entry, Error, Expiry, KeyInfo, KvStore, ListOptions,
     ListPage, PutItem, PutOptions, Result, SystemClock,
 };
@@ -34,9 +34,9 @@ const REPLACEMENT: char = '\u{fffd}';
 /// JavaScript handles), or once and keep it.
 ///
 /// ```ignore
-/// # async fn handler(env: worker::Env) -> kv_core::Result<()> {
-/// use kv_core::{KvStore, PutOptions};
-/// let store = kv_worker::WorkerKvStore::from_env(&env, "KV")?;
+/// # async fn handler(env: worker::Env) -> kvkit_core::Result<()> {
+/// use kvkit_core::{KvStore, PutOptions};
+/// let store = kvkit_worker::WorkerKvStore::from_env(&env, "KV")?;
 /// store.put("greeting", "hello".into(), PutOptions::new()).await?;
 /// assert_eq!(store.get("greeting").await?.as_deref(), Some(&b"hello"[..]));
 /// # Ok(()) }
@@ -96,8 +96,8 @@ impl WorkerKvStore {
     /// A binding the Worker does not have is [`Error::Backend`], not a panic.
     ///
     /// ```ignore
-    /// # fn handler(env: worker::Env) -> kv_core::Result<()> {
-    /// let store = kv_worker::WorkerKvStore::from_env(&env, "KV")?;
+    /// # fn handler(env: worker::Env) -> kvkit_core::Result<()> {
+    /// let store = kvkit_worker::WorkerKvStore::from_env(&env, "KV")?;
     /// # let _ = store; Ok(()) }
     /// ```
     pub fn from_env(env: &worker::Env, binding: &str) -> Result<Self> {
@@ -114,7 +114,7 @@ impl WorkerKvStore {
     ///
     /// ```ignore
     /// # fn handler(env: worker::Env) -> worker::Result<()> {
-    /// let store = kv_worker::WorkerKvStore::new(env.kv("KV")?, "KV");
+    /// let store = kvkit_worker::WorkerKvStore::new(env.kv("KV")?, "KV");
     /// # let _ = store; Ok(()) }
     /// ```
     pub fn new(kv: worker::kv::KvStore, binding: &str) -> Self {
@@ -122,7 +122,7 @@ impl WorkerKvStore {
             kv,
             binding: binding.to_owned(),
             caps: Capabilities::cloudflare(BACKEND)
-                .with_consistency(kv_core::Consistency::Eventual)
+                .with_consistency(kvkit_core::Consistency::Eventual)
                 .with_atomic(false, false)
                 .with_exact_metadata(false)
                 .with_max_expiration_secs(MAX_EXPIRATION_SECS),
@@ -132,7 +132,7 @@ impl WorkerKvStore {
     /// The binding this store calls.
     ///
     /// ```ignore
-    /// # fn handler(store: kv_worker::WorkerKvStore) {
+    /// # fn handler(store: kvkit_worker::WorkerKvStore) {
     /// let raw: &worker::kv::KvStore = store.binding();
     /// # let _ = raw; }
     /// ```
@@ -308,7 +308,7 @@ impl KvStore for WorkerKvStore {
             .filter(|c| !page.list_complete && !c.is_empty())
             .map(|cf_cursor| {
                 ListState {
-                    prefix_hash: kv_core::stable_hash(prefix),
+                    prefix_hash: kvkit_core::stable_hash(prefix),
                     cf_cursor,
                 }
                 .encode()
@@ -408,7 +408,7 @@ impl KvStore for WorkerKvStore {
                 .await?;
             return Ok(delta);
         };
-        let next = kv_core::add_to_counter(key, &entry.value, delta)?;
+        let next = kvkit_core::add_to_counter(key, &entry.value, delta)?;
         let metadata = entry.metadata.map(|m| m.to_string());
         let now_ms = SystemClock.now_ms();
         let expiry = entry.expiration.map(|at| {

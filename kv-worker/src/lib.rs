@@ -1,4 +1,4 @@
-//! Cloudflare Workers KV through a Worker's binding: the [`KvStore`](kv_core::KvStore) contract
+//! Cloudflare Workers KV through a Worker's binding: the [`KvStore`](kvkit_core::KvStore) contract
 //! for Rust Workers (the `worker` crate, compiled to `wasm32-unknown-unknown`), with no REST
 //! round trip and no API token.
 //!
@@ -7,8 +7,8 @@
 //!
 //! ```ignore
 //! use std::time::Duration;
-//! use kv_patterns::{Cache, RateLimiter};
-//! use kv_worker::{WaitUntil, WorkerKvStore};
+//! use kvkit_patterns::{Cache, RateLimiter};
+//! use kvkit_worker::{WaitUntil, WorkerKvStore};
 //! use worker::{event, Context, Env, Request, Response, Result};
 //!
 //! #[event(fetch)]
@@ -31,7 +31,7 @@
 //! 512 bytes and not `.` or `..`, values up to 25 MiB, metadata up to 1,024 bytes of JSON, TTLs
 //! of at least 60 s, list pages of at most 1,000 keys, bulk reads of at most 100 keys) with the
 //! same typed errors as every other backend, and says what Cloudflare guarantees through
-//! [`Capabilities`](kv_core::Capabilities): eventual consistency (a write is visible at once in
+//! [`Capabilities`](kvkit_core::Capabilities): eventual consistency (a write is visible at once in
 //! the location that made it and within about 60 s elsewhere; listings lag the same way), a
 //! best-effort counter and put-if-absent (a read, then a write: two Workers can both win), and
 //! metadata carried through JavaScript's JSON (integers beyond 2^53 lose precision).
@@ -50,9 +50,9 @@
 //! - `increment` reads the counter and writes it back with its metadata and expiration, as the
 //!   REST backend does; route a hot counter through one Durable Object when it must be exact.
 //!
-//! Errors thrown by the binding become [`Error::RateLimited`](kv_core::Error::RateLimited) for
+//! Errors thrown by the binding become [`Error::RateLimited`](kvkit_core::Error::RateLimited) for
 //! Cloudflare's one-write-per-second-per-key limit (HTTP 429), a retryable
-//! [`Error::Backend`](kv_core::Error::Backend) for 5xx, and a non-retryable one otherwise.
+//! [`Error::Backend`](kvkit_core::Error::Backend) for 5xx, and a non-retryable one otherwise.
 
 #[cfg(target_arch = "wasm32")]
 mod binding;

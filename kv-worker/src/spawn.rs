@@ -3,19 +3,19 @@
 use std::fmt;
 use std::sync::Arc;
 
-use kv_patterns::{Spawn, Task};
+use kvkit_patterns::{Spawn, Task};
 
 /// Runs background work (a stale cache entry's refresh) through the invocation's
 /// `ctx.wait_until`, so the Worker is not stopped before the work ends even when the response
 /// has already been sent.
 ///
-/// The default spawner of the patterns on `wasm32`, `kv_patterns::LocalSpawner`, runs the work
+/// The default spawner of the patterns on `wasm32`, `kvkit_patterns::LocalSpawner`, runs the work
 /// on the event loop too, but nothing keeps the invocation alive for it.
 ///
 /// ```ignore
-/// # fn handler(store: kv_worker::WorkerKvStore, ctx: worker::Context) {
-/// let cache = kv_patterns::Cache::builder(store)
-///     .spawner(kv_worker::WaitUntil::new(ctx))
+/// # fn handler(store: kvkit_worker::WorkerKvStore, ctx: worker::Context) {
+/// let cache = kvkit_patterns::Cache::builder(store)
+///     .spawner(kvkit_worker::WaitUntil::new(ctx))
 ///     .build();
 /// # let _ = cache; }
 /// ```
@@ -29,7 +29,7 @@ impl WaitUntil {
     ///
     /// ```ignore
     /// # fn handler(ctx: worker::Context) {
-    /// let spawner = kv_worker::WaitUntil::new(ctx);
+    /// let spawner = kvkit_worker::WaitUntil::new(ctx);
     /// # let _ = spawner; }
     /// ```
     pub fn new(ctx: worker::Context) -> Self {
@@ -39,7 +39,7 @@ impl WaitUntil {
     /// The invocation's context, for the handler's own use.
     ///
     /// ```ignore
-    /// # fn handler(spawner: kv_worker::WaitUntil) {
+    /// # fn handler(spawner: kvkit_worker::WaitUntil) {
     /// spawner.context().wait_until(async {});
     /// # }
     /// ```

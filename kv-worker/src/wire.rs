@@ -4,13 +4,13 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use kv_core::{Error, Result, cursor};
+use kvkit_core::{Error, Result, cursor};
 use serde::{Deserialize, Serialize};
 
-/// The backend name in [`Capabilities::backend`](kv_core::Capabilities::backend) and in errors.
+/// The backend name in [`Capabilities::backend`](kvkit_core::Capabilities::backend) and in errors.
 ///
 /// ```
-/// assert_eq!(kv_worker::BACKEND, "cloudflare-worker");
+/// assert_eq!(kvkit_worker::BACKEND, "cloudflare-worker");
 /// ```
 pub const BACKEND: &str = "cloudflare-worker";
 
@@ -61,7 +61,7 @@ impl ListState {
         };
         let json = cursor::decode(raw, "")?;
         let state: Self = serde_json::from_str(&json).map_err(|_| invalid())?;
-        if state.prefix_hash != kv_core::stable_hash(prefix) {
+        if state.prefix_hash != kvkit_core::stable_hash(prefix) {
             return Err(invalid());
         }
         Ok(state)
@@ -127,7 +127,7 @@ mod tests {
     #[test]
     fn cursors_are_tied_to_their_prefix() {
         let state = ListState {
-            prefix_hash: kv_core::stable_hash("user:"),
+            prefix_hash: kvkit_core::stable_hash("user:"),
             cf_cursor: "opaque".into(),
         };
         let raw = state.encode();

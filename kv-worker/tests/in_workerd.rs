@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use kv_testsuite::servers::{self, CfEmulator};
+use kvkit_test_servers::{self as servers, CfEmulator};
 use serde_json::Value;
 
 /// Cases run at once: enough for the ones that wait a minute of real time to overlap.
@@ -30,7 +30,7 @@ fn built_worker(dir: &str) -> Option<PathBuf> {
         return Some(script);
     }
     if std::env::var("KV_TEST_SKIP_WORKER").is_ok_and(|v| v == "1" || v == "true") {
-        eprintln!("kv-worker: SKIPPED a test inside workerd: KV_TEST_SKIP_WORKER is set");
+        eprintln!("kvkit-worker: SKIPPED a test inside workerd: KV_TEST_SKIP_WORKER is set");
         return None;
     }
     panic!(
@@ -71,7 +71,7 @@ async fn every_case_passes_inside_workerd() {
         return;
     };
     if servers::skip_cf() {
-        eprintln!("kv-worker: SKIPPED the cases inside workerd: KV_TEST_SKIP_CF is set");
+        eprintln!("kvkit-worker: SKIPPED the cases inside workerd: KV_TEST_SKIP_CF is set");
         return;
     }
     let emulator = CfEmulator::builder()
@@ -103,16 +103,16 @@ async fn every_case_passes_inside_workerd() {
             .map(|n| n.as_str().expect("a case name").to_owned())
             .collect()
     };
-    let expected = |cases: Vec<kv_testsuite::Case>| -> Vec<String> {
+    let expected = |cases: Vec<kvkit_testsuite::Case>| -> Vec<String> {
         cases.into_iter().map(|c| c.name.to_owned()).collect()
     };
     let (conformance, patterns) = (names("conformance"), names("patterns"));
     assert_eq!(
         conformance,
-        expected(kv_testsuite::cases::all()),
+        expected(kvkit_testsuite::cases::all()),
         "the built Worker is stale: rebuild it with `cargo xtask worker`"
     );
-    assert_eq!(patterns, expected(kv_testsuite::patterns::all()));
+    assert_eq!(patterns, expected(kvkit_testsuite::patterns::all()));
 
     let all: Vec<(&str, String)> = conformance
         .into_iter()
@@ -194,7 +194,7 @@ async fn example_worker_serves_products_through_the_cache_and_rate_limits() {
         return;
     };
     if servers::skip_cf() {
-        eprintln!("kv-worker: SKIPPED the example Worker: KV_TEST_SKIP_CF is set");
+        eprintln!("kvkit-worker: SKIPPED the example Worker: KV_TEST_SKIP_CF is set");
         return;
     }
     let emulator = CfEmulator::builder()

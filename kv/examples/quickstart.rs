@@ -1,13 +1,13 @@
 //! A tour of the `KvStore` contract on the embedded memory backend: the seed's basic operations,
 //! TTLs, metadata, ordered prefix listing, an atomic counter and put-if-absent.
 //!
-//! Run it with `cargo run -p kv --example quickstart`.
+//! Run it with `cargo run -p kvkit --example quickstart`.
 
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
-use kv::memory::MemoryStore;
-use kv::{CounterOptions, KvStore, KvStoreExt, ListOptions, PutOptions};
+use kvkit::memory::MemoryStore;
+use kvkit::{CounterOptions, KvStore, KvStoreExt, ListOptions, PutOptions};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -18,7 +18,7 @@ struct Product {
 }
 
 #[tokio::main]
-async fn main() -> kv::Result<()> {
+async fn main() -> kvkit::Result<()> {
     let store = MemoryStore::new();
     let caps = store.capabilities();
     println!(

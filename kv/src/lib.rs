@@ -2,7 +2,7 @@
 //!
 //! # Crate layout
 //!
-//! This facade re-exports the contract from `kv-core` ([`KvStore`], [`KvStoreExt`], the option
+//! This facade re-exports the contract from `kvkit-core` ([`KvStore`], [`KvStoreExt`], the option
 //! types, [`Capabilities`] and [`Error`]) and each backend behind its feature:
 //!
 //! | feature | module | backend |
@@ -14,7 +14,7 @@
 //! | `patterns` (default) | [`patterns`] | a read-through cache, sessions and rate limiting over any store |
 //! | `axum` | `http` | a tower rate-limit layer and cookie sessions for axum services |
 
-pub use kv_core::*;
+pub use kvkit_core::*;
 
 mod open;
 pub use open::{OpenError, open};
@@ -22,78 +22,78 @@ pub use open::{OpenError, open};
 /// The embedded in-memory backend (feature `memory`, on by default).
 ///
 /// ```
-/// use kv::{KvStore, PutOptions};
-/// use kv::memory::MemoryStore;
+/// use kvkit::{KvStore, PutOptions};
+/// use kvkit::memory::MemoryStore;
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> kv::Result<()> {
+/// # async fn main() -> kvkit::Result<()> {
 /// let store = MemoryStore::new();
 /// store.put("k", "v".into(), PutOptions::new()).await?;
 /// # Ok(()) }
 /// ```
 #[cfg(feature = "memory")]
 pub mod memory {
-    pub use kv_memory::{MemoryBuilder, MemoryStore};
+    pub use kvkit_memory::{MemoryBuilder, MemoryStore};
 }
 
 /// Redis and Redis Cluster (feature `redis`).
 ///
 /// ```no_run
-/// use kv::KvStore;
+/// use kvkit::KvStore;
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> kv::Result<()> {
-/// let store = kv::redis::RedisStore::connect("redis://127.0.0.1:6379").await?;
+/// # async fn main() -> kvkit::Result<()> {
+/// let store = kvkit::redis::RedisStore::connect("redis://127.0.0.1:6379").await?;
 /// let _ = store.get("k").await?;
 /// # Ok(()) }
 /// ```
 #[cfg(feature = "redis")]
 pub mod redis {
-    pub use kv_redis::{RedisBuilder, RedisStore, redact_url};
+    pub use kvkit_redis::{RedisBuilder, RedisStore, redact_url};
 }
 
 /// Cloudflare Workers KV over Cloudflare's REST API (feature `cloudflare`): the same namespace
 /// as your Workers, with Cloudflare's limits checked before any request.
 ///
 /// ```
-/// use kv::KvStore;
-/// let store = kv::cloudflare::CloudflareStore::builder()
+/// use kvkit::KvStore;
+/// let store = kvkit::cloudflare::CloudflareStore::builder()
 ///     .account_id("023e105f4ecef8ad9ca31a8372d0c353")
 ///     .namespace_id("0f2ac74b498b48028cb68387c421e279")
 ///     .api_token("token")
 ///     .build()?;
 /// assert_eq!(store.capabilities().min_ttl, std::time::Duration::from_secs(60));
 /// assert!(!store.capabilities().atomic_counter);
-/// # Ok::<(), kv::Error>(())
+/// # Ok::<(), kvkit::Error>(())
 /// ```
 #[cfg(feature = "cloudflare")]
 pub mod cloudflare {
-    pub use kv_cloudflare::{
+    pub use kvkit_cloudflare::{
         ApiError, CloudflareBuilder, CloudflareStore, DEFAULT_BASE_URL, MAX_BULK_ITEMS,
         MAX_EXPIRATION_SECS, RetryPolicy,
     };
 }
 
 /// Cloudflare Workers KV through a Worker's binding (feature `worker`), for Rust Workers: this
-/// module exists on `wasm32-unknown-unknown` only. See the `kv-worker` crate.
+/// module exists on `wasm32-unknown-unknown` only. See the `kvkit-worker` crate.
 #[cfg(all(feature = "worker", target_arch = "wasm32"))]
 pub mod worker {
-    pub use kv_worker::{BACKEND, WaitUntil, WorkerKvStore};
+    pub use kvkit_worker::{BACKEND, WaitUntil, WorkerKvStore};
 }
 
 /// Wrappers over any store (feature `layers`, on by default): import [`layers::Layered`] and
 /// stack them with one method call each.
 ///
 /// ```
-/// use kv::layers::Layered;
-/// use kv::KvStore;
+/// use kvkit::layers::Layered;
+/// use kvkit::KvStore;
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> kv::Result<()> {
-/// let store = kv::memory::MemoryStore::new().namespaced("app/").traced().two_tier();
+/// # async fn main() -> kvkit::Result<()> {
+/// let store = kvkit::memory::MemoryStore::new().namespaced("app/").traced().two_tier();
 /// assert_eq!(store.get("k").await?, None);
 /// # Ok(()) }
 /// ```
 #[cfg(feature = "layers")]
 pub mod layers {
-    pub use kv_layers::*;
+    pub use kvkit_layers::*;
 }
 
 /// The patterns (feature `patterns`, on by default): a read-through [`patterns::Cache`] with
@@ -102,10 +102,10 @@ pub mod layers {
 ///
 /// ```
 /// use std::time::Duration;
-/// use kv::patterns::RateLimiter;
+/// use kvkit::patterns::RateLimiter;
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> kv::Result<()> {
-/// let limiter = RateLimiter::fixed_window(kv::memory::MemoryStore::new(), 100, Duration::from_secs(60));
+/// # async fn main() -> kvkit::Result<()> {
+/// let limiter = RateLimiter::fixed_window(kvkit::memory::MemoryStore::new(), 100, Duration::from_secs(60));
 /// let outcome = limiter.check("203.0.113.7").await?;
 /// assert!(outcome.allowed);
 /// assert_eq!(outcome.remaining, 99);
@@ -113,7 +113,7 @@ pub mod layers {
 /// ```
 #[cfg(feature = "patterns")]
 pub mod patterns {
-    pub use kv_patterns::*;
+    pub use kvkit_patterns::*;
 }
 
 /// axum and tower integration (feature `axum`): [`http::RateLimitLayer`] and cookie sessions
@@ -121,12 +121,12 @@ pub mod patterns {
 ///
 /// ```
 /// use std::time::Duration;
-/// use kv::http::RateLimitLayer;
-/// use kv::patterns::RateLimiter;
-/// let limiter = RateLimiter::fixed_window(kv::memory::MemoryStore::new(), 100, Duration::from_secs(60));
+/// use kvkit::http::RateLimitLayer;
+/// use kvkit::patterns::RateLimiter;
+/// let limiter = RateLimiter::fixed_window(kvkit::memory::MemoryStore::new(), 100, Duration::from_secs(60));
 /// let app: axum::Router = axum::Router::new().layer(RateLimitLayer::new(limiter));
 /// ```
 #[cfg(feature = "axum")]
 pub mod http {
-    pub use kv_http::*;
+    pub use kvkit_http::*;
 }

@@ -3,15 +3,15 @@
 use std::fmt;
 use std::sync::Arc;
 
-use kv_core::KvStore;
+use kvkit_core::KvStore;
 
 /// Why [`open`] could not make a store. URLs in messages have their password removed.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
-/// let err = kv::open("ftp://example").await.unwrap_err();
-/// assert!(matches!(err, kv::OpenError::UnknownScheme { .. }));
+/// let err = kvkit::open("ftp://example").await.unwrap_err();
+/// assert!(matches!(err, kvkit::OpenError::UnknownScheme { .. }));
 /// # }
 /// ```
 #[derive(Debug)]
@@ -22,11 +22,11 @@ pub enum OpenError {
         /// The scheme.
         scheme: String,
     },
-    /// The backend exists, but this build of `kv` was compiled without its feature.
+    /// The backend exists, but this build of `kvkit` was compiled without its feature.
     FeatureDisabled {
         /// The scheme asked for.
         scheme: String,
-        /// The `kv` feature that enables it.
+        /// The `kvkit` feature that enables it.
         feature: &'static str,
     },
     /// The URL is malformed for its backend.
@@ -35,7 +35,7 @@ pub enum OpenError {
         message: String,
     },
     /// The backend refused to connect.
-    Store(kv_core::Error),
+    Store(kvkit_core::Error),
 }
 
 impl fmt::Display for OpenError {
@@ -48,8 +48,8 @@ impl fmt::Display for OpenError {
             ),
             Self::FeatureDisabled { scheme, feature } => write!(
                 f,
-                "{scheme}: URLs need the `{feature}` feature of the kv crate, which this build \
-                 does not have (add `features = [\"{feature}\"]` to the kv dependency)"
+                "{scheme}: URLs need the `{feature}` feature of the kvkit crate, which this build \
+                 does not have (add `features = [\"{feature}\"]` to the kvkit dependency)"
             ),
             Self::Invalid { message } => f.write_str(message),
             Self::Store(e) => write!(f, "{e}"),
@@ -66,8 +66,8 @@ impl std::error::Error for OpenError {
     }
 }
 
-impl From<kv_core::Error> for OpenError {
-    fn from(e: kv_core::Error) -> Self {
+impl From<kvkit_core::Error> for OpenError {
+    fn from(e: kvkit_core::Error) -> Self {
         Self::Store(e)
     }
 }
@@ -85,11 +85,11 @@ impl From<kv_core::Error> for OpenError {
 /// panic.
 ///
 /// ```
-/// use kv::KvStore;
+/// use kvkit::KvStore;
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), kv::OpenError> {
-/// let store = kv::open("memory:").await?;
-/// store.put("k", "v".into(), kv::PutOptions::new()).await?;
+/// # async fn main() -> Result<(), kvkit::OpenError> {
+/// let store = kvkit::open("memory:").await?;
+/// store.put("k", "v".into(), kvkit::PutOptions::new()).await?;
 /// assert_eq!(store.capabilities().backend, "memory");
 /// # Ok(()) }
 /// ```
@@ -109,7 +109,7 @@ pub async fn open(url: &str) -> Result<Arc<dyn KvStore>, OpenError> {
 
 #[cfg(feature = "memory")]
 fn memory(_scheme: &str) -> Result<Arc<dyn KvStore>, OpenError> {
-    Ok(Arc::new(kv_memory::MemoryStore::new()))
+    Ok(Arc::new(kvkit_memory::MemoryStore::new()))
 }
 
 #[cfg(not(feature = "memory"))]
@@ -122,7 +122,7 @@ fn memory(scheme: &str) -> Result<Arc<dyn KvStore>, OpenError> {
 
 #[cfg(feature = "redis")]
 async fn redis(url: &str, _scheme: &str) -> Result<Arc<dyn KvStore>, OpenError> {
-    Ok(Arc::new(kv_redis::RedisStore::connect(url).await?))
+    Ok(Arc::new(kvkit_redis::RedisStore::connect(url).await?))
 }
 
 #[cfg(not(feature = "redis"))]
@@ -155,7 +155,7 @@ async fn redis_cluster(url: &str, scheme: &str) -> Result<Arc<dyn KvStore>, Open
         .map(|host| format!("{node_scheme}://{auth}{host}"))
         .collect();
     Ok(Arc::new(
-        kv_redis::RedisStore::cluster(urls).connect().await?,
+        kvkit_redis::RedisStore::cluster(urls).connect().await?,
     ))
 }
 
@@ -174,7 +174,7 @@ fn cloudflare(url: &str, _scheme: &str) -> Result<Arc<dyn KvStore>, OpenError> {
         .map(|(_, rest)| rest.trim_start_matches("//"))
         .unwrap_or_default();
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let mut builder = kv_cloudflare::CloudflareStore::builder();
+    let mut builder = kvkit_cloudflare::CloudflareStore::builder();
     let ids: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     match ids.as_slice() {
         [] => {}

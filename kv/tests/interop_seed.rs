@@ -5,10 +5,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use kv::cloudflare::CloudflareStore;
-use kv::patterns::{Cache, CacheOptions, CacheStatus, RateLimiter, Session, SessionManager};
-use kv::{KvStoreExt, PutOptions};
-use kv_testsuite::servers::{self, CfEmulator};
+use kvkit::cloudflare::CloudflareStore;
+use kvkit::patterns::{Cache, CacheOptions, CacheStatus, RateLimiter, Session, SessionManager};
+use kvkit::{KvStoreExt, PutOptions};
+use kvkit_test_servers::{self as servers, CfEmulator};
 use serde_json::{Value, json};
 
 struct Seed {
@@ -38,14 +38,14 @@ impl Seed {
 }
 
 fn unique(name: &str) -> String {
-    format!("{}{name}", kv_testsuite::Namespace::new().prefix())
+    format!("{}{name}", kvkit_testsuite::Namespace::new().prefix())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rust_and_the_typescript_patterns_share_one_namespace() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/seed/worker.js");
     let Some(emulator) = CfEmulator::builder().worker("seed", script).start() else {
-        kv_testsuite::skip(
+        kvkit_testsuite::skip(
             "rust_and_the_typescript_patterns_share_one_namespace",
             "KV_TEST_SKIP_CF=1",
         );

@@ -1,12 +1,12 @@
-//! `kv::open`: every scheme, and clear errors for the ones that cannot work.
+//! `kvkit::open`: every scheme, and clear errors for the ones that cannot work.
 
-use kv::{KvStore, OpenError, PutOptions};
-use kv_testsuite::servers;
+use kvkit::{KvStore, OpenError, PutOptions};
+use kvkit_test_servers as servers;
 
 #[tokio::test]
 async fn memory_urls() {
     for url in ["memory:", "memory://", "MEMORY://"] {
-        let store = kv::open(url).await.expect("memory store");
+        let store = kvkit::open(url).await.expect("memory store");
         store
             .put("k", "v".into(), PutOptions::new())
             .await
@@ -18,13 +18,13 @@ async fn memory_urls() {
 #[tokio::test]
 async fn unknown_and_malformed_urls() {
     for url in ["", "nothing", "ftp://host", "postgres://u:secret@db/app"] {
-        match kv::open(url).await {
+        match kvkit::open(url).await {
             Err(OpenError::UnknownScheme { .. }) => {}
             Err(other) => panic!("{url}: expected UnknownScheme, got {other:?}"),
             Ok(_) => panic!("{url}: expected UnknownScheme, got a store"),
         }
     }
-    match kv::open("redis+cluster://").await {
+    match kvkit::open("redis+cluster://").await {
         Err(OpenError::Invalid { message }) => assert!(message.contains("host:port")),
         Err(other) => panic!("expected Invalid, got {other:?}"),
         Ok(_) => panic!("expected Invalid, got a store"),
@@ -35,7 +35,7 @@ async fn unknown_and_malformed_urls() {
 async fn unreachable_redis_is_a_store_error_without_the_password() {
     let port = servers::free_port();
     let url = format!("redis://:hunter2@127.0.0.1:{port}");
-    match kv::open(&url).await {
+    match kvkit::open(&url).await {
         Err(err @ OpenError::Store(_)) => {
             let message = format!("{err} {err:?}");
             assert!(!message.contains("hunter2"), "{message}");
@@ -48,12 +48,12 @@ async fn unreachable_redis_is_a_store_error_without_the_password() {
 #[tokio::test]
 async fn redis_and_cluster_urls() {
     let Some(url) = servers::shared_redis_url() else {
-        kv_testsuite::skip("redis_and_cluster_urls", "KV_TEST_SKIP_REDIS=1");
+        kvkit_testsuite::skip("redis_and_cluster_urls", "KV_TEST_SKIP_REDIS=1");
         return;
     };
-    let store = kv::open(&url).await.expect("redis store");
+    let store = kvkit::open(&url).await.expect("redis store");
     assert_eq!(store.capabilities().backend, "redis");
-    let key = kv_testsuite::Namespace::new().key("open");
+    let key = kvkit_testsuite::Namespace::new().key("open");
     store
         .put(&key, "v".into(), PutOptions::new())
         .await
@@ -69,7 +69,7 @@ async fn redis_and_cluster_urls() {
         .iter()
         .map(|u| u.trim_start_matches("redis://").trim_end_matches('/'))
         .collect();
-    let cluster = kv::open(&format!("redis+cluster://{}", hosts.join(",")))
+    let cluster = kvkit::open(&format!("redis+cluster://{}", hosts.join(",")))
         .await
         .expect("cluster store");
     cluster
@@ -85,12 +85,12 @@ async fn redis_and_cluster_urls() {
 
 #[tokio::test]
 async fn malformed_cloudflare_urls() {
-    match kv::open("cloudflare://only-one-part").await {
+    match kvkit::open("cloudflare://only-one-part").await {
         Err(OpenError::Invalid { message }) => assert!(message.contains("ACCOUNT_ID/NAMESPACE_ID")),
         Err(other) => panic!("expected Invalid, got {other:?}"),
         Ok(_) => panic!("expected Invalid, got a store"),
     }
-    match kv::open("cloudflare://a/n?token=secret").await {
+    match kvkit::open("cloudflare://a/n?token=secret").await {
         Err(OpenError::Invalid { message }) => {
             assert!(message.contains("CLOUDFLARE_API_TOKEN") && !message.contains("secret"));
         }

@@ -3,8 +3,9 @@
 //! visibly). The patterns read a manual clock; only the session-expiry case waits for the
 //! 60 s minimum TTL to pass for real, alongside the others.
 
-use kv::cloudflare::CloudflareStore;
-use kv_testsuite::{Harness, servers};
+use kvkit::cloudflare::CloudflareStore;
+use kvkit_test_servers as servers;
+use kvkit_testsuite::Harness;
 
 async fn harness() -> Option<Harness> {
     let api = servers::shared_cf_url()?;
@@ -18,4 +19,4 @@ async fn harness() -> Option<Harness> {
     Some(Harness::real_time(store))
 }
 
-kv_testsuite::pattern_tests!(harness);
+kvkit_testsuite::pattern_tests!(harness);

@@ -1,8 +1,8 @@
 //! The pattern cases on the memory store, with the patterns and the store on one manual clock.
 
-use kv::ManualClock;
-use kv::memory::MemoryStore;
-use kv_testsuite::Harness;
+use kvkit::ManualClock;
+use kvkit::memory::MemoryStore;
+use kvkit_testsuite::Harness;
 
 async fn harness() -> Harness {
     let clock = ManualClock::new();
@@ -19,9 +19,9 @@ async fn cloudflare_limits() -> Harness {
     Harness::manual(store, clock)
 }
 
-kv_testsuite::pattern_tests!(harness);
+kvkit_testsuite::pattern_tests!(harness);
 
 /// The same cases under Cloudflare's limits (60 s minimum TTL, 512-byte keys).
 mod with_cloudflare_limits {
-    kv_testsuite::pattern_tests!(super::cloudflare_limits);
+    kvkit_testsuite::pattern_tests!(super::cloudflare_limits);
 }

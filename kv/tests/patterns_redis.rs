@@ -2,8 +2,9 @@
 //! loopback ports unless `KV_TEST_REDIS_URL` / `KV_TEST_REDIS_CLUSTER_URLS` say where they are.
 //! The patterns read a manual clock, so their timing is tested without sleeping.
 
-use kv::redis::RedisStore;
-use kv_testsuite::{Harness, Namespace, servers};
+use kvkit::redis::RedisStore;
+use kvkit_test_servers as servers;
+use kvkit_testsuite::{Harness, Namespace};
 
 async fn single() -> Option<Harness> {
     let url = servers::shared_redis_url()?;
@@ -25,8 +26,8 @@ async fn cluster() -> Option<Harness> {
     Some(Harness::real_time(store))
 }
 
-kv_testsuite::pattern_tests!(single);
+kvkit_testsuite::pattern_tests!(single);
 
 mod on_cluster {
-    kv_testsuite::pattern_tests!(super::cluster);
+    kvkit_testsuite::pattern_tests!(super::cluster);
 }

@@ -1,4 +1,4 @@
-//! The TypeScript seed's product endpoint and rate-limit middleware, as a Rust Worker on `kv`.
+//! The TypeScript seed's product endpoint and rate-limit middleware, as a Rust Worker on `kvkit`.
 //!
 //! - `GET /products/{id}`: the product from the D1 database bound as `DB`, read through the
 //!   cache pattern (`cache:product:{id}`, fresh for 5 minutes, then served stale for 1 more while
@@ -16,8 +16,8 @@
 mod app {
     use std::time::Duration;
 
-    use kv_patterns::{Cache, CacheOptions, RateLimiter};
-    use kv_worker::{WaitUntil, WorkerKvStore};
+    use kvkit_patterns::{Cache, CacheOptions, RateLimiter};
+    use kvkit_worker::{WaitUntil, WorkerKvStore};
     use serde_json::{Value, json};
     use worker::{Context, D1Database, Env, Request, Response, Result, event};
 

@@ -1,5 +1,5 @@
-//! A Rust Worker that runs `kv`'s conformance and pattern cases inside workerd, against the KV
-//! namespace bound as `KV`, through `kv_worker::WorkerKvStore`.
+//! A Rust Worker that runs `kvkit`'s conformance and pattern cases inside workerd, against the KV
+//! namespace bound as `KV`, through `kvkit_worker::WorkerKvStore`.
 //!
 //! Built for `wasm32-unknown-unknown` with `worker-build --release` (`cargo xtask worker` does it
 //! with the tools from the registries), and run by `kv-worker/tests/in_workerd.rs` through the
@@ -12,15 +12,15 @@
 
 #[cfg(target_arch = "wasm32")]
 mod run {
-    use kv_testsuite::{Case, Harness};
-    use kv_worker::WorkerKvStore;
+    use kvkit_testsuite::{Case, Harness};
+    use kvkit_worker::WorkerKvStore;
     use serde_json::json;
     use worker::{Context, Env, Request, Response, Result, event};
 
     fn suite(name: &str) -> Option<Vec<Case>> {
         match name {
-            "conformance" => Some(kv_testsuite::cases::all()),
-            "patterns" => Some(kv_testsuite::patterns::all()),
+            "conformance" => Some(kvkit_testsuite::cases::all()),
+            "patterns" => Some(kvkit_testsuite::patterns::all()),
             _ => None,
         }
     }
@@ -45,8 +45,8 @@ mod run {
             .unwrap_or_default();
         match path.as_slice() {
             [.., "cases"] => Response::from_json(&json!({
-                "conformance": names(kv_testsuite::cases::all()),
-                "patterns": names(kv_testsuite::patterns::all()),
+                "conformance": names(kvkit_testsuite::cases::all()),
+                "patterns": names(kvkit_testsuite::patterns::all()),
             })),
             [.., "run", suite_name, case_name] => {
                 let Some(case) = suite(suite_name)
@@ -58,7 +58,7 @@ mod run {
                     .map_err(|e| worker::Error::RustError(e.to_string()))?;
                 let harness = Harness::real_time(store);
                 (case.run)(&harness).await;
-                Response::from_json(&match kv_testsuite::take_skip(case.name) {
+                Response::from_json(&match kvkit_testsuite::take_skip(case.name) {
                     Some(reason) => {
                         json!({"case": case.name, "outcome": "skipped", "reason": reason})
                     }

@@ -28,7 +28,7 @@ KV_TEST_REDIS_URL at a running server, or set KV_TEST_SKIP_REDIS=1 to skip the R
 ///
 /// ```
 /// // Unset in a normal run.
-/// let _ = kv_testsuite::servers::skip_redis();
+/// let _ = kvkit_test_servers::skip_redis();
 /// ```
 pub fn skip_redis() -> bool {
     std::env::var("KV_TEST_SKIP_REDIS").is_ok_and(|v| v == "1" || v == "true")
@@ -42,7 +42,7 @@ fn on_path(program: &str) -> bool {
 /// A free TCP port on 127.0.0.1.
 ///
 /// ```
-/// assert!(kv_testsuite::servers::free_port() > 0);
+/// assert!(kvkit_test_servers::free_port() > 0);
 /// ```
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("binding a loopback port");
@@ -71,7 +71,7 @@ fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
 /// process exits (it runs under a tiny shell that kills it when our end of its stdin closes).
 ///
 /// ```no_run
-/// let server = kv_testsuite::servers::RedisServer::start(&[]).expect("redis-server on PATH");
+/// let server = kvkit_test_servers::RedisServer::start(&[]).expect("redis-server on PATH");
 /// println!("{}", server.url());
 /// ```
 #[derive(Debug)]
@@ -292,7 +292,7 @@ impl Drop for RedisServer {
 /// otherwise one server started on first use. `None` when opted out.
 ///
 /// ```no_run
-/// if let Some(url) = kv_testsuite::servers::shared_redis_url() {
+/// if let Some(url) = kvkit_test_servers::shared_redis_url() {
 ///     println!("testing against {url}");
 /// }
 /// ```
@@ -363,7 +363,7 @@ impl RedisCluster {
 /// on first use. `None` when opted out.
 ///
 /// ```no_run
-/// if let Some(urls) = kv_testsuite::servers::shared_redis_cluster_urls() {
+/// if let Some(urls) = kvkit_test_servers::shared_redis_cluster_urls() {
 ///     assert!(!urls.is_empty());
 /// }
 /// ```
@@ -394,7 +394,7 @@ pub const CF_EMULATOR_TOKEN: &str = "test-token";
 ///
 /// ```
 /// // Unset in a normal run.
-/// let _ = kv_testsuite::servers::skip_cf();
+/// let _ = kvkit_test_servers::skip_cf();
 /// ```
 pub fn skip_cf() -> bool {
     std::env::var("KV_TEST_SKIP_CF").is_ok_and(|v| v == "1" || v == "true")
@@ -403,7 +403,7 @@ pub fn skip_cf() -> bool {
 /// The emulator's directory: `kv-cloudflare/emulator` in this workspace.
 ///
 /// ```
-/// assert!(kv_testsuite::servers::cf_emulator_dir().ends_with("emulator"));
+/// assert!(kvkit_test_servers::cf_emulator_dir().ends_with("emulator"));
 /// ```
 pub fn cf_emulator_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -416,7 +416,7 @@ pub fn cf_emulator_dir() -> PathBuf {
 /// share its KV namespace.
 ///
 /// ```no_run
-/// let emulator = kv_testsuite::servers::CfEmulator::builder()
+/// let emulator = kvkit_test_servers::CfEmulator::builder()
 ///     .read_only_token("reader")
 ///     .worker("seed", "/path/to/seed.js")
 ///     .start()
@@ -435,7 +435,7 @@ impl CfEmulatorBuilder {
     /// The token with read and write access (default [`CF_EMULATOR_TOKEN`]).
     ///
     /// ```
-    /// let builder = kv_testsuite::servers::CfEmulator::builder().token("my-token");
+    /// let builder = kvkit_test_servers::CfEmulator::builder().token("my-token");
     /// # let _ = builder;
     /// ```
     pub fn token(mut self, token: impl Into<String>) -> Self {
@@ -447,7 +447,7 @@ impl CfEmulatorBuilder {
     /// without the "Workers KV Storage Write" permission.
     ///
     /// ```
-    /// let builder = kv_testsuite::servers::CfEmulator::builder().read_only_token("reader");
+    /// let builder = kvkit_test_servers::CfEmulator::builder().read_only_token("reader");
     /// # let _ = builder;
     /// ```
     pub fn read_only_token(mut self, token: impl Into<String>) -> Self {
@@ -461,7 +461,7 @@ impl CfEmulatorBuilder {
     /// JavaScript, against the namespace a Rust store writes to.
     ///
     /// ```
-    /// let builder = kv_testsuite::servers::CfEmulator::builder().worker("seed", "tests/seed.js");
+    /// let builder = kvkit_test_servers::CfEmulator::builder().worker("seed", "tests/seed.js");
     /// # let _ = builder;
     /// ```
     pub fn worker(mut self, name: impl Into<String>, script: impl Into<PathBuf>) -> Self {
@@ -472,7 +472,7 @@ impl CfEmulatorBuilder {
     /// The binding name of the namespace in extra Workers (default `KV`).
     ///
     /// ```
-    /// let builder = kv_testsuite::servers::CfEmulator::builder().binding("CACHE");
+    /// let builder = kvkit_test_servers::CfEmulator::builder().binding("CACHE");
     /// # let _ = builder;
     /// ```
     pub fn binding(mut self, name: impl Into<String>) -> Self {
@@ -485,7 +485,7 @@ impl CfEmulatorBuilder {
     /// `node_modules` is missing.
     ///
     /// ```no_run
-    /// let emulator = kv_testsuite::servers::CfEmulator::builder().start().expect("not opted out");
+    /// let emulator = kvkit_test_servers::CfEmulator::builder().start().expect("not opted out");
     /// # let _ = emulator;
     /// ```
     pub fn start(self) -> Option<CfEmulator> {
@@ -560,7 +560,7 @@ impl CfEmulatorBuilder {
 /// value is dropped or the process exits.
 ///
 /// ```no_run
-/// let emulator = kv_testsuite::servers::CfEmulator::start().expect("node on PATH");
+/// let emulator = kvkit_test_servers::CfEmulator::start().expect("node on PATH");
 /// println!("{}", emulator.api_url());
 /// ```
 #[derive(Debug)]
@@ -574,7 +574,7 @@ impl CfEmulator {
     /// Options for an emulator with extra Workers or tokens.
     ///
     /// ```
-    /// let builder = kv_testsuite::servers::CfEmulator::builder();
+    /// let builder = kvkit_test_servers::CfEmulator::builder();
     /// # let _ = builder;
     /// ```
     pub fn builder() -> CfEmulatorBuilder {
@@ -590,7 +590,7 @@ impl CfEmulator {
     /// `KV_TEST_SKIP_CF=1`; panics with install instructions when `node` is missing.
     ///
     /// ```no_run
-    /// let emulator = kv_testsuite::servers::CfEmulator::start().expect("not opted out");
+    /// let emulator = kvkit_test_servers::CfEmulator::start().expect("not opted out");
     /// # let _ = emulator;
     /// ```
     pub fn start() -> Option<Self> {
@@ -600,7 +600,7 @@ impl CfEmulator {
     /// `http://127.0.0.1:{port}`.
     ///
     /// ```no_run
-    /// let emulator = kv_testsuite::servers::CfEmulator::start().expect("not opted out");
+    /// let emulator = kvkit_test_servers::CfEmulator::start().expect("not opted out");
     /// assert!(emulator.url().starts_with("http://127.0.0.1:"));
     /// ```
     pub fn url(&self) -> &str {
@@ -610,7 +610,7 @@ impl CfEmulator {
     /// The API's base URL, `http://127.0.0.1:{port}/client/v4`, for `CloudflareBuilder::base_url`.
     ///
     /// ```no_run
-    /// let emulator = kv_testsuite::servers::CfEmulator::start().expect("not opted out");
+    /// let emulator = kvkit_test_servers::CfEmulator::start().expect("not opted out");
     /// assert!(emulator.api_url().ends_with("/client/v4"));
     /// ```
     pub fn api_url(&self) -> String {
@@ -620,7 +620,7 @@ impl CfEmulator {
     /// Where requests to the extra Worker `name` go: `http://127.0.0.1:{port}/workers/{name}`.
     ///
     /// ```no_run
-    /// let emulator = kv_testsuite::servers::CfEmulator::builder()
+    /// let emulator = kvkit_test_servers::CfEmulator::builder()
     ///     .worker("seed", "tests/seed.js")
     ///     .start()
     ///     .expect("not opted out");
@@ -633,8 +633,8 @@ impl CfEmulator {
     /// The token with read and write access.
     ///
     /// ```no_run
-    /// let emulator = kv_testsuite::servers::CfEmulator::start().expect("not opted out");
-    /// assert_eq!(emulator.token(), kv_testsuite::servers::CF_EMULATOR_TOKEN);
+    /// let emulator = kvkit_test_servers::CfEmulator::start().expect("not opted out");
+    /// assert_eq!(emulator.token(), kvkit_test_servers::CF_EMULATOR_TOKEN);
     /// ```
     pub fn token(&self) -> &str {
         &self.token
@@ -653,7 +653,7 @@ impl Drop for CfEmulator {
 /// namespace [`CF_EMULATOR_NAMESPACE_ID`], token [`CF_EMULATOR_TOKEN`]). `None` when opted out.
 ///
 /// ```no_run
-/// if let Some(api) = kv_testsuite::servers::shared_cf_url() {
+/// if let Some(api) = kvkit_test_servers::shared_cf_url() {
 ///     println!("testing against {api}");
 /// }
 /// ```
