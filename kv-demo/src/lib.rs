@@ -439,3 +439,9 @@ async fn logout(State(state): State<AppState>, session: CurrentSession<Session>)
         .insert(header::SET_COOKIE, state.cookie.clear());
     response
 }
+
+/// The workspace README's examples, run as doc tests here (the published `kvkit` crate carries a
+/// README of its own, `kv/README.md`, tested as its crate docs).
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct WorkspaceReadme;

@@ -82,7 +82,8 @@ impl<S: KvStore> Namespaced<S> {
 }
 
 #[deny(clippy::missing_trait_methods)]
-#[async_trait::async_trait]
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
 impl<S: KvStore> KvStore for Namespaced<S> {
     fn capabilities(&self) -> &Capabilities {
         &self.caps

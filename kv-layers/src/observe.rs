@@ -107,7 +107,8 @@ const OUTCOMES: [&str; 3] = ["ok", "transient_error", "error"];
 macro_rules! wrap_all {
     ($ty:ident, $wrap:ident) => {
         #[deny(clippy::missing_trait_methods)]
-        #[async_trait::async_trait]
+        #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+        #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
         impl<S: KvStore> KvStore for $ty<S> {
             fn capabilities(&self) -> &Capabilities {
                 self.inner().capabilities()

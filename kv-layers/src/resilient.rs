@@ -261,7 +261,8 @@ impl<S: KvStore> Resilient<S> {
 }
 
 #[deny(clippy::missing_trait_methods)]
-#[async_trait::async_trait]
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
 impl<S: KvStore> KvStore for Resilient<S> {
     fn capabilities(&self) -> &Capabilities {
         self.inner.capabilities()

@@ -72,7 +72,8 @@ impl InvalidationSink {
 /// Tells other instances which keys changed, and this instance what others changed.
 ///
 /// Implemented over Redis pub/sub by `RedisInvalidator` (feature `redis`).
-#[async_trait::async_trait]
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
 pub trait Invalidator: Send + Sync + fmt::Debug + 'static {
     /// Announces that `keys` changed.
     async fn publish(&self, keys: &[String]) -> Result<()>;
@@ -417,7 +418,8 @@ impl<R: KvStore> TwoTier<R> {
 }
 
 #[deny(clippy::missing_trait_methods)]
-#[async_trait::async_trait]
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
 impl<R: KvStore> KvStore for TwoTier<R> {
     fn capabilities(&self) -> &Capabilities {
         &self.caps

@@ -611,7 +611,8 @@ impl Default for MemoryStore {
     }
 }
 
-#[async_trait::async_trait]
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
 impl KvStore for MemoryStore {
     fn capabilities(&self) -> &Capabilities {
         &self.inner.caps

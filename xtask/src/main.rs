@@ -5,6 +5,11 @@
 //!   npm packages, pinned by its lock file), builds the Rust Workers (as `cargo xtask worker`),
 //!   then runs `cargo test --workspace --all-features [ARGS…]`.
 //! - `cargo xtask deps`: only the installation step.
+//! - `cargo xtask features`: `cargo check`s the facade with each of its features alone and with
+//!   the defaults, natively, and with `worker` (defaults on and off) for `wasm32-unknown-unknown`.
+//! - `cargo xtask msrv`: fails when a publishable crate's `rust-version` is older than the
+//!   `rust-version` of a dependency it builds with (normal and build dependencies, all features,
+//!   every target, as `Cargo.lock` pins them), naming the dependency.
 //! - `cargo xtask worker`: builds the Rust Workers for `wasm32-unknown-unknown` with
 //!   `worker-build`, offline: it adds the target with rustup and installs `worker-build` and the
 //!   `wasm-bindgen-cli` matching `Cargo.lock` with `cargo install` when they are missing, and
@@ -31,9 +36,11 @@ fn main() -> ExitCode {
             })
             .and_then(|()| run_tests(&rest)),
         Some("deps") => install_deps(),
+        Some("features") => check_features(),
+        Some("msrv") => check_msrv(),
         Some("worker") => install_deps().and_then(|()| build_workers()),
         _ => Err(
-            "usage: cargo xtask test [cargo test args…] | cargo xtask deps | cargo xtask worker"
+            "usage: cargo xtask test [cargo test args…] | deps | worker | features | msrv"
                 .to_owned(),
         ),
     };
@@ -230,4 +237,150 @@ fn run_tests(extra: &[String]) -> Result<(), String> {
     run(Command::new(cargo)
         .args(["test", "--workspace", "--all-features"])
         .args(extra))
+}
+
+/// `cargo metadata` of the whole workspace, every feature and target.
+fn metadata() -> Result<serde_json::Value, String> {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let output = Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--all-features", "--locked"])
+        .current_dir(workspace())
+        .output()
+        .map_err(|e| format!("could not run cargo metadata: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    serde_json::from_slice(&output.stdout).map_err(|e| format!("cargo metadata's output: {e}"))
+}
+
+/// The facade's features, each alone and with the defaults, natively; `worker` on wasm32.
+fn check_features() -> Result<(), String> {
+    let meta = metadata()?;
+    let facade = meta["packages"]
+        .as_array()
+        .and_then(|packages| packages.iter().find(|p| p["name"] == "kvkit"))
+        .ok_or("the kvkit package is not in the workspace")?;
+    let mut features: Vec<&str> = facade["features"]
+        .as_object()
+        .ok_or("kvkit has no features table")?
+        .keys()
+        .map(String::as_str)
+        .filter(|f| *f != "default")
+        .collect();
+    features.sort_unstable();
+    let defaults: Vec<&str> = facade["features"]["default"]
+        .as_array()
+        .map(|d| d.iter().filter_map(|f| f.as_str()).collect())
+        .unwrap_or_default();
+    let mut runs: Vec<(Option<&str>, Vec<String>)> = vec![
+        (None, vec!["--no-default-features".to_owned()]),
+        (None, vec![]),
+    ];
+    for feature in &features {
+        runs.push((None, vec!["--no-default-features".to_owned(), format!("--features={feature}")]));
+        if !defaults.contains(feature) {
+            runs.push((None, vec![format!("--features={feature}")]));
+        }
+    }
+    let wasm = "wasm32-unknown-unknown";
+    runs.push((Some(wasm), vec!["--features=worker".to_owned()]));
+    runs.push((Some(wasm), vec!["--no-default-features".to_owned(), "--features=worker".to_owned()]));
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    for (target, args) in &runs {
+        eprintln!(
+            "xtask: cargo check -p kvkit {} ({})",
+            args.join(" "),
+            target.unwrap_or("native")
+        );
+        let mut check = Command::new(&cargo);
+        check.args(["check", "--quiet", "--locked", "-p", "kvkit"]).args(args);
+        if let Some(target) = target {
+            check.args(["--target", target]);
+        }
+        // Warnings fail the check without RUSTFLAGS, which would rebuild every dependency.
+        let output = check
+            .current_dir(workspace())
+            .output()
+            .map_err(|e| format!("could not run cargo check: {e}"))?;
+        let messages = String::from_utf8_lossy(&output.stderr);
+        eprint!("{messages}");
+        if !output.status.success() {
+            return Err(format!("cargo check -p kvkit {} failed", args.join(" ")));
+        }
+        if messages.lines().any(|line| line.starts_with("warning")) {
+            return Err(format!("cargo check -p kvkit {} warned", args.join(" ")));
+        }
+    }
+    Ok(())
+}
+
+/// A `rust-version` as comparable numbers (`1.88` is `[1, 88, 0]`).
+fn parse_version(version: &str) -> Vec<u64> {
+    let mut parts: Vec<u64> = version.split('.').map(|p| p.parse().unwrap_or(0)).collect();
+    parts.resize(3, 0);
+    parts
+}
+
+/// Every publishable crate's `rust-version` covers what its locked dependencies declare.
+fn check_msrv() -> Result<(), String> {
+    let meta = metadata()?;
+    let packages: std::collections::HashMap<&str, &serde_json::Value> = meta["packages"]
+        .as_array()
+        .ok_or("cargo metadata lists no packages")?
+        .iter()
+        .filter_map(|p| Some((p["id"].as_str()?, p)))
+        .collect();
+    let nodes: std::collections::HashMap<&str, &serde_json::Value> = meta["resolve"]["nodes"]
+        .as_array()
+        .ok_or("cargo metadata has no resolve graph")?
+        .iter()
+        .filter_map(|n| Some((n["id"].as_str()?, n)))
+        .collect();
+    let mut problems = Vec::new();
+    for member in meta["workspace_members"].as_array().into_iter().flatten() {
+        let Some(id) = member.as_str() else { continue };
+        let package = packages[id];
+        let publishable = package["publish"].as_array().is_none_or(|registries| !registries.is_empty());
+        if !publishable {
+            continue;
+        }
+        let name = package["name"].as_str().unwrap_or(id);
+        let own = package["rust_version"]
+            .as_str()
+            .ok_or_else(|| format!("{name} declares no rust-version"))?;
+        let mut seen = std::collections::HashSet::new();
+        let mut stack = vec![id];
+        while let Some(current) = stack.pop() {
+            if !seen.insert(current) {
+                continue;
+            }
+            let dependency = packages[current];
+            if let Some(needed) = dependency["rust_version"].as_str()
+                && parse_version(needed) > parse_version(own)
+            {
+                problems.push(format!(
+                    "{name} declares rust-version {own}, but {} {} needs {needed}",
+                    dependency["name"].as_str().unwrap_or(current),
+                    dependency["version"].as_str().unwrap_or("?"),
+                ));
+            }
+            for dep in nodes[current]["deps"].as_array().into_iter().flatten() {
+                let built = dep["dep_kinds"].as_array().into_iter().flatten().any(|kind| {
+                    kind["kind"].is_null() || kind["kind"] == "build"
+                });
+                if built && let Some(next) = dep["pkg"].as_str() {
+                    stack.push(next);
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        eprintln!("xtask: every publishable crate's rust-version covers its locked dependencies");
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    }
 }
