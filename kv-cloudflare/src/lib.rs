@@ -524,7 +524,7 @@ fn expiry_param(expiry: Option<Expiry>, now_ms: u64) -> Option<(&'static str, u6
         Expiry::Ttl(ttl) => {
             // The TTL is whole seconds (Capabilities round it up). Cloudflare adds it to its
             // current whole second; adding the started part of ours keeps the full TTL.
-            let started = u64::from(now_ms % 1000 != 0);
+            let started = u64::from(!now_ms.is_multiple_of(1000));
             Some(("expiration_ttl", ttl.as_secs().saturating_add(started)))
         }
     }

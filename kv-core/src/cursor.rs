@@ -50,7 +50,7 @@ pub fn decode(cursor: &str, prefix: &str) -> Result<String> {
         cursor: crate::error::excerpt(cursor),
     };
     let bytes = cursor.as_bytes();
-    if bytes.len() < 8 || bytes.len() % 2 != 0 {
+    if bytes.len() < 8 || !bytes.len().is_multiple_of(2) {
         return Err(invalid());
     }
     let (sum, body) = bytes.split_at(8);

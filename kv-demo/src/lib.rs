@@ -396,10 +396,10 @@ async fn login(
         }
     };
     // A new id at every login: an id planted before login is worthless after it.
-    if let Some(previous) = previous {
-        if let Err(error) = state.sessions.destroy(&previous.id).await {
-            tracing::warn!(%error, "could not destroy the previous session");
-        }
+    if let Some(previous) = previous
+        && let Err(error) = state.sessions.destroy(&previous.id).await
+    {
+        tracing::warn!(%error, "could not destroy the previous session");
     }
     let (user_id, email, role) = user;
     match state.sessions.create_for(&user_id, &email, &role).await {

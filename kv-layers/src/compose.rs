@@ -2,7 +2,9 @@
 
 use kvkit_core::KvStore;
 
-use crate::{Metered, Namespaced, Observed, Resilient, Traced, TwoTier};
+use crate::{Metered, Namespaced, Observed, Traced};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::{Resilient, TwoTier};
 
 /// Wraps any store in the layers of this crate, one method call each.
 ///
@@ -79,6 +81,7 @@ pub trait Layered: KvStore + Sized {
     ///     .timeout(std::time::Duration::from_secs(1));
     /// # let _ = store;
     /// ```
+    #[cfg(not(target_arch = "wasm32"))]
     fn resilient(self) -> Resilient<Self> {
         Resilient::new(self)
     }
@@ -90,6 +93,7 @@ pub trait Layered: KvStore + Sized {
     /// let store = kvkit_memory::MemoryStore::new().two_tier().max_entries(1000);
     /// # let _ = store;
     /// ```
+    #[cfg(not(target_arch = "wasm32"))]
     fn two_tier(self) -> TwoTier<Self> {
         TwoTier::new(self)
     }

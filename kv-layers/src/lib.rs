@@ -27,13 +27,23 @@
 //! store.put("invoice:7", "paid".into(), PutOptions::new()).await?;
 //! # Ok(()) }
 //! ```
+//!
+//! # Inside a Worker (`wasm32`)
+//!
+//! [`Namespaced`], [`Traced`], [`Metered`] and [`Observed`] work on `wasm32-unknown-unknown` too
+//! (timed with `performance.now()`), over the Worker's KV binding or a memory store. `Resilient`
+//! and `TwoTier` keep time with tokio's timers and the system clock, which a Worker has not, so
+//! they exist on native targets only: inside a Worker, the runtime bounds every subrequest.
 
 mod compose;
 mod namespace;
 mod observe;
 #[cfg(feature = "redis")]
 mod redis_invalidator;
+// Both keep time with tokio's timers and the system clock, which a Worker on wasm32 has not.
+#[cfg(not(target_arch = "wasm32"))]
 mod resilient;
+#[cfg(not(target_arch = "wasm32"))]
 mod two_tier;
 
 pub use compose::Layered;
@@ -41,5 +51,7 @@ pub use namespace::Namespaced;
 pub use observe::{Metered, Observed, Traced};
 #[cfg(feature = "redis")]
 pub use redis_invalidator::RedisInvalidator;
+#[cfg(not(target_arch = "wasm32"))]
 pub use resilient::{Resilient, RetryPolicy};
+#[cfg(not(target_arch = "wasm32"))]
 pub use two_tier::{Invalidation, InvalidationSink, Invalidator, TwoTier};

@@ -92,28 +92,26 @@ impl Invalidator for RedisInvalidator {
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(50);
             while sink.is_alive() {
-                if let Ok(mut pubsub) = client.get_async_pubsub().await {
-                    if pubsub.subscribe(&channel).await.is_ok() {
-                        backoff = Duration::from_millis(50);
-                        if !sink.deliver(Invalidation::Up) {
-                            return;
-                        }
-                        let mut messages = pubsub.on_message();
-                        loop {
-                            // Wake up now and then to notice a dropped tier.
-                            match tokio::time::timeout(Duration::from_secs(1), messages.next())
-                                .await
-                            {
-                                Err(_) if sink.is_alive() => {}
-                                Err(_) => return,
-                                Ok(None) => break,
-                                Ok(Some(message)) => {
-                                    let keys: Vec<String> =
-                                        serde_json::from_slice(message.get_payload_bytes())
-                                            .unwrap_or_default();
-                                    if !sink.deliver(Invalidation::Keys(keys)) {
-                                        return;
-                                    }
+                if let Ok(mut pubsub) = client.get_async_pubsub().await
+                    && pubsub.subscribe(&channel).await.is_ok()
+                {
+                    backoff = Duration::from_millis(50);
+                    if !sink.deliver(Invalidation::Up) {
+                        return;
+                    }
+                    let mut messages = pubsub.on_message();
+                    loop {
+                        // Wake up now and then to notice a dropped tier.
+                        match tokio::time::timeout(Duration::from_secs(1), messages.next()).await {
+                            Err(_) if sink.is_alive() => {}
+                            Err(_) => return,
+                            Ok(None) => break,
+                            Ok(Some(message)) => {
+                                let keys: Vec<String> =
+                                    serde_json::from_slice(message.get_payload_bytes())
+                                        .unwrap_or_default();
+                                if !sink.deliver(Invalidation::Keys(keys)) {
+                                    return;
                                 }
                             }
                         }

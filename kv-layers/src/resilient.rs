@@ -261,8 +261,7 @@ impl<S: KvStore> Resilient<S> {
 }
 
 #[deny(clippy::missing_trait_methods)]
-#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
-#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+#[async_trait::async_trait]
 impl<S: KvStore> KvStore for Resilient<S> {
     fn capabilities(&self) -> &Capabilities {
         self.inner.capabilities()

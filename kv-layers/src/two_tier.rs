@@ -72,8 +72,7 @@ impl InvalidationSink {
 /// Tells other instances which keys changed, and this instance what others changed.
 ///
 /// Implemented over Redis pub/sub by `RedisInvalidator` (feature `redis`).
-#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
-#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+#[async_trait::async_trait]
 pub trait Invalidator: Send + Sync + fmt::Debug + 'static {
     /// Announces that `keys` changed.
     async fn publish(&self, keys: &[String]) -> Result<()>;
@@ -195,10 +194,9 @@ impl Local {
                 .map
                 .get(&oldest)
                 .is_some_and(|c| c.generation == generation)
+                && let Some(evicted) = shard.map.remove(&oldest)
             {
-                if let Some(evicted) = shard.map.remove(&oldest) {
-                    shard.bytes -= evicted.size;
-                }
+                shard.bytes -= evicted.size;
             }
         }
         if shard.order.len() > 2 * shard.map.len() + 64 {
@@ -401,14 +399,14 @@ impl<R: KvStore> TwoTier<R> {
         for key in keys {
             self.local.remove(key);
         }
-        if let Some(invalidator) = &self.invalidator {
-            if let Err(error) = invalidator.publish(keys).await {
-                tracing::warn!(
-                    target: "kv",
-                    %error,
-                    "could not announce a write; other instances may serve the old value until their copy ages out"
-                );
-            }
+        if let Some(invalidator) = &self.invalidator
+            && let Err(error) = invalidator.publish(keys).await
+        {
+            tracing::warn!(
+                target: "kv",
+                %error,
+                "could not announce a write; other instances may serve the old value until their copy ages out"
+            );
         }
     }
 
@@ -418,8 +416,7 @@ impl<R: KvStore> TwoTier<R> {
 }
 
 #[deny(clippy::missing_trait_methods)]
-#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
-#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+#[async_trait::async_trait]
 impl<R: KvStore> KvStore for TwoTier<R> {
     fn capabilities(&self) -> &Capabilities {
         &self.caps

@@ -481,14 +481,14 @@ impl Inner {
             if let Some(next) = ranges[i].next() {
                 heap.push(Reverse((next, i)));
             }
-            if let Some(slot) = self.map.get(&**key) {
-                if !slot.is_expired_at(now) {
-                    keys.push(KeyInfo::new(
-                        key.to_string(),
-                        slot.expiration(),
-                        slot.metadata.as_deref().cloned(),
-                    ));
-                }
+            if let Some(slot) = self.map.get(&**key)
+                && !slot.is_expired_at(now)
+            {
+                keys.push(KeyInfo::new(
+                    key.to_string(),
+                    slot.expiration(),
+                    slot.metadata.as_deref().cloned(),
+                ));
             }
         }
         let more = heap
@@ -509,10 +509,10 @@ impl Inner {
             Ok(next)
         };
         let fresh = || Slot::new(Bytes::from(delta.to_string()), expires_at_ms, None);
-        if let Some(mut slot) = self.map.get_mut(key) {
-            if !slot.is_expired_at(now) {
-                return add(&mut slot);
-            }
+        if let Some(mut slot) = self.map.get_mut(key)
+            && !slot.is_expired_at(now)
+        {
+            return add(&mut slot);
         }
         self.upsert(key, |existing| match existing {
             Some(slot) if !slot.is_expired_at(now) => Step::Keep(add(slot)),

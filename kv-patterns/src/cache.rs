@@ -657,17 +657,17 @@ impl<S: KvStore> Cache<S> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<V, E>>,
     {
-        if let Some(entry) = self.read::<V>(cache_key).await {
-            if matches!(
+        if let Some(entry) = self.read::<V>(cache_key).await
+            && matches!(
                 self.freshness(&entry, options, is_negative),
                 Freshness::Fresh
-            ) {
-                *mine = Some(Cached {
-                    value: entry.data,
-                    status: CacheStatus::Hit,
-                });
-                return Ok((entry.raw, CacheStatus::Hit));
-            }
+            )
+        {
+            *mine = Some(Cached {
+                value: entry.data,
+                status: CacheStatus::Hit,
+            });
+            return Ok((entry.raw, CacheStatus::Hit));
         }
         let value = fetcher().await.map_err(Arc::new)?;
         let raw = match self.encode(cache_key, &value, options, is_negative) {

@@ -944,7 +944,12 @@ impl RedisStore {
     /// Best effort: the write it follows has succeeded, so a failed sweep is not reported (a
     /// caller would retry a write that is done); later writes and listings clean up instead.
     async fn maybe_sweep(&self, shard: u32) {
-        if self.inner.expiring_writes.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY != 0 {
+        if !self
+            .inner
+            .expiring_writes
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(SWEEP_EVERY)
+        {
             return;
         }
         let keys = self.shard(shard);

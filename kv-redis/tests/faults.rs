@@ -167,10 +167,10 @@ async fn acknowledged_writes_survive_a_crash_with_fsync_always() {
 /// Connects once Redis has finished loading its append-only file.
 async fn store_when_back(server: &RedisServer) -> RedisStore {
     for _ in 0..100 {
-        if let Ok(store) = RedisStore::builder(server.url()).connect().await {
-            if store.get("probe").await.is_ok() {
-                return store;
-            }
+        if let Ok(store) = RedisStore::builder(server.url()).connect().await
+            && store.get("probe").await.is_ok()
+        {
+            return store;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

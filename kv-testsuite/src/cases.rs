@@ -370,7 +370,7 @@ pub async fn expiration_is_reported(h: &Harness) {
         panic!("a TTL of {ttl:?} must be accepted");
     };
     let ttl_ms = u64::try_from(rounded.as_millis()).unwrap_or(u64::MAX);
-    if h.now_ms() % 1000 == 0 {
+    if h.now_ms().is_multiple_of(1000) {
         // Start between two seconds, so that the exact second reported is meaningful.
         h.advance(Duration::from_millis(300)).await;
     }

@@ -84,7 +84,7 @@ fn expiry_options(
         Some(Expiry::Ttl(ttl)) => {
             // Whole seconds (Capabilities round the TTL up); Cloudflare adds them to its current
             // whole second, so the started part of ours keeps the full TTL.
-            let started = u64::from(now_ms % 1000 != 0);
+            let started = u64::from(!now_ms.is_multiple_of(1000));
             builder.expiration_ttl(ttl.as_secs().saturating_add(started))
         }
     }

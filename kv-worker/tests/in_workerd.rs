@@ -44,11 +44,12 @@ fn built_worker(dir: &str) -> Option<PathBuf> {
 async fn run_case(
     client: &reqwest::Client,
     base: &str,
+    store: &str,
     suite: &str,
     case: &str,
 ) -> Result<Value, String> {
     let response = client
-        .get(format!("{base}/run/{suite}/{case}"))
+        .get(format!("{base}/run/{store}/{suite}/{case}"))
         .send()
         .await
         .map_err(|e| format!("request failed: {e}"))?;
@@ -114,17 +115,22 @@ async fn every_case_passes_inside_workerd() {
     );
     assert_eq!(patterns, expected(kvkit_testsuite::patterns::all()));
 
-    let all: Vec<(&str, String)> = conformance
+    // Every case on the KV binding, and on a memory store with wrappers inside the same Worker.
+    let all: Vec<(&str, &str, String)> = ["kv", "memory"]
         .into_iter()
-        .map(|c| ("conformance", c))
-        .chain(patterns.into_iter().map(|c| ("patterns", c)))
+        .flat_map(|store| {
+            conformance
+                .iter()
+                .map(move |c| (store, "conformance", c.clone()))
+                .chain(patterns.iter().map(move |c| (store, "patterns", c.clone())))
+        })
         .collect();
     let outcomes: Vec<(String, Result<Value, String>)> = futures_util::stream::iter(&all)
-        .map(|(suite, case)| {
+        .map(|(store, suite, case)| {
             let (client, base) = (&client, &base);
             async move {
-                let outcome = run_case(client, base, suite, case).await;
-                (format!("{suite}/{case}"), outcome)
+                let outcome = run_case(client, base, store, suite, case).await;
+                (format!("{store}/{suite}/{case}"), outcome)
             }
         })
         .buffer_unordered(IN_FLIGHT)
@@ -151,14 +157,14 @@ async fn every_case_passes_inside_workerd() {
         failed.join("\n")
     );
     // Cloudflare's counter and put-if-absent are best-effort: exactly the cases that need them
-    // atomic skip themselves, and no other.
+    // atomic skip themselves, and no other; the memory store skips nothing.
     skipped.sort();
     assert_eq!(
         skipped,
         [
-            "conformance/counter_exact_under_concurrency",
-            "conformance/put_if_absent_one_winner",
-            "patterns/ratelimit_exact_under_concurrency",
+            "kv/conformance/counter_exact_under_concurrency",
+            "kv/conformance/put_if_absent_one_winner",
+            "kv/patterns/ratelimit_exact_under_concurrency",
         ]
     );
 }

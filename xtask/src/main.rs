@@ -243,7 +243,13 @@ fn run_tests(extra: &[String]) -> Result<(), String> {
 fn metadata() -> Result<serde_json::Value, String> {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let output = Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--all-features", "--locked"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--all-features",
+            "--locked",
+        ])
         .current_dir(workspace())
         .output()
         .map_err(|e| format!("could not run cargo metadata: {e}"))?;
@@ -280,14 +286,26 @@ fn check_features() -> Result<(), String> {
         (None, vec![]),
     ];
     for feature in &features {
-        runs.push((None, vec!["--no-default-features".to_owned(), format!("--features={feature}")]));
+        runs.push((
+            None,
+            vec![
+                "--no-default-features".to_owned(),
+                format!("--features={feature}"),
+            ],
+        ));
         if !defaults.contains(feature) {
             runs.push((None, vec![format!("--features={feature}")]));
         }
     }
     let wasm = "wasm32-unknown-unknown";
     runs.push((Some(wasm), vec!["--features=worker".to_owned()]));
-    runs.push((Some(wasm), vec!["--no-default-features".to_owned(), "--features=worker".to_owned()]));
+    runs.push((
+        Some(wasm),
+        vec![
+            "--no-default-features".to_owned(),
+            "--features=worker".to_owned(),
+        ],
+    ));
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     for (target, args) in &runs {
         eprintln!(
@@ -296,7 +314,9 @@ fn check_features() -> Result<(), String> {
             target.unwrap_or("native")
         );
         let mut check = Command::new(&cargo);
-        check.args(["check", "--quiet", "--locked", "-p", "kvkit"]).args(args);
+        check
+            .args(["check", "--quiet", "--locked", "-p", "kvkit"])
+            .args(args);
         if let Some(target) = target {
             check.args(["--target", target]);
         }
@@ -343,7 +363,9 @@ fn check_msrv() -> Result<(), String> {
     for member in meta["workspace_members"].as_array().into_iter().flatten() {
         let Some(id) = member.as_str() else { continue };
         let package = packages[id];
-        let publishable = package["publish"].as_array().is_none_or(|registries| !registries.is_empty());
+        let publishable = package["publish"]
+            .as_array()
+            .is_none_or(|registries| !registries.is_empty());
         if !publishable {
             continue;
         }
@@ -368,9 +390,11 @@ fn check_msrv() -> Result<(), String> {
                 ));
             }
             for dep in nodes[current]["deps"].as_array().into_iter().flatten() {
-                let built = dep["dep_kinds"].as_array().into_iter().flatten().any(|kind| {
-                    kind["kind"].is_null() || kind["kind"] == "build"
-                });
+                let built = dep["dep_kinds"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|kind| kind["kind"].is_null() || kind["kind"] == "build");
                 if built && let Some(next) = dep["pkg"].as_str() {
                     stack.push(next);
                 }

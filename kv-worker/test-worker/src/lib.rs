@@ -6,12 +6,16 @@
 //! Cloudflare emulator. It answers:
 //!
 //! - `GET …/cases`: the names of the cases, `{"conformance": [...], "patterns": [...]}`;
-//! - `GET …/run/{suite}/{case}`: runs one case, `{"case": …, "outcome": "passed"}` or
+//! - `GET …/run/{store}/{suite}/{case}`: runs one case on `kv` (the binding) or `memory` (a
+//!   `MemoryStore` behind `Namespaced` and `Observed`, fresh for the request, which shows the memory
+//!   store and those wrappers working inside a Worker), `{"case": …, "outcome": "passed"}` or
 //!   `{"outcome": "skipped", "reason": …}`. A failing case panics: the panic message goes to the
 //!   console, the request fails, and the next request starts from a fresh instance.
 
 #[cfg(target_arch = "wasm32")]
 mod run {
+    use kvkit_layers::Layered;
+    use kvkit_memory::MemoryStore;
     use kvkit_testsuite::{Case, Harness};
     use kvkit_worker::WorkerKvStore;
     use serde_json::json;
@@ -48,15 +52,22 @@ mod run {
                 "conformance": names(kvkit_testsuite::cases::all()),
                 "patterns": names(kvkit_testsuite::patterns::all()),
             })),
-            [.., "run", suite_name, case_name] => {
+            [.., "run", store_name, suite_name, case_name] => {
                 let Some(case) = suite(suite_name)
                     .and_then(|cases| cases.into_iter().find(|c| c.name == *case_name))
                 else {
                     return Response::error(format!("no case {suite_name}/{case_name}"), 404);
                 };
-                let store = WorkerKvStore::from_env(&env, "KV")
-                    .map_err(|e| worker::Error::RustError(e.to_string()))?;
-                let harness = Harness::real_time(store);
+                let harness = match *store_name {
+                    "kv" => Harness::real_time(
+                        WorkerKvStore::from_env(&env, "KV")
+                            .map_err(|e| worker::Error::RustError(e.to_string()))?,
+                    ),
+                    "memory" => {
+                        Harness::real_time(MemoryStore::new().namespaced("worker/").observed())
+                    }
+                    _ => return Response::error(format!("no store {store_name}"), 404),
+                };
                 (case.run)(&harness).await;
                 Response::from_json(&match kvkit_testsuite::take_skip(case.name) {
                     Some(reason) => {
