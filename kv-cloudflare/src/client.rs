@@ -19,6 +19,59 @@ pub(crate) const KEY_NOT_FOUND: i64 = 10009;
 /// Longest excerpt of a non-JSON error body an error message repeats.
 const BODY_EXCERPT: usize = 200;
 
+/// The keys a bulk write still could not apply after its retries (Cloudflare's
+/// `unsuccessful_keys`): the `source` of the [`Error::Backend`] that `put_many` or `delete_many`
+/// returns, so callers can downcast to it and retry or report them. Keys can be credentials, so
+/// neither its `Display` nor its `Debug` shows them, only how many there are.
+///
+/// ```
+/// let unapplied = kvkit_cloudflare::UnappliedKeys::new(vec!["session:secret".into()]);
+/// assert_eq!(unapplied.keys(), ["session:secret"]);
+/// assert_eq!(unapplied.to_string(), "1 keys not applied");
+/// assert!(!format!("{unapplied:?}").contains("secret"));
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct UnappliedKeys {
+    keys: Vec<String>,
+}
+
+impl UnappliedKeys {
+    /// The keys that were not applied.
+    ///
+    /// ```
+    /// assert!(kvkit_cloudflare::UnappliedKeys::new(vec![]).keys().is_empty());
+    /// ```
+    pub fn new(keys: Vec<String>) -> Self {
+        Self { keys }
+    }
+
+    /// The keys, as the request named them.
+    ///
+    /// ```
+    /// let unapplied = kvkit_cloudflare::UnappliedKeys::new(vec!["a".into(), "b".into()]);
+    /// assert_eq!(unapplied.keys().len(), 2);
+    /// ```
+    pub fn keys(&self) -> &[String] {
+        &self.keys
+    }
+}
+
+impl fmt::Display for UnappliedKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} keys not applied", self.keys.len())
+    }
+}
+
+impl fmt::Debug for UnappliedKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UnappliedKeys")
+            .field("count", &self.keys.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::error::Error for UnappliedKeys {}
+
 /// A failed REST call as Cloudflare described it: the HTTP status and the `errors` of the
 /// envelope. Kept as the `source` of [`Error::Backend`], so callers can downcast to it.
 ///

@@ -97,13 +97,13 @@ use bytes::Bytes;
 use futures_util::future::try_join_all;
 use kvkit_core::{
     Capabilities, CheckedPut, Clock, CounterOptions, Entry, Error, Expiry, KeyInfo, KvStore,
-    ListOptions, ListPage, PutItem, PutOptions, Result, SystemClock,
+    ListOptions, ListPage, PutItem, PutOptions, Result, SystemClock, Version,
 };
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use serde_json::{Map, Value, json};
 
-pub use client::ApiError;
 use client::Http;
+pub use client::{ApiError, UnappliedKeys};
 use wire::{BulkGet, BulkOutcome, BulkValues, ListState, ListedKey, encode_component};
 
 const BACKEND: &str = "cloudflare";
@@ -418,14 +418,12 @@ impl CloudflareBuilder {
     /// ```
     pub fn build(self) -> Result<CloudflareStore> {
         let missing = |what: &str, env: &str| {
-            Error::backend(
+            Error::configuration(
                 BACKEND,
                 format!(
                     "no {what}: set {env} or call CloudflareBuilder::{}",
                     what.replace(' ', "_")
                 ),
-                false,
-                std::io::Error::other("incomplete configuration"),
             )
         };
         let account = self
@@ -438,11 +436,9 @@ impl CloudflareBuilder {
             .api_token
             .ok_or_else(|| missing("api token", "CLOUDFLARE_API_TOKEN"))?;
         let mut auth = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
-            Error::backend(
+            Error::configuration(
                 BACKEND,
                 "the API token holds characters that cannot be sent in a header",
-                false,
-                std::io::Error::other("invalid token"),
             )
         })?;
         auth.set_sensitive(true);
@@ -547,6 +543,7 @@ impl CloudflareStore {
         Capabilities::cloudflare(BACKEND)
             .with_consistency(kvkit_core::Consistency::Eventual)
             .with_atomic(false, false)
+            .with_conditional_writes(false)
             .with_exact_metadata(false)
             .with_max_expiration_secs(MAX_EXPIRATION_SECS)
     }
@@ -794,15 +791,14 @@ impl CloudflareStore {
                 return Ok(());
             }
             if round >= self.inner.http.retry.max_retries {
-                let shown: Vec<&str> = failed.iter().take(10).map(String::as_str).collect();
                 return Err(Error::backend(
                     BACKEND,
                     format!(
-                        "{operation}: Cloudflare did not apply {} keys, e.g. {shown:?}",
+                        "{operation}: Cloudflare did not apply {} keys (see the source for which)",
                         failed.len()
                     ),
                     true,
-                    std::io::Error::other("unsuccessful_keys"),
+                    UnappliedKeys::new(failed),
                 ));
             }
             tokio::time::sleep(self.inner.http.retry.backoff(round)).await;
@@ -896,6 +892,15 @@ impl KvStore for CloudflareStore {
             .await?;
         self.put_checked(w).await?;
         Ok(true)
+    }
+
+    async fn delete_if_version(&self, key: &str, _version: &Version) -> Result<()> {
+        self.inner.caps.check_key(key)?;
+        // Workers KV has no conditional operations: refused, never applied on a best-effort basis.
+        Err(Error::Unsupported {
+            backend: BACKEND,
+            operation: "conditional writes",
+        })
     }
 
     async fn delete(&self, key: &str) -> Result<()> {

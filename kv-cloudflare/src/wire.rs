@@ -141,13 +141,13 @@ impl ListState {
     /// Our cursor: the state as JSON, behind kvkit-core's checksummed cursor encoding.
     pub(crate) fn encode(&self) -> String {
         // Serializing strings and integers cannot fail.
-        cursor::encode(&serde_json::to_string(self).unwrap_or_default())
+        cursor::encode("", &serde_json::to_string(self).unwrap_or_default())
     }
 
     /// Decodes a cursor we issued for a listing of `prefix`.
     pub(crate) fn decode(raw: &str, prefix: &str) -> Result<Self> {
         let invalid = || Error::InvalidCursor {
-            cursor: raw.chars().take(64).collect(),
+            cursor: kvkit_core::RedactedKey::new(raw),
         };
         let json = cursor::decode(raw, "")?;
         let state: Self = serde_json::from_str(&json).map_err(|_| invalid())?;

@@ -459,6 +459,31 @@ async fn batches_use_the_bulk_endpoints_and_retry_unsuccessful_keys() {
 }
 
 #[tokio::test]
+async fn keys_a_bulk_write_could_not_apply_are_reported_without_printing_them() {
+    let secret = "session:0f8c2a2e-7d1b-4b3a-9a55-2f1c6e9d8b77";
+    let unsuccessful =
+        || Reply::ok(json!({"successful_key_count": 1, "unsuccessful_keys": [secret]}));
+    let (_server, base) = Server::start((0..4).map(|_| unsuccessful()).collect()).await;
+    let store = store(&base, fast_retries());
+    let err = store
+        .put_many(vec![PutItem::new("plain", "1"), PutItem::new(secret, "2")])
+        .await
+        .expect_err("the key never applied");
+    assert!(err.is_retryable());
+    let mut shown = format!("{err} {err:?}");
+    let mut source = std::error::Error::source(&err);
+    let mut unapplied = None;
+    while let Some(cause) = source {
+        shown.push_str(&format!(" {cause} {cause:?}"));
+        unapplied = unapplied.or_else(|| cause.downcast_ref::<kvkit_cloudflare::UnappliedKeys>());
+        source = cause.source();
+    }
+    assert!(!shown.contains("0f8c2a2e"), "{shown}");
+    assert!(shown.contains("1 keys"), "{shown}");
+    assert_eq!(unapplied.expect("the keys, as the source").keys(), [secret]);
+}
+
+#[tokio::test]
 async fn rate_limits_wait_for_retry_after_and_server_errors_back_off() {
     let (server, base) = Server::start(vec![
         Reply::error(429, 971, "Please wait").header("retry-after", "1"),

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::error::{Error, Result, excerpt};
+use crate::error::{Error, RedactedKey, Result};
 use crate::types::{Expiry, ListOptions};
 
 /// How soon a write is visible to readers.
@@ -64,6 +64,12 @@ pub struct Capabilities {
     /// `true` when exactly one of many concurrent
     /// [`put_if_absent`](crate::KvStore::put_if_absent) calls wins; `false` when several may.
     pub atomic_put_if_absent: bool,
+    /// `true` when conditional writes ([`PutOptions::if_absent`](crate::PutOptions::if_absent),
+    /// [`PutOptions::if_version`](crate::PutOptions::if_version),
+    /// [`delete_if_version`](crate::KvStore::delete_if_version)) are exact and entries carry a
+    /// [`Version`](crate::Version); `false` when the store refuses them with
+    /// [`Error::Unsupported`](crate::Error::Unsupported).
+    pub conditional_writes: bool,
     /// `true` when every JSON value round-trips exactly as metadata; `false` when metadata passes
     /// through JavaScript (Cloudflare): JSON `null` metadata is no metadata and reads back as
     /// `None`, and numbers are IEEE doubles, so integers beyond ±2⁵³ change.
@@ -111,6 +117,7 @@ impl Capabilities {
             consistency: Consistency::Strong,
             atomic_counter: true,
             atomic_put_if_absent: true,
+            conditional_writes: true,
             exact_metadata: true,
             max_expiration_secs: MAX_EXPIRATION_SECS,
         }
@@ -201,6 +208,17 @@ impl Capabilities {
         self
     }
 
+    /// Declares whether conditional writes are exact (and entries versioned).
+    ///
+    /// ```
+    /// let caps = kvkit_core::Capabilities::new("x").with_conditional_writes(false);
+    /// assert!(!caps.conditional_writes);
+    /// ```
+    pub fn with_conditional_writes(mut self, exact: bool) -> Self {
+        self.conditional_writes = exact;
+        self
+    }
+
     /// Declares whether metadata round-trips exactly (see [`Capabilities::exact_metadata`]).
     ///
     /// ```
@@ -223,6 +241,43 @@ impl Capabilities {
         self
     }
 
+    /// Refuses a write condition the store cannot honour, before any I/O: any but
+    /// [`WriteCondition::Always`](crate::WriteCondition::Always) where `conditional_writes` is
+    /// false, and in `operation`s that take none (batches, `put_if_absent`) when `allowed` is false.
+    ///
+    /// ```
+    /// use kvkit_core::{Capabilities, Error, WriteCondition};
+    /// let cf = Capabilities::new("cloudflare").with_conditional_writes(false);
+    /// assert!(cf.check_condition(&WriteCondition::Always, "put", true).is_ok());
+    /// assert!(matches!(cf.check_condition(&WriteCondition::IfAbsent, "put", true), Err(Error::Unsupported { .. })));
+    /// let memory = Capabilities::new("memory");
+    /// assert!(memory.check_condition(&WriteCondition::IfAbsent, "put", true).is_ok());
+    /// assert!(memory.check_condition(&WriteCondition::IfAbsent, "put_many", false).is_err());
+    /// ```
+    pub fn check_condition(
+        &self,
+        condition: &crate::WriteCondition,
+        operation: &'static str,
+        allowed: bool,
+    ) -> Result<()> {
+        if *condition == crate::WriteCondition::Always {
+            return Ok(());
+        }
+        if !self.conditional_writes {
+            return Err(Error::Unsupported {
+                backend: self.backend,
+                operation: "conditional writes",
+            });
+        }
+        if !allowed {
+            return Err(Error::Unsupported {
+                backend: self.backend,
+                operation,
+            });
+        }
+        Ok(())
+    }
+
     /// Checks a key: not empty, not `.` or `..`, at most `max_key_bytes` long.
     ///
     /// ```
@@ -236,12 +291,12 @@ impl Capabilities {
         }
         if key == "." || key == ".." {
             return Err(Error::ReservedKey {
-                key: key.to_owned(),
+                key: RedactedKey::new(key),
             });
         }
         if key.len() > self.max_key_bytes {
             return Err(Error::KeyTooLong {
-                key: excerpt(key),
+                key: RedactedKey::new(key),
                 len: key.len(),
                 max: self.max_key_bytes,
             });
@@ -259,7 +314,7 @@ impl Capabilities {
     pub fn check_value(&self, key: &str, len: usize) -> Result<()> {
         if len > self.max_value_bytes {
             return Err(Error::ValueTooLarge {
-                key: excerpt(key),
+                key: RedactedKey::new(key),
                 len,
                 max: self.max_value_bytes,
             });
@@ -282,7 +337,7 @@ impl Capabilities {
         let json = metadata.to_string();
         if json.len() > self.max_metadata_bytes {
             return Err(Error::MetadataTooLarge {
-                key: excerpt(key),
+                key: RedactedKey::new(key),
                 len: json.len(),
                 max: self.max_metadata_bytes,
             });
@@ -382,8 +437,8 @@ impl Capabilities {
         Ok(())
     }
 
-    /// Runs every check of a write (key, value size, metadata, expiry) and returns the expiry to
-    /// apply and the metadata as JSON.
+    /// Runs every check of a write (key, write condition, value size, metadata, expiry) and
+    /// returns the expiry to apply and the metadata as JSON.
     ///
     /// ```
     /// use kvkit_core::{Capabilities, PutOptions};
@@ -400,6 +455,7 @@ impl Capabilities {
         now_ms: u64,
     ) -> Result<CheckedPut> {
         self.check_key(key)?;
+        self.check_condition(&options.condition, "put", true)?;
         self.check_value(key, value_len)?;
         let metadata_json = self.check_metadata(key, options.metadata.as_ref())?;
         let expiry = self.check_expiry(options.expiry, now_ms)?;
@@ -498,11 +554,13 @@ pub fn parse_counter(bytes: &[u8]) -> Option<i64> {
 /// assert!(matches!(add_to_counter("n", b"9223372036854775807", 1), Err(Error::CounterOverflow { .. })));
 /// ```
 pub fn add_to_counter(key: &str, stored: &[u8], delta: i64) -> Result<i64> {
-    let current = parse_counter(stored).ok_or_else(|| Error::NotACounter { key: excerpt(key) })?;
+    let current = parse_counter(stored).ok_or_else(|| Error::NotACounter {
+        key: RedactedKey::new(key),
+    })?;
     current
         .checked_add(delta)
         .ok_or_else(|| Error::CounterOverflow {
-            key: excerpt(key),
+            key: RedactedKey::new(key),
             delta,
         })
 }

@@ -1,26 +1,34 @@
 //! Key cursors for backends that continue a listing after the last key of the previous page: the
-//! key, hex-encoded behind a checksum, so that a cursor the store did not issue is refused with
-//! [`Error::InvalidCursor`] instead of silently listing from a wrong place.
+//! key, hex-encoded behind a checksum of the key and of the prefix the listing was for, so that a
+//! cursor the store did not issue, or issued for another prefix (even one that contains its key,
+//! such as `""` for a cursor of `"user:"`), is refused with [`Error::InvalidCursor`] instead of
+//! silently listing from a wrong place.
 
 use crate::error::{Error, Result};
 
-/// 32-bit FNV-1a, enough to tell our cursors from arbitrary strings.
-fn checksum(bytes: &[u8]) -> u32 {
-    bytes.iter().fold(0x811c_9dc5_u32, |hash, &b| {
-        (hash ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    })
+/// 32-bit FNV-1a of the prefix, a separator no UTF-8 text holds, and the key: enough to tell our
+/// cursors from arbitrary strings and a cursor of one prefix from a cursor of another.
+fn checksum(prefix: &str, key: &[u8]) -> u32 {
+    prefix
+        .as_bytes()
+        .iter()
+        .chain(&[0xff])
+        .chain(key)
+        .fold(0x811c_9dc5_u32, |hash, &b| {
+            (hash ^ u32::from(b)).wrapping_mul(0x0100_0193)
+        })
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-/// The cursor that continues after `last_key`.
+/// The cursor that continues a listing of `prefix` after `last_key`.
 ///
 /// ```
-/// let cursor = kvkit_core::cursor::encode("user:42");
+/// let cursor = kvkit_core::cursor::encode("user:", "user:42");
 /// assert_eq!(kvkit_core::cursor::decode(&cursor, "user:").unwrap(), "user:42");
 /// ```
-pub fn encode(last_key: &str) -> String {
-    let mut out = format!("{:08x}", checksum(last_key.as_bytes()));
+pub fn encode(prefix: &str, last_key: &str) -> String {
+    let mut out = format!("{:08x}", checksum(prefix, last_key.as_bytes()));
     out.reserve(last_key.len() * 2);
     for &b in last_key.as_bytes() {
         out.push(char::from(HEX[usize::from(b >> 4)]));
@@ -37,17 +45,22 @@ fn nibble(c: u8) -> Option<u8> {
     }
 }
 
-/// The last key of the page `cursor` was issued for, if it was issued for a listing of `prefix`.
+/// The last key of the page `cursor` was issued for, if it was issued for a listing of exactly
+/// `prefix`.
 ///
 /// ```
 /// use kvkit_core::{Error, cursor};
 /// assert!(matches!(cursor::decode("made-up", ""), Err(Error::InvalidCursor { .. })));
-/// let issued = cursor::encode("user:42");
-/// assert!(matches!(cursor::decode(&issued, "order:"), Err(Error::InvalidCursor { .. })));
+/// let issued = cursor::encode("user:", "user:42");
+/// assert_eq!(cursor::decode(&issued, "user:").unwrap(), "user:42");
+/// // Another prefix, even one that the key starts with, is refused.
+/// for other in ["order:", "user", ""] {
+///     assert!(matches!(cursor::decode(&issued, other), Err(Error::InvalidCursor { .. })));
+/// }
 /// ```
 pub fn decode(cursor: &str, prefix: &str) -> Result<String> {
     let invalid = || Error::InvalidCursor {
-        cursor: crate::error::excerpt(cursor),
+        cursor: crate::error::RedactedKey::new(cursor),
     };
     let bytes = cursor.as_bytes();
     if bytes.len() < 8 || !bytes.len().is_multiple_of(2) {
@@ -59,7 +72,7 @@ pub fn decode(cursor: &str, prefix: &str) -> Result<String> {
         .map(|pair| Some((nibble(pair[0])? << 4) | nibble(pair[1])?))
         .collect::<Option<_>>()
         .ok_or_else(invalid)?;
-    let expected = format!("{:08x}", checksum(&key));
+    let expected = format!("{:08x}", checksum(prefix, &key));
     if expected.as_bytes() != sum {
         return Err(invalid());
     }
@@ -77,13 +90,14 @@ mod tests {
     #[test]
     fn round_trips_any_key() {
         for key in ["a", "user:ü/€", "\u{0}\u{1f}", "x".repeat(600).as_str()] {
-            assert_eq!(decode(&encode(key), "").unwrap(), key);
+            assert_eq!(decode(&encode("", key), "").unwrap(), key);
+            assert_eq!(decode(&encode(&key[..1], key), &key[..1]).unwrap(), key);
         }
     }
 
     #[test]
     fn refuses_foreign_or_tampered_cursors() {
-        let good = encode("user:1");
+        let good = encode("user:", "user:1");
         for bad in [
             "",
             "abc",
@@ -94,13 +108,15 @@ mod tests {
             &good.to_uppercase(),
         ] {
             assert!(
-                matches!(decode(bad, ""), Err(Error::InvalidCursor { .. })),
+                matches!(decode(bad, "user:"), Err(Error::InvalidCursor { .. })),
                 "{bad:?}"
             );
         }
-        assert!(matches!(
-            decode(&good, "order:"),
-            Err(Error::InvalidCursor { .. })
-        ));
+        for other in ["order:", "user", "user:1", "u", ""] {
+            assert!(
+                matches!(decode(&good, other), Err(Error::InvalidCursor { .. })),
+                "{other:?}"
+            );
+        }
     }
 }

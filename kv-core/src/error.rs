@@ -8,15 +8,88 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// Shorthand for `Result<T, kvkit_core::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Longest excerpt of a user-supplied key or cursor that an error message repeats.
-const EXCERPT_CHARS: usize = 64;
+/// A key (or cursor) an error is about: kept whole for the caller, shown only as its length and
+/// its stable hash.
+///
+/// Keys can be credentials (a session id, an API key) and error messages end up in logs, so no
+/// `Display` or `Debug` of an error repeats a key. The hash is [`stable_hash`](crate::stable_hash)
+/// in hex, the `key_hash` that `kvkit_layers::Traced` records, so a failure can be matched to its
+/// span without either holding the key; [`as_str`](Self::as_str) gives the key itself to callers
+/// that want it.
+///
+/// ```
+/// use kvkit_core::{Capabilities, Error};
+/// let secret = "session:0f8c2a2e-7d1b-4b3a-9a55-2f1c6e9d8b77";
+/// let err = Capabilities::new("x").with_max_value_bytes(1).check_value(secret, 2).unwrap_err();
+/// let Error::ValueTooLarge { key, .. } = &err else { unreachable!() };
+/// assert_eq!(key.as_str(), secret);
+/// assert_eq!(key.len(), secret.len());
+/// for shown in [err.to_string(), format!("{err:?}")] {
+///     assert!(!shown.contains("0f8c2a2e"), "{shown}");
+///     assert!(shown.contains(&format!("{:016x}", kvkit_core::stable_hash(secret))), "{shown}");
+/// }
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct RedactedKey(Box<str>);
 
-/// Returns `s`, cut to at most 64 characters (with `…` appended when it was cut), so that an
-/// error naming an oversized key does not itself become huge.
-pub(crate) fn excerpt(s: &str) -> String {
-    match s.char_indices().nth(EXCERPT_CHARS) {
-        None => s.to_owned(),
-        Some((at, _)) => format!("{}…", &s[..at]),
+impl RedactedKey {
+    /// Keeps `key`, to be shown redacted.
+    ///
+    /// ```
+    /// let key = kvkit_core::RedactedKey::new("api-key:s3cr3t");
+    /// assert_eq!(key.to_string(), format!("#{:016x} (14 bytes)", kvkit_core::stable_hash("api-key:s3cr3t")));
+    /// ```
+    pub fn new(key: &str) -> Self {
+        RedactedKey(key.into())
+    }
+
+    /// The key itself.
+    ///
+    /// ```
+    /// assert_eq!(kvkit_core::RedactedKey::new("k").as_str(), "k");
+    /// ```
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The key's length in UTF-8 bytes.
+    ///
+    /// ```
+    /// assert_eq!(kvkit_core::RedactedKey::new("é").len(), 2);
+    /// ```
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the key is empty.
+    ///
+    /// ```
+    /// assert!(kvkit_core::RedactedKey::new("").is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The key's [`stable_hash`](crate::stable_hash), as shown.
+    ///
+    /// ```
+    /// let key = kvkit_core::RedactedKey::new("k");
+    /// assert_eq!(key.hash(), kvkit_core::stable_hash("k"));
+    /// ```
+    pub fn hash(&self) -> u64 {
+        crate::stable_hash(&self.0)
+    }
+}
+
+impl std::fmt::Display for RedactedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "#{:016x} ({} bytes)", self.hash(), self.len())
+    }
+}
+
+impl std::fmt::Debug for RedactedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RedactedKey({self})")
     }
 }
 
@@ -44,36 +117,36 @@ pub enum Error {
     #[error("key must not be empty")]
     EmptyKey,
     /// The key is one the backend reserves (`.` or `..`).
-    #[error("key {key:?} is reserved and cannot be used")]
+    #[error("key {key} is reserved and cannot be used")]
     ReservedKey {
         /// The offending key.
-        key: String,
+        key: RedactedKey,
     },
     /// The key is longer (in UTF-8 bytes) than the backend allows.
-    #[error("key {key:?} is {len} bytes long; the limit is {max} bytes")]
+    #[error("key {key} is {len} bytes long; the limit is {max} bytes")]
     KeyTooLong {
-        /// The first characters of the offending key.
-        key: String,
+        /// The offending key.
+        key: RedactedKey,
         /// Its length in bytes.
         len: usize,
         /// The backend's limit in bytes.
         max: usize,
     },
     /// The value is larger than the backend allows.
-    #[error("value for key {key:?} is {len} bytes; the limit is {max} bytes")]
+    #[error("value for key {key} is {len} bytes; the limit is {max} bytes")]
     ValueTooLarge {
         /// The key the value was written to.
-        key: String,
+        key: RedactedKey,
         /// The value's size in bytes.
         len: usize,
         /// The backend's limit in bytes.
         max: usize,
     },
     /// The metadata, serialized as JSON, is larger than the backend allows.
-    #[error("metadata for key {key:?} is {len} bytes as JSON; the limit is {max} bytes")]
+    #[error("metadata for key {key} is {len} bytes as JSON; the limit is {max} bytes")]
     MetadataTooLarge {
         /// The key the metadata was written to.
-        key: String,
+        key: RedactedKey,
         /// The serialized size in bytes.
         len: usize,
         /// The backend's limit in bytes.
@@ -116,10 +189,10 @@ pub enum Error {
         max: usize,
     },
     /// A list cursor this backend did not issue (or one issued for another prefix).
-    #[error("cursor {cursor:?} was not issued by this store for this listing")]
+    #[error("cursor {cursor} was not issued by this store for this listing")]
     InvalidCursor {
-        /// The first characters of the offending cursor.
-        cursor: String,
+        /// The offending cursor (cursors can hold keys).
+        cursor: RedactedKey,
     },
     /// A batch with more keys than the backend accepts in one call.
     #[error("batch of {len} keys is too large; the limit is {max}")]
@@ -130,33 +203,33 @@ pub enum Error {
         max: usize,
     },
     /// A counter operation found a value that is not a decimal `i64`.
-    #[error("value of key {key:?} is not an integer counter")]
+    #[error("value of key {key} is not an integer counter")]
     NotACounter {
         /// The counter's key.
-        key: String,
+        key: RedactedKey,
     },
     /// A counter increment would overflow `i64`.
-    #[error("incrementing counter {key:?} by {delta} would overflow")]
+    #[error("incrementing counter {key} by {delta} would overflow")]
     CounterOverflow {
         /// The counter's key.
-        key: String,
+        key: RedactedKey,
         /// The requested delta.
         delta: i64,
     },
     /// A stored value could not be decoded into the requested type.
-    #[error("value of key {key:?} could not be decoded")]
+    #[error("value of key {key} could not be decoded")]
     Decode {
         /// The key whose value failed to decode.
-        key: String,
+        key: RedactedKey,
         /// The decoder's error.
         #[source]
         source: BoxError,
     },
     /// A value could not be encoded before writing it.
-    #[error("value for key {key:?} could not be encoded")]
+    #[error("value for key {key} could not be encoded")]
     Encode {
         /// The key the value was meant for.
-        key: String,
+        key: RedactedKey,
         /// The encoder's error.
         #[source]
         source: BoxError,
@@ -195,6 +268,26 @@ pub enum Error {
         /// The operation that is not available.
         operation: &'static str,
     },
+    /// A conditional write's condition did not hold (the key was present for
+    /// [`PutOptions::if_absent`](crate::PutOptions::if_absent), or absent or changed for
+    /// [`PutOptions::if_version`](crate::PutOptions::if_version)): nothing was written.
+    #[error("the condition of the write to key {key} did not hold")]
+    ConditionFailed {
+        /// The key written to.
+        key: RedactedKey,
+    },
+    /// The store was configured wrongly (a builder's missing or malformed setting, a bad URL):
+    /// trying again cannot help until the configuration changes.
+    #[error("{backend}: invalid configuration: {message}")]
+    Configuration {
+        /// Which backend was being configured.
+        backend: &'static str,
+        /// What is wrong, and how to set it (never contains credentials).
+        message: String,
+        /// The client library's error, when it reported the problem.
+        #[source]
+        source: Option<BoxError>,
+    },
     /// The backend failed; `source` is its own error.
     #[error("{backend}: {message}")]
     Backend {
@@ -210,7 +303,165 @@ pub enum Error {
     },
 }
 
+/// What kind of failure an [`Error`] is: a small, stable classification that callers and
+/// wrappers branch on (retry or not, which HTTP status to answer, which metric label to count),
+/// whatever the backend. New kinds may be added, so a `match` needs a catch-all arm.
+///
+/// ```
+/// use kvkit_core::{Error, ErrorKind, KvStore};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let store = kvkit_memory::MemoryStore::new();
+/// let err = store.get("").await.unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::InvalidInput);
+/// assert_eq!(err.kind().as_str(), "invalid_input");
+/// assert!(!err.kind().is_retryable());
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The call's input was refused before any I/O: a key, value, metadata, expiry, list limit,
+    /// cursor or batch outside the store's [`Capabilities`](crate::Capabilities), or a value
+    /// that could not be encoded.
+    InvalidInput,
+    /// The stored value cannot be used as a counter: not a decimal `i64`, or the increment
+    /// would overflow it.
+    NotACounter,
+    /// A conditional write found the entry other than its condition required.
+    Conflict,
+    /// A stored value could not be decoded as the caller asked.
+    InvalidData,
+    /// The backend refused the credentials or the operation.
+    PermissionDenied,
+    /// The backend asked the caller to slow down.
+    RateLimited,
+    /// The call did not finish in time. It may still have been applied.
+    Timeout,
+    /// The backend could not be reached or failed transiently (a lost connection, a failover,
+    /// a 5xx answer). A write may still have been applied.
+    Unavailable,
+    /// The backend does not offer the operation.
+    Unsupported,
+    /// The store is configured wrongly.
+    Configuration,
+    /// The backend failed in a way that trying again will not fix.
+    Internal,
+}
+
+impl ErrorKind {
+    /// The kind as a `snake_case` label, stable across releases, for metrics and logs.
+    ///
+    /// ```
+    /// assert_eq!(kvkit_core::ErrorKind::Unavailable.as_str(), "unavailable");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidInput => "invalid_input",
+            ErrorKind::NotACounter => "not_a_counter",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::InvalidData => "invalid_data",
+            ErrorKind::PermissionDenied => "permission_denied",
+            ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Unsupported => "unsupported",
+            ErrorKind::Configuration => "configuration",
+            ErrorKind::Internal => "internal",
+        }
+    }
+
+    /// Whether an error of this kind may go away if the same call is tried again later:
+    /// [`Timeout`](Self::Timeout), [`RateLimited`](Self::RateLimited) and
+    /// [`Unavailable`](Self::Unavailable).
+    ///
+    /// ```
+    /// use kvkit_core::ErrorKind;
+    /// assert!(ErrorKind::Timeout.is_retryable());
+    /// assert!(!ErrorKind::InvalidInput.is_retryable());
+    /// ```
+    pub fn is_retryable(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::Timeout | ErrorKind::RateLimited | ErrorKind::Unavailable
+        )
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl Error {
+    /// This error's [`ErrorKind`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kvkit_core::{Error, ErrorKind};
+    /// let err = Error::Timeout { backend: "redis", operation: "get", after: Duration::from_secs(1) };
+    /// assert_eq!(err.kind(), ErrorKind::Timeout);
+    /// let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+    /// assert_eq!(Error::backend("redis", "GET failed", true, io).kind(), ErrorKind::Unavailable);
+    /// ```
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::EmptyKey
+            | Error::ReservedKey { .. }
+            | Error::KeyTooLong { .. }
+            | Error::ValueTooLarge { .. }
+            | Error::MetadataTooLarge { .. }
+            | Error::TtlTooShort { .. }
+            | Error::ExpirationNotInFuture { .. }
+            | Error::ExpiryTooFar { .. }
+            | Error::InvalidListLimit { .. }
+            | Error::InvalidCursor { .. }
+            | Error::BatchTooLarge { .. }
+            | Error::Encode { .. } => ErrorKind::InvalidInput,
+            Error::NotACounter { .. } | Error::CounterOverflow { .. } => ErrorKind::NotACounter,
+            Error::ConditionFailed { .. } => ErrorKind::Conflict,
+            Error::Decode { .. } => ErrorKind::InvalidData,
+            Error::PermissionDenied { .. } => ErrorKind::PermissionDenied,
+            Error::RateLimited { .. } => ErrorKind::RateLimited,
+            Error::Timeout { .. } => ErrorKind::Timeout,
+            Error::Unsupported { .. } => ErrorKind::Unsupported,
+            Error::Configuration { .. } => ErrorKind::Configuration,
+            Error::Backend {
+                retryable: true, ..
+            } => ErrorKind::Unavailable,
+            Error::Backend { .. } => ErrorKind::Internal,
+        }
+    }
+
+    /// Builds an [`Error::ConditionFailed`] for `key`.
+    ///
+    /// ```
+    /// let err = kvkit_core::Error::condition_failed("session:abc");
+    /// assert_eq!(err.kind(), kvkit_core::ErrorKind::Conflict);
+    /// assert!(!err.to_string().contains("abc"));
+    /// ```
+    pub fn condition_failed(key: &str) -> Self {
+        Error::ConditionFailed {
+            key: RedactedKey::new(key),
+        }
+    }
+
+    /// Builds an [`Error::Configuration`].
+    ///
+    /// ```
+    /// let err = kvkit_core::Error::configuration("redis", "a single-server store needs exactly one URL");
+    /// assert_eq!(err.kind(), kvkit_core::ErrorKind::Configuration);
+    /// assert_eq!(err.to_string(), "redis: invalid configuration: a single-server store needs exactly one URL");
+    /// ```
+    pub fn configuration(backend: &'static str, message: impl Into<String>) -> Self {
+        Error::Configuration {
+            backend,
+            message: message.into(),
+            source: None,
+        }
+    }
+
     /// Whether the same call may succeed if tried again later: timeouts, rate limiting, and backend
     /// failures flagged as transient (lost connections, 5xx responses). Input errors never are.
     ///
@@ -220,11 +471,7 @@ impl Error {
     /// assert!(err.is_retryable());
     /// ```
     pub fn is_retryable(&self) -> bool {
-        match self {
-            Error::RateLimited { .. } | Error::Timeout { .. } => true,
-            Error::Backend { retryable, .. } => *retryable,
-            _ => false,
-        }
+        self.kind().is_retryable()
     }
 
     /// Builds an [`Error::Backend`] around a client error.
@@ -254,11 +501,12 @@ impl Error {
     /// ```
     /// let source = serde_json::from_str::<u32>("x").unwrap_err();
     /// let err = kvkit_core::Error::decode("user:1", source);
-    /// assert!(err.to_string().contains("user:1"));
+    /// assert!(matches!(&err, kvkit_core::Error::Decode { key, .. } if key.as_str() == "user:1"));
+    /// assert!(!err.to_string().contains("user:1"));
     /// ```
     pub fn decode(key: &str, source: impl Into<BoxError>) -> Self {
         Error::Decode {
-            key: excerpt(key),
+            key: RedactedKey::new(key),
             source: source.into(),
         }
     }
@@ -272,7 +520,7 @@ impl Error {
     /// ```
     pub fn encode(key: &str, source: impl Into<BoxError>) -> Self {
         Error::Encode {
-            key: excerpt(key),
+            key: RedactedKey::new(key),
             source: source.into(),
         }
     }
@@ -281,15 +529,6 @@ impl Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn excerpt_cuts_long_strings_on_char_boundaries() {
-        assert_eq!(excerpt("short"), "short");
-        let long = "é".repeat(100);
-        let cut = excerpt(&long);
-        assert_eq!(cut.chars().count(), EXCERPT_CHARS + 1);
-        assert!(cut.ends_with('…'));
-    }
 
     #[test]
     fn retryable_classification() {

@@ -34,9 +34,10 @@ pub use capabilities::{
     MAX_LIST_LIMIT, add_to_counter, expires_at_ms, parse_counter, stable_hash,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use error::{BoxError, Error, Result};
+pub use error::{BoxError, Error, ErrorKind, RedactedKey, Result};
 pub use ext::{KeyStream, KvStoreExt};
 pub use store::KvStore;
 pub use types::{
-    CounterOptions, Entry, Expiry, KeyInfo, ListOptions, ListPage, PutItem, PutOptions,
+    CounterOptions, Entry, Expiry, KeyInfo, ListOptions, ListPage, PutItem, PutOptions, Version,
+    WriteCondition,
 };

@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use crate::capabilities::Capabilities;
 use crate::error::Result;
-use crate::types::{CounterOptions, Entry, ListOptions, ListPage, PutItem, PutOptions};
+use crate::types::{CounterOptions, Entry, ListOptions, ListPage, PutItem, PutOptions, Version};
 
 /// One asynchronous key-value interface over every backend.
 ///
@@ -57,7 +57,10 @@ use crate::types::{CounterOptions, Entry, ListOptions, ListPage, PutItem, PutOpt
 ///    cursors until `list_complete` yields every key present for the whole listing exactly
 ///    once, even when other keys are written or deleted between pages; a key deleted before its
 ///    page is read does not appear. A page may hold fewer than `limit` keys (even none) without
-///    being the last. `cursor` is `None` exactly when `list_complete`.
+///    being the last. `cursor` is `None` exactly when `list_complete`. A cursor continues only a
+///    listing of the very prefix it was issued for: with any other prefix, even a shorter one
+///    its keys start with, the listing fails with
+///    [`Error::InvalidCursor`](crate::Error::InvalidCursor).
 /// 8. **Batches** behave like the single operations in order: [`get_many`](Self::get_many)
 ///    returns one result per key in the order asked (at most
 ///    [`Capabilities::max_batch_get`] keys); [`put_many`](Self::put_many) validates every item
@@ -66,7 +69,8 @@ use crate::types::{CounterOptions, Entry, ListOptions, ListPage, PutItem, PutOpt
 ///    as its decimal string (so `get` returns e.g. `b"5"`), apply the expiry only when the
 ///    increment creates the counter, refuse a value that is not a decimal `i64` with
 ///    [`Error::NotACounter`](crate::Error::NotACounter) and an overflow with
-///    [`Error::CounterOverflow`](crate::Error::CounterOverflow). When
+///    [`Error::CounterOverflow`](crate::Error::CounterOverflow). An increment of an existing
+///    counter keeps its metadata and its expiration as they are (only the value changes). When
 ///    [`Capabilities::atomic_counter`] is true, concurrent increments are never lost.
 /// 10. **Put-if-absent** writes only when the key is absent (or expired) and says whether it
 ///     wrote. When [`Capabilities::atomic_put_if_absent`] is true, exactly one of many
@@ -75,6 +79,21 @@ use crate::types::{CounterOptions, Entry, ListOptions, ListPage, PutItem, PutOpt
 ///     keys, values and metadata over the limits, TTLs of zero or under the minimum, absolute
 ///     expirations too close or in the past, list limits out of range, cursors the store did not
 ///     issue and oversized batches each fail with their own [`Error`](crate::Error) variant.
+/// 12. **Conditional writes** ([`PutOptions::if_absent`](crate::PutOptions::if_absent),
+///     [`PutOptions::if_version`](crate::PutOptions::if_version),
+///     [`delete_if_version`](Self::delete_if_version)) write only when their condition holds
+///     and otherwise fail with [`Error::ConditionFailed`](crate::Error::ConditionFailed),
+///     writing nothing. Every write changes the entry's [`Version`] (a rewrite with identical
+///     content may keep it, see [`Version`]). When [`Capabilities::conditional_writes`] is true
+///     they are exact: of many concurrent conditional writes against one version, exactly one
+///     succeeds; when false, every condition is refused with
+///     [`Error::Unsupported`](crate::Error::Unsupported) and entries carry no version.
+/// 13. **A failed call may still have been applied.** An error of kind
+///     [`Timeout`](crate::ErrorKind::Timeout) or [`Unavailable`](crate::ErrorKind::Unavailable)
+///     (the request may have reached the backend before the answer was lost) says nothing about
+///     whether a write took effect: read again before assuming it did not, and retry only what is
+///     idempotent (a put, a delete; not an increment). Every other error means nothing was
+///     written. [`Error::kind`](crate::Error::kind) classifies every error.
 #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
 pub trait KvStore: Send + Sync + Debug + 'static {
@@ -154,6 +173,27 @@ pub trait KvStore: Send + Sync + Debug + 'static {
     /// # Ok(()) }
     /// ```
     async fn delete(&self, key: &str) -> Result<()>;
+
+    /// Deletes `key` only if it still has `version` (as read by
+    /// [`get_with_metadata`](Self::get_with_metadata)); otherwise deletes nothing and fails with
+    /// [`Error::ConditionFailed`](crate::Error::ConditionFailed). Where
+    /// [`Capabilities::conditional_writes`] is false it fails with
+    /// [`Error::Unsupported`](crate::Error::Unsupported).
+    ///
+    /// ```
+    /// use kvkit_core::{Error, KvStore, PutOptions};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> kvkit_core::Result<()> {
+    /// let store = kvkit_memory::MemoryStore::new();
+    /// store.put("lock", "me".into(), PutOptions::new()).await?;
+    /// let mine = store.get_with_metadata("lock").await?.and_then(|e| e.version).expect("versioned");
+    /// store.put("lock", "someone else".into(), PutOptions::new()).await?;
+    /// let refused = store.delete_if_version("lock", &mine).await;
+    /// assert!(matches!(refused, Err(Error::ConditionFailed { .. })));
+    /// assert!(store.get("lock").await?.is_some());
+    /// # Ok(()) }
+    /// ```
+    async fn delete_if_version(&self, key: &str, version: &Version) -> Result<()>;
 
     /// Lists one page of keys in byte order; see the contract above for paging.
     ///
@@ -255,6 +295,9 @@ macro_rules! forward_store {
             }
             async fn delete(&self, key: &str) -> Result<()> {
                 (**self).delete(key).await
+            }
+            async fn delete_if_version(&self, key: &str, version: &Version) -> Result<()> {
+                (**self).delete_if_version(key, version).await
             }
             async fn list(&self, options: ListOptions) -> Result<ListPage> {
                 (**self).list(options).await

@@ -24,6 +24,114 @@ pub enum Expiry {
     At(u64),
 }
 
+/// The version of an entry, as [`get_with_metadata`](crate::KvStore::get_with_metadata) read it:
+/// an opaque token that changes whenever the entry does, for a compare-and-set with
+/// [`PutOptions::if_version`] or [`KvStore::delete_if_version`](crate::KvStore::delete_if_version).
+///
+/// Compare versions only for equality, and only versions read from the same store. How a
+/// backend makes them is its own: the memory store numbers every write; Redis hashes the stored
+/// value, metadata and expiration, so rewriting a key with exactly the same content leaves its
+/// version as it was (a compare-and-set against it then succeeds, which is what a
+/// read-modify-write needs: the entry is as it was read).
+///
+/// ```
+/// use kvkit_core::Version;
+/// assert_eq!(Version::from_u64(7), Version::from_u64(7));
+/// assert_ne!(Version::from_u64(7), Version::from_token("7"));
+/// assert_eq!(Version::from_token("abc").to_string(), "abc");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Version(VersionRepr);
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum VersionRepr {
+    Number(u64),
+    Token(Box<str>),
+}
+
+impl Version {
+    /// A version that is a number (for backend implementations).
+    ///
+    /// ```
+    /// assert_eq!(kvkit_core::Version::from_u64(3).to_string(), "3");
+    /// ```
+    pub fn from_u64(number: u64) -> Self {
+        Version(VersionRepr::Number(number))
+    }
+
+    /// A version that is a token (for backend implementations).
+    ///
+    /// ```
+    /// let v = kvkit_core::Version::from_token("5d41402a");
+    /// assert_eq!(v.as_token(), Some("5d41402a"));
+    /// ```
+    pub fn from_token(token: impl Into<Box<str>>) -> Self {
+        Version(VersionRepr::Token(token.into()))
+    }
+
+    /// The number, if this version is one.
+    ///
+    /// ```
+    /// assert_eq!(kvkit_core::Version::from_u64(3).as_u64(), Some(3));
+    /// assert_eq!(kvkit_core::Version::from_token("3").as_u64(), None);
+    /// ```
+    pub fn as_u64(&self) -> Option<u64> {
+        match self.0 {
+            VersionRepr::Number(n) => Some(n),
+            VersionRepr::Token(_) => None,
+        }
+    }
+
+    /// The token, if this version is one.
+    ///
+    /// ```
+    /// assert_eq!(kvkit_core::Version::from_u64(3).as_token(), None);
+    /// ```
+    pub fn as_token(&self) -> Option<&str> {
+        match &self.0 {
+            VersionRepr::Number(_) => None,
+            VersionRepr::Token(t) => Some(t),
+        }
+    }
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            VersionRepr::Number(n) => write!(f, "{n}"),
+            VersionRepr::Token(t) => f.write_str(t),
+        }
+    }
+}
+
+/// When a put may write: always (the default), only if the key is absent (or expired), or only
+/// if the entry still has the [`Version`] the caller read. A put whose condition does not hold
+/// writes nothing and fails with [`Error::ConditionFailed`](crate::Error::ConditionFailed).
+///
+/// Exact where [`Capabilities::conditional_writes`](crate::Capabilities::conditional_writes)
+/// is true: of many concurrent conditional puts against one version, exactly one succeeds.
+/// Elsewhere (Cloudflare KV) a condition is refused with
+/// [`Error::Unsupported`](crate::Error::Unsupported), never applied on a best-effort basis.
+///
+/// ```
+/// use kvkit_core::{PutOptions, Version, WriteCondition};
+/// assert_eq!(PutOptions::new().condition, WriteCondition::Always);
+/// assert_eq!(PutOptions::new().if_absent().condition, WriteCondition::IfAbsent);
+/// let v = Version::from_u64(1);
+/// assert_eq!(PutOptions::new().if_version(v.clone()).condition, WriteCondition::IfVersion(v));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WriteCondition {
+    /// Write whatever the key holds.
+    #[default]
+    Always,
+    /// Write only if the key is absent or expired.
+    IfAbsent,
+    /// Write only if the key is present with this version.
+    IfVersion(Version),
+}
+
 /// Options for [`KvStore::put`](crate::KvStore::put) and
 /// [`KvStore::put_if_absent`](crate::KvStore::put_if_absent).
 ///
@@ -46,6 +154,10 @@ pub struct PutOptions {
     /// JSON metadata stored beside the value, returned by
     /// [`get_with_metadata`](crate::KvStore::get_with_metadata) and [`list`](crate::KvStore::list).
     pub metadata: Option<Value>,
+    /// When the put may write; see [`WriteCondition`]. Only [`KvStore::put`](crate::KvStore::put)
+    /// honours it: batches and [`put_if_absent`](crate::KvStore::put_if_absent) refuse any but
+    /// [`WriteCondition::Always`] with [`Error::Unsupported`](crate::Error::Unsupported).
+    pub condition: WriteCondition,
 }
 
 impl PutOptions {
@@ -100,6 +212,59 @@ impl PutOptions {
     /// ```
     pub fn metadata(mut self, metadata: Value) -> Self {
         self.metadata = Some(metadata);
+        self
+    }
+
+    /// Writes only if the key is absent or expired ([`WriteCondition::IfAbsent`]).
+    ///
+    /// ```
+    /// use kvkit_core::{Error, KvStore, PutOptions};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> kvkit_core::Result<()> {
+    /// let store = kvkit_memory::MemoryStore::new();
+    /// store.put("k", "first".into(), PutOptions::new().if_absent()).await?;
+    /// let again = store.put("k", "second".into(), PutOptions::new().if_absent()).await;
+    /// assert!(matches!(again, Err(Error::ConditionFailed { .. })));
+    /// assert_eq!(store.get("k").await?.as_deref(), Some(&b"first"[..]));
+    /// # Ok(()) }
+    /// ```
+    pub fn if_absent(mut self) -> Self {
+        self.condition = WriteCondition::IfAbsent;
+        self
+    }
+
+    /// Writes only if the key still has `version` ([`WriteCondition::IfVersion`]): a
+    /// compare-and-set, for a read-modify-write that never overwrites a change it did not see.
+    ///
+    /// ```
+    /// use kvkit_core::{Error, KvStore, PutOptions};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> kvkit_core::Result<()> {
+    /// let store = kvkit_memory::MemoryStore::new();
+    /// store.put("n", "1".into(), PutOptions::new()).await?;
+    /// let read = store.get_with_metadata("n").await?.expect("written");
+    /// let version = read.version.expect("the memory store versions entries");
+    /// store.put("n", "2".into(), PutOptions::new().if_version(version.clone())).await?;
+    /// // The entry changed since `version` was read: the second compare-and-set fails.
+    /// let stale = store.put("n", "3".into(), PutOptions::new().if_version(version)).await;
+    /// assert!(matches!(stale, Err(Error::ConditionFailed { .. })));
+    /// assert_eq!(store.get("n").await?.as_deref(), Some(&b"2"[..]));
+    /// # Ok(()) }
+    /// ```
+    pub fn if_version(mut self, version: Version) -> Self {
+        self.condition = WriteCondition::IfVersion(version);
+        self
+    }
+
+    /// Sets the write condition.
+    ///
+    /// ```
+    /// use kvkit_core::{PutOptions, WriteCondition};
+    /// let opts = PutOptions::new().condition(WriteCondition::IfAbsent);
+    /// assert_eq!(opts.condition, WriteCondition::IfAbsent);
+    /// ```
+    pub fn condition(mut self, condition: WriteCondition) -> Self {
+        self.condition = condition;
         self
     }
 }
@@ -176,6 +341,10 @@ pub struct Entry {
     pub metadata: Option<Value>,
     /// When the key expires, in seconds since the unix epoch (rounded up), if it expires.
     pub expiration: Option<u64>,
+    /// The entry's version, for a compare-and-set ([`PutOptions::if_version`]); `None` where
+    /// the store has no conditional writes
+    /// ([`Capabilities::conditional_writes`](crate::Capabilities::conditional_writes)).
+    pub version: Option<Version>,
 }
 
 impl Entry {
@@ -190,7 +359,20 @@ impl Entry {
             value,
             metadata,
             expiration,
+            version: None,
         }
+    }
+
+    /// The entry with its version (for backend implementations).
+    ///
+    /// ```
+    /// use kvkit_core::{Entry, Version};
+    /// let e = Entry::new("v".into(), None, None).with_version(Version::from_u64(9));
+    /// assert_eq!(e.version, Some(Version::from_u64(9)));
+    /// ```
+    pub fn with_version(mut self, version: Version) -> Self {
+        self.version = Some(version);
+        self
     }
 }
 

@@ -228,6 +228,9 @@ impl KvStore for Down {
     async fn delete(&self, _: &str) -> kvkit_core::Result<()> {
         Err(Self::error())
     }
+    async fn delete_if_version(&self, _: &str, _: &kvkit_core::Version) -> kvkit_core::Result<()> {
+        Err(Self::error())
+    }
     async fn list(&self, _: ListOptions) -> kvkit_core::Result<ListPage> {
         Err(Self::error())
     }

@@ -31,7 +31,7 @@
 //! # Inside a Worker (`wasm32`)
 //!
 //! [`Namespaced`], [`Traced`], [`Metered`] and [`Observed`] work on `wasm32-unknown-unknown` too
-//! (timed with `performance.now()`), over the Worker's KV binding or a memory store. `Resilient`
+//! (timed with `Date.now()`), over the Worker's KV binding or a memory store. `Resilient`
 //! and `TwoTier` keep time with tokio's timers and the system clock, which a Worker has not, so
 //! they exist on native targets only: inside a Worker, the runtime bounds every subrequest.
 

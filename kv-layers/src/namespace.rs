@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use kvkit_core::{
     Capabilities, CounterOptions, Entry, KeyInfo, KvStore, ListOptions, ListPage, PutItem,
-    PutOptions, Result,
+    PutOptions, Result, Version,
 };
 
 /// A store whose keys all live under `prefix` of the inner store.
@@ -109,6 +109,12 @@ impl<S: KvStore> KvStore for Namespaced<S> {
 
     async fn delete(&self, key: &str) -> Result<()> {
         self.inner.delete(&self.full(key)?).await
+    }
+
+    async fn delete_if_version(&self, key: &str, version: &Version) -> Result<()> {
+        self.inner
+            .delete_if_version(&self.full(key)?, version)
+            .await
     }
 
     async fn list(&self, options: ListOptions) -> Result<ListPage> {

@@ -2,13 +2,13 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{LazyLock, OnceLock};
+use std::sync::OnceLock;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use kvkit_core::{
     Capabilities, CounterOptions, Entry, KvStore, ListOptions, ListPage, PutItem, PutOptions,
-    Result,
+    Result, Version,
 };
 use tracing::Span;
 use tracing::field::Empty;
@@ -41,6 +41,7 @@ fn error_kind(error: &kvkit_core::Error) -> &'static str {
         E::RateLimited { .. } => "rate_limited",
         E::Timeout { .. } => "timeout",
         E::Unsupported { .. } => "unsupported",
+        E::Configuration { .. } => "configuration",
         E::Backend { .. } => "backend",
         _ => "other",
     }
@@ -54,6 +55,7 @@ enum Op {
     Put,
     PutIfAbsent,
     Delete,
+    DeleteIfVersion,
     List,
     GetMany,
     PutMany,
@@ -62,12 +64,13 @@ enum Op {
 }
 
 impl Op {
-    const ALL: [Op; 10] = [
+    const ALL: [Op; 11] = [
         Op::Get,
         Op::GetWithMetadata,
         Op::Put,
         Op::PutIfAbsent,
         Op::Delete,
+        Op::DeleteIfVersion,
         Op::List,
         Op::GetMany,
         Op::PutMany,
@@ -82,6 +85,7 @@ impl Op {
             Op::Put => "put",
             Op::PutIfAbsent => "put_if_absent",
             Op::Delete => "delete",
+            Op::DeleteIfVersion => "delete_if_version",
             Op::List => "list",
             Op::GetMany => "get_many",
             Op::PutMany => "put_many",
@@ -91,11 +95,12 @@ impl Op {
     }
 }
 
-/// The outcome of a result: an index into [`OUTCOMES`].
+/// The outcome of a result, by its error's [`kind`](kvkit_core::Error::kind): an index into
+/// [`OUTCOMES`].
 fn outcome_index<T>(result: &Result<T>) -> usize {
     match result {
         Ok(_) => 0,
-        Err(e) if e.is_retryable() => 1,
+        Err(e) if e.kind().is_retryable() => 1,
         Err(_) => 2,
     }
 }
@@ -141,6 +146,10 @@ macro_rules! wrap_all {
                 self.$wrap(Op::Delete, Some(key), self.inner().delete(key))
                     .await
             }
+            async fn delete_if_version(&self, key: &str, version: &Version) -> Result<()> {
+                let call = self.inner().delete_if_version(key, version);
+                self.$wrap(Op::DeleteIfVersion, Some(key), call).await
+            }
             async fn list(&self, options: ListOptions) -> Result<ListPage> {
                 self.$wrap(Op::List, None, self.inner().list(options)).await
             }
@@ -169,10 +178,46 @@ macro_rules! wrap_all {
     };
 }
 
-/// The clock every operation is timed with: the TSC through `quanta` where it is invariant (a
-/// read costs a few nanoseconds), the monotonic system clock elsewhere. Calibrated once per
-/// process, at the first timed operation.
-static CLOCK: LazyLock<quanta::Clock> = LazyLock::new(quanta::Clock::new);
+/// The clock every operation is timed with.
+#[cfg(not(target_arch = "wasm32"))]
+mod clock {
+    use std::sync::LazyLock;
+
+    /// The TSC through `quanta` where it is invariant (a read costs a few nanoseconds), the
+    /// monotonic system clock elsewhere. Calibrated once per process, at the first timed
+    /// operation.
+    static CLOCK: LazyLock<quanta::Clock> = LazyLock::new(quanta::Clock::new);
+
+    /// A raw reading.
+    #[inline]
+    pub(super) fn raw() -> u64 {
+        CLOCK.raw()
+    }
+
+    /// Nanoseconds between two raw readings.
+    #[inline]
+    pub(super) fn nanos_between(start: u64, end: u64) -> u64 {
+        CLOCK.delta_as_nanos(start, end)
+    }
+}
+
+/// The clock every operation is timed with, inside a Worker: `Date.now()`, in milliseconds
+/// (workerd's `performance` is not the browser's, which `quanta` expects, and both advance only
+/// across I/O there, Cloudflare's defence against timing attacks).
+#[cfg(target_arch = "wasm32")]
+mod clock {
+    use kvkit_core::Clock;
+
+    /// A raw reading: nanoseconds since the epoch, at millisecond resolution.
+    pub(super) fn raw() -> u64 {
+        kvkit_core::SystemClock.now_ms().saturating_mul(1_000_000)
+    }
+
+    /// Nanoseconds between two raw readings.
+    pub(super) fn nanos_between(start: u64, end: u64) -> u64 {
+        end.saturating_sub(start)
+    }
+}
 
 /// The span of one operation: enabled only if a subscriber takes DEBUG spans of target `kv`
 /// (otherwise it costs a level comparison and nothing else).
@@ -192,6 +237,7 @@ fn operation_span(
         latency_us = Empty,
         key_hash = Empty,
         error = Empty,
+        error_kind = Empty,
     );
     if let (false, true, Some(key)) = (span.is_disabled(), hash_keys, key) {
         span.record("key_hash", key_hash(key));
@@ -203,7 +249,7 @@ fn operation_span(
 type Series = [(metrics::Counter, metrics::Histogram); 3];
 
 /// The series of every operation.
-type Handles = [Series; 10];
+type Handles = [Series; 11];
 
 /// The metric handles of a store, registered at its first operation with the recorder in effect
 /// then (the thread's local recorder, else the global one) and kept, so an operation costs no
@@ -252,7 +298,7 @@ impl<'a, F> Observation<'a, F> {
             call: Some(call),
             span,
             series,
-            started: timed.then(|| CLOCK.raw()),
+            started: timed.then(clock::raw),
         }
     }
 }
@@ -272,7 +318,7 @@ impl<T, F: Future<Output = Result<T>> + Unpin> Future for Observation<'_, F> {
         let Some(started) = this.started else {
             return Poll::Ready(result);
         };
-        let nanos = CLOCK.delta_as_nanos(started, CLOCK.raw());
+        let nanos = clock::nanos_between(started, clock::raw());
         let outcome = outcome_index(&result);
         if let Some(series) = this.series {
             let (counter, histogram) = &series[outcome];
@@ -283,8 +329,9 @@ impl<T, F: Future<Output = Result<T>> + Unpin> Future for Observation<'_, F> {
             this.span.record("outcome", OUTCOMES[outcome]);
             this.span.record("latency_us", nanos / 1_000);
             if let Err(e) = &result {
-                // The message may quote the key, so only the kind of error is recorded.
+                // Only the variant and the kind of error are recorded, never its message.
                 this.span.record("error", error_kind(e));
+                this.span.record("error_kind", e.kind().as_str());
             }
         }
         Poll::Ready(result)
@@ -302,7 +349,8 @@ impl<F> Drop for Observation<'_, F> {
 
 /// Wraps every operation in a `tracing` span named `kv` (target `kv`, level DEBUG) with the
 /// fields `backend`, `operation`, `outcome` (`ok`, `transient_error` or `error`), `latency_us`
-/// and, on failure, `error` (the kind of error, such as `key_too_long`: messages can quote keys).
+/// and, on failure, `error` (the variant, such as `key_too_long`) and `error_kind` (its
+/// [`ErrorKind`](kvkit_core::ErrorKind), such as `invalid_input`); never the message.
 ///
 /// Keys can hold user data (emails, session ids), so they are not recorded unless
 /// [`Traced::hash_keys`] asks for a stable hash of each (`key_hash`). When no subscriber takes

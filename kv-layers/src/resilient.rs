@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use bytes::Bytes;
 use kvkit_core::{
     Capabilities, CounterOptions, Entry, Error, KvStore, ListOptions, ListPage, PutItem,
-    PutOptions, Result,
+    PutOptions, Result, Version, WriteCondition,
 };
 
 /// How [`Resilient`] retries.
@@ -279,7 +279,10 @@ impl<S: KvStore> KvStore for Resilient<S> {
     }
 
     async fn put(&self, key: &str, value: Bytes, options: PutOptions) -> Result<()> {
-        self.run("put", true, || {
+        // A conditional put retried after an attempt that timed out but applied would fail its
+        // own condition: only an unconditional put is idempotent.
+        let idempotent = options.condition == WriteCondition::Always;
+        self.run("put", idempotent, || {
             self.inner.put(key, value.clone(), options.clone())
         })
         .await
@@ -295,6 +298,13 @@ impl<S: KvStore> KvStore for Resilient<S> {
 
     async fn delete(&self, key: &str) -> Result<()> {
         self.run("delete", true, || self.inner.delete(key)).await
+    }
+
+    async fn delete_if_version(&self, key: &str, version: &Version) -> Result<()> {
+        self.run("delete_if_version", false, || {
+            self.inner.delete_if_version(key, version)
+        })
+        .await
     }
 
     async fn list(&self, options: ListOptions) -> Result<ListPage> {

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use kvkit_core::{
     Capabilities, Consistency, CounterOptions, Entry, KvStore, ListOptions, ListPage, PutItem,
-    PutOptions, Result,
+    PutOptions, Result, Version,
 };
 use serde_json::Value;
 use tokio::time::Instant;
@@ -89,6 +89,8 @@ struct Cached {
     metadata: Option<Value>,
     /// Unix seconds, as the remote reported it.
     expiration: Option<u64>,
+    /// The remote's version of the entry: a compare-and-set against a stale copy fails, safely.
+    version: Option<Version>,
     fetched: Instant,
     size: usize,
     generation: u64,
@@ -145,11 +147,15 @@ impl Local {
                 return None;
             }
         }
-        Some(Entry::new(
+        let entry = Entry::new(
             cached.value.clone(),
             cached.metadata.clone(),
             cached.expiration,
-        ))
+        );
+        Some(match &cached.version {
+            Some(version) => entry.with_version(version.clone()),
+            None => entry,
+        })
     }
 
     /// The shard's invalidation epoch, to pass to [`Local::insert`] after fetching `key`.
@@ -176,6 +182,7 @@ impl Local {
             value: entry.value.clone(),
             metadata: entry.metadata.clone(),
             expiration: entry.expiration,
+            version: entry.version.clone(),
             fetched,
             size,
             generation,
@@ -452,6 +459,15 @@ impl<R: KvStore> KvStore for TwoTier<R> {
     async fn delete(&self, key: &str) -> Result<()> {
         self.local.remove(key);
         let result = self.remote.delete(key).await;
+        self.changed_one(key).await;
+        result
+    }
+
+    async fn delete_if_version(&self, key: &str, version: &Version) -> Result<()> {
+        // The local copy goes first, as for every write, so a read after a failed condition
+        // sees the remote entry, not the stale version.
+        self.local.remove(key);
+        let result = self.remote.delete_if_version(key, version).await;
         self.changed_one(key).await;
         result
     }

@@ -78,6 +78,10 @@ impl KvStore for Faulty {
         self.fault().await?;
         self.inner.delete(key).await
     }
+    async fn delete_if_version(&self, key: &str, version: &kvkit_core::Version) -> Result<()> {
+        self.fault().await?;
+        self.inner.delete_if_version(key, version).await
+    }
     async fn list(&self, options: ListOptions) -> Result<ListPage> {
         self.fault().await?;
         self.inner.list(options).await
@@ -325,6 +329,7 @@ fn every_operation_gets_a_span_without_its_key() {
         ("get", "error")
     );
     assert_eq!(get["error"], "empty_key");
+    assert_eq!(get["error_kind"], "invalid_input");
 }
 
 #[test]

@@ -263,6 +263,13 @@ impl KvStore for Gated {
     async fn delete(&self, key: &str) -> kvkit_core::Result<()> {
         self.inner.delete(key).await
     }
+    async fn delete_if_version(
+        &self,
+        key: &str,
+        version: &kvkit_core::Version,
+    ) -> kvkit_core::Result<()> {
+        self.inner.delete_if_version(key, version).await
+    }
     async fn list(
         &self,
         options: kvkit_core::ListOptions,

@@ -37,6 +37,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::fmt;
 use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
@@ -44,8 +45,9 @@ use bytes::Bytes;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry as MapEntry;
 use kvkit_core::{
-    Capabilities, Clock, CounterOptions, Entry, KeyInfo, KvStore, ListOptions, ListPage, PutItem,
-    PutOptions, Result, SystemClock, add_to_counter, cursor, expires_at_ms, stable_hash,
+    Capabilities, Clock, CounterOptions, Entry, Error, KeyInfo, KvStore, ListOptions, ListPage,
+    PutItem, PutOptions, Result, SystemClock, Version, WriteCondition, add_to_counter, cursor,
+    expires_at_ms, stable_hash,
 };
 use serde_json::Value;
 
@@ -69,14 +71,23 @@ struct Slot {
     /// Unix milliseconds at which the entry expires; 0 for never.
     expires_at_ms: u64,
     metadata: Option<Box<Value>>,
+    /// The write that made the entry what it is: a number from the store's sequence, new for
+    /// every put and increment, so a compare-and-set never mistakes one write for another.
+    version: u64,
 }
 
 impl Slot {
-    fn new(value: Bytes, expires_at_ms: Option<u64>, metadata: Option<Value>) -> Self {
+    fn new(
+        value: Bytes,
+        expires_at_ms: Option<u64>,
+        metadata: Option<Value>,
+        version: u64,
+    ) -> Self {
         Self {
             value,
             expires_at_ms: expires_at_ms.unwrap_or(0),
             metadata: metadata.map(Box::new),
+            version,
         }
     }
 
@@ -126,6 +137,8 @@ struct Inner {
     expiry: Box<[Mutex<ExpiryQueue>]>,
     caps: Capabilities,
     clock: Arc<dyn Clock>,
+    /// The last version given to a write.
+    versions: AtomicU64,
 }
 
 /// The in-memory store. Cheap to clone: clones share the same data.
@@ -256,6 +269,7 @@ impl MemoryBuilder {
                 .collect(),
             caps: self.caps,
             clock: self.clock,
+            versions: AtomicU64::new(0),
         });
         spawn_reaper(Arc::downgrade(&inner), self.reap_interval);
         MemoryStore { inner }
@@ -495,7 +509,7 @@ impl Inner {
             .peek()
             .is_some_and(|Reverse((entry, _))| entry.key().starts_with(prefix));
         let cursor = match keys.last() {
-            Some(last) if more => Some(cursor::encode(&last.name)),
+            Some(last) if more => Some(cursor::encode(prefix, &last.name)),
             _ => None,
         };
         Ok(ListPage::new(keys, cursor))
@@ -506,9 +520,17 @@ impl Inner {
         let add = |slot: &mut Slot| -> Result<i64> {
             let next = add_to_counter(key, &slot.value, delta)?;
             slot.value = Bytes::from(next.to_string());
+            slot.version = self.next_version();
             Ok(next)
         };
-        let fresh = || Slot::new(Bytes::from(delta.to_string()), expires_at_ms, None);
+        let fresh = || {
+            Slot::new(
+                Bytes::from(delta.to_string()),
+                expires_at_ms,
+                None,
+                self.next_version(),
+            )
+        };
         if let Some(mut slot) = self.map.get_mut(key)
             && !slot.is_expired_at(now)
         {
@@ -529,6 +551,36 @@ impl Inner {
             Some(current) if !current.is_expired_at(now) => Step::Keep(false),
             _ => Step::Write(slot, true),
         })
+    }
+
+    /// The version of the next write.
+    fn next_version(&self) -> u64 {
+        self.versions.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Replaces `key` with `slot` only if it is live with `version`; returns whether it did.
+    fn put_if_version(&self, key: &str, slot: Slot, version: u64) -> bool {
+        let now = self.clock.now_ms();
+        self.upsert(key, |existing| match existing {
+            Some(current) if !current.is_expired_at(now) && current.version == version => {
+                Step::Write(slot, true)
+            }
+            _ => Step::Keep(false),
+        })
+    }
+
+    /// Removes `key` only if it is live with `version`; returns whether it did.
+    fn remove_if_version(&self, key: &str, version: u64) -> bool {
+        let now = self.clock.now_ms();
+        match self.map.remove_if(key, |_, slot| {
+            !slot.is_expired_at(now) && slot.version == version
+        }) {
+            Some((key, _)) => {
+                self.index_remove(key);
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -601,6 +653,7 @@ impl MemoryStore {
             value,
             checked.expires_at_ms(now),
             options.metadata.clone(),
+            inner.next_version(),
         ))
     }
 }
@@ -631,16 +684,38 @@ impl KvStore for MemoryStore {
                 slot.metadata.as_deref().cloned(),
                 slot.expiration(),
             )
+            .with_version(Version::from_u64(slot.version))
         }))
     }
 
     async fn put(&self, key: &str, value: Bytes, options: PutOptions) -> Result<()> {
         let slot = self.checked_slot(key, value, &options)?;
-        self.inner.store(key, slot);
-        Ok(())
+        let written = match &options.condition {
+            WriteCondition::IfAbsent => self.inner.put_if_absent(key, slot),
+            WriteCondition::IfVersion(version) => version
+                .as_u64()
+                .is_some_and(|version| self.inner.put_if_version(key, slot, version)),
+            WriteCondition::Always => {
+                self.inner.store(key, slot);
+                true
+            }
+            _ => {
+                return Err(Error::Unsupported {
+                    backend: "memory",
+                    operation: "this write condition",
+                });
+            }
+        };
+        if written {
+            Ok(())
+        } else {
+            Err(Error::condition_failed(key))
+        }
     }
 
     async fn put_if_absent(&self, key: &str, value: Bytes, options: PutOptions) -> Result<bool> {
+        let caps = &self.inner.caps;
+        caps.check_condition(&options.condition, "conditions in put_if_absent", false)?;
         let slot = self.checked_slot(key, value, &options)?;
         Ok(self.inner.put_if_absent(key, slot))
     }
@@ -649,6 +724,18 @@ impl KvStore for MemoryStore {
         self.inner.caps.check_key(key)?;
         self.inner.remove(key);
         Ok(())
+    }
+
+    async fn delete_if_version(&self, key: &str, version: &Version) -> Result<()> {
+        self.inner.caps.check_key(key)?;
+        let removed = version
+            .as_u64()
+            .is_some_and(|version| self.inner.remove_if_version(key, version));
+        if removed {
+            Ok(())
+        } else {
+            Err(Error::condition_failed(key))
+        }
     }
 
     async fn list(&self, options: ListOptions) -> Result<ListPage> {
@@ -666,9 +753,11 @@ impl KvStore for MemoryStore {
     }
 
     async fn put_many(&self, items: Vec<PutItem>) -> Result<()> {
+        let caps = &self.inner.caps;
         let slots = items
             .into_iter()
             .map(|item| {
+                caps.check_condition(&item.options.condition, "conditions in put_many", false)?;
                 let slot = self.checked_slot(&item.key, item.value, &item.options)?;
                 Ok((item.key, slot))
             })

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
-use kvkit_core::{Bytes, Clock, Error, KvStore, KvStoreExt, PutItem, PutOptions, SystemClock};
+use kvkit_core::{
+    Bytes, Clock, Error, KvStore, KvStoreExt, PutItem, PutOptions, SystemClock, Version,
+};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -201,9 +203,12 @@ impl Display for SessionId {
 /// - An index under `session-user:{userId}:{sessionId}` lists and destroys all sessions of one
 ///   user ("log out everywhere"). Sessions created by the TypeScript pattern are not in it.
 ///
-/// A refresh that races a [`destroy`](Self::destroy) of the same session can write it back
-/// (key-value stores have no conditional update): destroy, then let the cookie go, as the
-/// middleware does.
+/// A refresh that races a [`destroy`](Self::destroy) of the same session never writes it back
+/// where the store has conditional writes
+/// ([`Capabilities::conditional_writes`](kvkit_core::Capabilities::conditional_writes): memory,
+/// Redis): the refresh is a compare-and-set against the version it read, so a session destroyed
+/// (or changed) since is left as it is. On Cloudflare KV, which has none, such a refresh can
+/// write the session back: destroy, then let the cookie go, as the middleware does.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -501,7 +506,8 @@ impl<S: KvStore, D: SessionData> SessionManager<S, D> {
             return Ok(None);
         };
         if self.refresh_due(entry.metadata.as_ref()) {
-            self.rewrite(&id, entry.value, data.user_id()).await?;
+            self.rewrite(&id, entry.value, entry.version, data.user_id())
+                .await?;
         }
         Ok(Some(data))
     }
@@ -671,17 +677,39 @@ impl<S: KvStore, D: SessionData> SessionManager<S, D> {
     }
 
     /// Writes the session's bytes back unchanged with a full TTL, and its index entry.
+    /// Writes the session back with a fresh TTL: with the version it was read at, a
+    /// compare-and-set that leaves a session destroyed or changed since as it is; without one
+    /// (a store without conditional writes), a plain write, in one batch with its index entry.
     async fn rewrite(
         &self,
         id: &SessionId,
         value: Bytes,
+        version: Option<Version>,
         user_id: Option<&str>,
     ) -> kvkit_core::Result<()> {
-        let mut items = vec![PutItem::new(id.key(), value).options(self.write_options())];
-        if let Some(index_key) = self.index_key(user_id, id) {
-            items.push(PutItem::new(index_key, Bytes::new()).options(self.index_options()));
+        let index_key = self.index_key(user_id, id);
+        let Some(version) = version else {
+            let mut items = vec![PutItem::new(id.key(), value).options(self.write_options())];
+            if let Some(index_key) = index_key {
+                items.push(PutItem::new(index_key, Bytes::new()).options(self.index_options()));
+            }
+            return self.store.put_many(items).await;
+        };
+        let options = self.write_options().if_version(version);
+        match self.store.put(&id.key(), value, options).await {
+            Ok(()) => {}
+            // Destroyed, rotated or rewritten since it was read: nothing to refresh.
+            Err(Error::ConditionFailed { .. }) => return Ok(()),
+            Err(e) => return Err(e),
         }
-        self.store.put_many(items).await
+        match index_key {
+            Some(index_key) => {
+                self.store
+                    .put(&index_key, Bytes::new(), self.index_options())
+                    .await
+            }
+            None => Ok(()),
+        }
     }
 
     fn write_options(&self) -> PutOptions {

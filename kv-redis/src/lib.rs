@@ -33,6 +33,12 @@
 //! expiring key `ZADD` to the expiry index. Put-if-absent is `SET NX` and the index updates in one
 //! Lua script, so it is atomic.
 //!
+//! An entry's [`Version`] is the SHA-1 of its stored bytes (value and metadata) and its
+//! `PEXPIRETIME`, computed by the client on `get_with_metadata` and by the server in the Lua
+//! scripts of `put(…, PutOptions::new().if_version(v))` and `delete_if_version`, which compare
+//! and write in one atomic step: no extra key per entry, and a `get` stays one `GET`. A key
+//! rewritten with exactly the same value, metadata and expiry keeps its version.
+//!
 //! # Counters: one short call, a second one to create
 //!
 //! An increment of an existing counter is one round trip: a short Lua routine given only the
@@ -100,7 +106,7 @@ use bytes::Bytes;
 use futures_util::future::try_join_all;
 use kvkit_core::{
     Capabilities, Clock, CounterOptions, Entry, Error, Expiry, KeyInfo, KvStore, ListOptions,
-    ListPage, PutItem, PutOptions, Result, SystemClock, cursor,
+    ListPage, PutItem, PutOptions, Result, SystemClock, Version, WriteCondition, cursor,
 };
 use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
@@ -125,6 +131,17 @@ static INCR_EXISTING: LazyLock<Routine> =
 static SWAP: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/swap.lua")));
 static SWEEP: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/sweep.lua")));
 static LIST: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/list.lua")));
+static PUT_IF_VERSION: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/put_if_version.lua")));
+static DELETE_IF_VERSION: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/delete_if_version.lua")));
+
+/// The version of a stored entry: the SHA-1 of its stored (framed) bytes and its `PEXPIRETIME`,
+/// as the conditional-write scripts compute them on the server.
+fn version_of(stored: &[u8], pexpiretime: i64) -> Version {
+    let digest = sha1_smol::Sha1::from(stored).digest();
+    Version::from_token(format!("{digest}:{pexpiretime}"))
+}
 
 /// The stored form of a value: as it is, or framed with its metadata.
 fn frame(value: Bytes, metadata_json: Option<&str>) -> Bytes {
@@ -598,8 +615,11 @@ impl RedisBuilder {
             .map(|u| redact_url(u))
             .collect::<Vec<_>>()
             .join(",");
-        let config_error =
-            |e: RedisError| Error::backend(BACKEND, "invalid Redis configuration", false, e);
+        let config_error = |e: RedisError| Error::Configuration {
+            backend: BACKEND,
+            message: "the Redis client refused the connection settings".to_owned(),
+            source: Some(Box::new(e)),
+        };
         let conn = if self.cluster {
             #[allow(unused_mut)]
             let mut builder = redis::cluster::ClusterClientBuilder::new(self.urls.clone());
@@ -619,11 +639,10 @@ impl RedisBuilder {
             Conn::Cluster(bounded("connect", self.connect_timeout, connect).await?)
         } else {
             let [url] = self.urls.as_slice() else {
-                return Err(Error::backend(
+                return Err(Error::configuration(
                     BACKEND,
-                    "a single-server store needs exactly one URL",
-                    false,
-                    std::io::Error::other("use RedisStore::cluster for several nodes"),
+                    "a single-server store needs exactly one URL (use RedisStore::cluster for \
+                     several nodes)",
                 ));
             };
             #[cfg(feature = "tls")]
@@ -693,6 +712,7 @@ async fn within<T>(
         })
 }
 
+/// Classifies a redis-rs error by its kind and the server's error code, never its text.
 fn redis_error(operation: &'static str, e: RedisError) -> Error {
     if e.is_timeout() {
         return Error::Backend {
@@ -702,8 +722,42 @@ fn redis_error(operation: &'static str, e: RedisError) -> Error {
             source: Some(Box::new(e)),
         };
     }
-    let retryable = !matches!(e.retry_method(), RetryMethod::NoRetry);
-    Error::backend(BACKEND, format!("{operation} failed"), retryable, e)
+    match e.kind() {
+        ErrorKind::AuthenticationFailed | ErrorKind::Server(ServerErrorKind::NoPerm) => {
+            return Error::PermissionDenied {
+                backend: BACKEND,
+                message: format!(
+                    "{operation}: the server refused this user ({})",
+                    e.code().unwrap_or("authentication failed")
+                ),
+            };
+        }
+        ErrorKind::InvalidClientConfig => {
+            return Error::Configuration {
+                backend: BACKEND,
+                message: format!("{operation}: the Redis client refused its settings"),
+                source: Some(Box::new(e)),
+            };
+        }
+        _ => {}
+    }
+    // Failovers, resharding and loading (MOVED, ASK, TRYAGAIN, CLUSTERDOWN, MASTERDOWN,
+    // READONLY, LOADING) and lost connections are transient; redis-rs says which by kind.
+    let transient = matches!(
+        e.kind(),
+        ErrorKind::Io
+            | ErrorKind::ClusterConnectionNotFound
+            | ErrorKind::Server(
+                ServerErrorKind::Moved
+                    | ServerErrorKind::Ask
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::ClusterDown
+                    | ServerErrorKind::MasterDown
+                    | ServerErrorKind::ReadOnly
+                    | ServerErrorKind::BusyLoading
+            )
+    ) || !matches!(e.retry_method(), RetryMethod::NoRetry);
+    Error::backend(BACKEND, format!("{operation} failed"), transient, e)
 }
 
 /// The script mode and time argument of an expiry: `0` none, `1` relative ms, `2` absolute ms.
@@ -911,6 +965,54 @@ impl RedisStore {
         Ok(overwritten)
     }
 
+    /// Writes `w` only if `key` is absent or expired, indexing it, atomically; returns whether
+    /// it wrote.
+    async fn write_if_absent(&self, key: &str, w: &Write) -> Result<bool> {
+        let (mode, when) = expiry_args(w.expiry);
+        let keys = self.keys_of(key);
+        let mut call = script_call(&PUT_IF_ABSENT, 3);
+        call.arg(&keys.index)
+            .arg(&keys.expiry)
+            .arg(keys.value_arg(key))
+            .arg(key)
+            .arg(&w.stored[..])
+            .arg(mode)
+            .arg(when);
+        let written: i64 = self
+            .run("put_if_absent", self.inner.conn.eval(&PUT_IF_ABSENT, &call))
+            .await?;
+        if written == 1 && w.expiry.is_some() {
+            self.maybe_sweep(self.inner.layout.shard_of(key)).await;
+        }
+        Ok(written == 1)
+    }
+
+    /// Writes `w` only if `key` still holds the entry of `version`, atomically; returns whether
+    /// it wrote.
+    async fn write_if_version(&self, key: &str, w: &Write, version: &Version) -> Result<bool> {
+        let Some(token) = version.as_token() else {
+            return Ok(false);
+        };
+        let (mode, when) = expiry_args(w.expiry);
+        let keys = self.keys_of(key);
+        let mut call = script_call(&PUT_IF_VERSION, 3);
+        call.arg(&keys.index)
+            .arg(&keys.expiry)
+            .arg(keys.value_arg(key))
+            .arg(key)
+            .arg(&w.stored[..])
+            .arg(mode)
+            .arg(when)
+            .arg(token);
+        let written: i64 = self
+            .run("put", self.inner.conn.eval(&PUT_IF_VERSION, &call))
+            .await?;
+        if written == 1 && w.expiry.is_some() {
+            self.maybe_sweep(self.inner.layout.shard_of(key)).await;
+        }
+        Ok(written == 1)
+    }
+
     /// Writes a new (or expired) key and indexes it, atomically.
     async fn create(
         &self,
@@ -1070,7 +1172,7 @@ impl RedisStore {
         }
         if e.to_string().contains("overflow") {
             return Err(Error::CounterOverflow {
-                key: key.to_owned(),
+                key: kvkit_core::RedactedKey::new(key),
                 delta,
             });
         }
@@ -1132,16 +1234,37 @@ impl KvStore for RedisStore {
         let Some(stored) = stored else {
             return Ok(None);
         };
+        let version = version_of(&stored, at);
         let (value, meta) = unframe(stored);
-        Ok(Some(Entry::new(
-            value,
-            parse_metadata(key, &meta)?,
-            expiration_secs(at),
-        )))
+        Ok(Some(
+            Entry::new(value, parse_metadata(key, &meta)?, expiration_secs(at))
+                .with_version(version),
+        ))
     }
 
     async fn put(&self, key: &str, value: Bytes, options: PutOptions) -> Result<()> {
         let w = self.check_write(key, value, &options)?;
+        match &options.condition {
+            WriteCondition::Always => {}
+            WriteCondition::IfAbsent => {
+                return match Box::pin(self.write_if_absent(key, &w)).await? {
+                    true => Ok(()),
+                    false => Err(Error::condition_failed(key)),
+                };
+            }
+            WriteCondition::IfVersion(version) => {
+                return match Box::pin(self.write_if_version(key, &w, version)).await? {
+                    true => Ok(()),
+                    false => Err(Error::condition_failed(key)),
+                };
+            }
+            _ => {
+                return Err(Error::Unsupported {
+                    backend: BACKEND,
+                    operation: "this write condition",
+                });
+            }
+        }
         let keys = self.keys_of(key);
         let expires_at = w.expiry.and_then(|_| w.expires_at_ms(SystemClock.now_ms()));
         // An existing key is already indexed (every creation indexes it atomically, and names
@@ -1163,28 +1286,38 @@ impl KvStore for RedisStore {
     }
 
     async fn put_if_absent(&self, key: &str, value: Bytes, options: PutOptions) -> Result<bool> {
+        let caps = &self.inner.caps;
+        caps.check_condition(&options.condition, "conditions in put_if_absent", false)?;
         let w = self.check_write(key, value, &options)?;
-        let (mode, when) = expiry_args(w.expiry);
-        let keys = self.keys_of(key);
-        let mut call = script_call(&PUT_IF_ABSENT, 3);
-        call.arg(&keys.index)
-            .arg(&keys.expiry)
-            .arg(keys.value_arg(key))
-            .arg(key)
-            .arg(&w.stored[..])
-            .arg(mode)
-            .arg(when);
-        let written: i64 = self
-            .run("put_if_absent", self.inner.conn.eval(&PUT_IF_ABSENT, &call))
-            .await?;
-        if written == 1 && w.expiry.is_some() {
-            self.maybe_sweep(self.inner.layout.shard_of(key)).await;
-        }
-        Ok(written == 1)
+        self.write_if_absent(key, &w).await
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
         self.delete_many(&[key.to_owned()]).await
+    }
+
+    async fn delete_if_version(&self, key: &str, version: &Version) -> Result<()> {
+        self.inner.caps.check_key(key)?;
+        let Some(token) = version.as_token() else {
+            return Err(Error::condition_failed(key));
+        };
+        let keys = self.keys_of(key);
+        let mut call = script_call(&DELETE_IF_VERSION, 3);
+        call.arg(&keys.index)
+            .arg(&keys.expiry)
+            .arg(keys.value_arg(key))
+            .arg(key)
+            .arg(token);
+        let deleted: i64 = self
+            .run(
+                "delete_if_version",
+                self.inner.conn.eval(&DELETE_IF_VERSION, &call),
+            )
+            .await?;
+        match deleted {
+            1 => Ok(()),
+            _ => Err(Error::condition_failed(key)),
+        }
     }
 
     async fn list(&self, options: ListOptions) -> Result<ListPage> {
@@ -1229,7 +1362,10 @@ impl KvStore for RedisStore {
         } else {
             bound.map(utf8_key).transpose()?
         };
-        Ok(ListPage::new(keys, next.map(|last| cursor::encode(&last))))
+        Ok(ListPage::new(
+            keys,
+            next.map(|last| cursor::encode(prefix, &last)),
+        ))
     }
 
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
@@ -1262,9 +1398,11 @@ impl KvStore for RedisStore {
     }
 
     async fn put_many(&self, items: Vec<PutItem>) -> Result<()> {
+        let caps = &self.inner.caps;
         let writes = items
             .into_iter()
             .map(|item| {
+                caps.check_condition(&item.options.condition, "conditions in put_many", false)?;
                 Ok((
                     self.check_write(&item.key, item.value, &item.options)?,
                     item.key,

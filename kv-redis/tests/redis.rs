@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kvkit_core::{CounterOptions, KvStore, ListOptions, PutItem, PutOptions};
+use kvkit_core::{CounterOptions, ErrorKind, KvStore, ListOptions, PutItem, PutOptions};
 use kvkit_redis::RedisStore;
 use kvkit_test_servers as servers;
 use kvkit_testsuite::Namespace;
@@ -218,6 +218,58 @@ async fn counters_fall_back_to_scripts_where_functions_are_refused() {
     let entry = store.get_with_metadata("n").await.unwrap().unwrap();
     assert_eq!(entry.value, "13");
     assert!(entry.expiration.is_some());
+}
+
+#[tokio::test]
+async fn errors_are_classified_by_kind() {
+    let Some(server) = servers::RedisServer::start(&[]) else {
+        return;
+    };
+    let mut raw = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection_manager()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("nobody")
+        .arg("on")
+        .arg(">secret")
+        .arg("~*")
+        .arg("&*")
+        .arg("+@connection")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let url = server
+        .url()
+        .replacen("redis://", "redis://nobody:secret@", 1);
+    let store = RedisStore::connect(&url).await.unwrap();
+    let err = store.get("k").await.expect_err("the ACL refuses GET");
+    assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err:?}");
+    assert!(!err.is_retryable());
+
+    let wrong = server
+        .url()
+        .replacen("redis://", "redis://nobody:wrong@", 1);
+    let err = RedisStore::connect(&wrong)
+        .await
+        .expect_err("a wrong password");
+    assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err:?}");
+
+    let err = RedisStore::connect("redis://127.0.0.1:notaport")
+        .await
+        .expect_err("a malformed URL");
+    assert_eq!(err.kind(), ErrorKind::Configuration, "{err:?}");
+    let err = RedisStore::builder("redis://127.0.0.1:1")
+        .connect_timeout(Duration::from_millis(200))
+        .connect()
+        .await
+        .expect_err("nothing listens on port 1");
+    assert!(
+        matches!(err.kind(), ErrorKind::Unavailable | ErrorKind::Timeout),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]

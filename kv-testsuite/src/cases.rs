@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures_util::TryStreamExt;
 use kvkit_core::{
     CounterOptions, Error, Expiry, KeyInfo, KvStore, KvStoreExt, ListOptions, ListPage, PutItem,
-    PutOptions,
+    PutOptions, Version,
 };
 use serde_json::{Value, json};
 
@@ -697,6 +697,44 @@ pub async fn counter_basics(h: &Harness) {
     ns.clean(store).await;
 }
 
+/// Rule 9: an increment of an existing counter changes its value only: its metadata and its
+/// expiration stay.
+pub async fn counter_keeps_metadata_and_expiration(h: &Harness) {
+    let store = &**h.store();
+    let ns = Namespace::new();
+    let key = ns.key("tagged");
+    let ttl = Duration::from_secs(3600).max(h.short_ttl());
+    store
+        .put(
+            &key,
+            Bytes::from_static(b"10"),
+            PutOptions::new()
+                .ttl(ttl)
+                .metadata(json!({"owner": "billing"})),
+        )
+        .await
+        .expect("put");
+    let before = store
+        .get_with_metadata(&key)
+        .await
+        .expect("read")
+        .expect("written");
+    let other_window = CounterOptions::new().ttl(ttl.saturating_mul(2));
+    assert_eq!(
+        store.increment(&key, 5, other_window).await.expect("incr"),
+        15
+    );
+    let after = store
+        .get_with_metadata(&key)
+        .await
+        .expect("read")
+        .expect("still there");
+    assert_eq!(&after.value[..], b"15");
+    assert_eq!(after.metadata, Some(json!({"owner": "billing"})));
+    assert_eq!(after.expiration, before.expiration, "the expiration stays");
+    ns.clean(store).await;
+}
+
 /// Rule 9: only canonical decimal `i64`s are counters; anything else is refused untouched.
 pub async fn counter_refuses_non_canonical_values(h: &Harness) {
     let store = &**h.store();
@@ -1264,6 +1302,299 @@ pub async fn validation_cursor(h: &Harness) {
     ns.clean(store).await;
 }
 
+/// Rule 11: a cursor is bound to the prefix it was issued for. Listing another prefix with it,
+/// even a shorter one that its keys start with (where the listing would silently skip every key
+/// before the cursor), is refused.
+pub async fn validation_cursor_bound_to_prefix(h: &Harness) {
+    let store = &**h.store();
+    let ns = Namespace::new();
+    for name in ["0", "a", "a:1", "a:2", "a:3", "b"] {
+        store
+            .put(&ns.key(name), Bytes::from_static(b"v"), PutOptions::new())
+            .await
+            .expect("put");
+    }
+    let page = store
+        .list(ListOptions::new().prefix(ns.key("a:")).limit(1))
+        .await
+        .expect("list");
+    let cursor = page
+        .cursor
+        .clone()
+        .expect("a cursor after the first of three keys");
+    for other in [
+        ns.key("a"),
+        ns.prefix().to_owned(),
+        String::new(),
+        ns.key("a:1"),
+        ns.key("a:2"),
+    ] {
+        let listing = ListOptions::new()
+            .prefix(other.clone())
+            .cursor(Some(cursor.clone()));
+        assert!(
+            matches!(store.list(listing).await, Err(Error::InvalidCursor { .. })),
+            "a cursor of prefix {:?} was accepted for prefix {other:?}",
+            ns.key("a:")
+        );
+    }
+    let mut names: Vec<String> = page.keys.into_iter().map(|k| k.name).collect();
+    let mut next = Some(cursor);
+    while let Some(cursor) = next {
+        let rest = store
+            .list(ListOptions::new().prefix(ns.key("a:")).cursor(Some(cursor)))
+            .await
+            .expect("the issued cursor, on its own prefix");
+        names.extend(rest.keys.into_iter().map(|k| k.name));
+        next = rest.cursor;
+    }
+    assert_eq!(names, [ns.key("a:1"), ns.key("a:2"), ns.key("a:3")]);
+    ns.clean(store).await;
+}
+
+/// The version `key` has now.
+async fn version(store: &dyn KvStore, key: &str) -> Version {
+    store
+        .get_with_metadata(key)
+        .await
+        .unwrap_or_else(|e| panic!("get_with_metadata {key:?}: {e}"))
+        .unwrap_or_else(|| panic!("{key:?} is present"))
+        .version
+        .unwrap_or_else(|| panic!("{key:?} has a version (conditional_writes is true)"))
+}
+
+/// Rule 12: a conditional write writes only when its condition holds, and otherwise fails with
+/// `ConditionFailed`, writing nothing; every change gives the entry a new version. A store
+/// without conditional writes refuses every condition with `Unsupported` and writes nothing.
+pub async fn conditional_writes(h: &Harness) {
+    let store = &**h.store();
+    let ns = Namespace::new();
+    let key = ns.key("cas");
+    let value = |v: &'static str| Bytes::from_static(v.as_bytes());
+    if !store.capabilities().conditional_writes {
+        for options in [
+            PutOptions::new().if_absent(),
+            PutOptions::new().if_version(Version::from_token("any")),
+            PutOptions::new().if_version(Version::from_u64(1)),
+        ] {
+            assert_err!(
+                store.put(&key, value("v"), options).await,
+                Error::Unsupported { .. }
+            );
+        }
+        assert_err!(
+            store.delete_if_version(&key, &Version::from_u64(1)).await,
+            Error::Unsupported { .. }
+        );
+        assert_eq!(
+            get(store, &key).await,
+            None,
+            "a refused condition writes nothing"
+        );
+        put(store, &key, "v").await;
+        let entry = store
+            .get_with_metadata(&key)
+            .await
+            .expect("read")
+            .expect("written");
+        assert_eq!(
+            entry.version, None,
+            "no versions without conditional writes"
+        );
+        ns.clean(store).await;
+        return;
+    }
+
+    store
+        .put(&key, value("one"), PutOptions::new().if_absent())
+        .await
+        .expect("if_absent on an absent key writes");
+    assert_err!(
+        store
+            .put(&key, value("two"), PutOptions::new().if_absent())
+            .await,
+        Error::ConditionFailed { .. }
+    );
+    assert_eq!(get(store, &key).await.as_deref(), Some(&b"one"[..]));
+
+    let first = version(store, &key).await;
+    assert_eq!(
+        version(store, &key).await,
+        first,
+        "reading does not change the version"
+    );
+    store
+        .put(
+            &key,
+            value("two"),
+            PutOptions::new().if_version(first.clone()),
+        )
+        .await
+        .expect("if_version with the current version writes");
+    let second = version(store, &key).await;
+    assert_ne!(second, first, "a write changes the version");
+    assert_err!(
+        store
+            .put(
+                &key,
+                value("three"),
+                PutOptions::new().if_version(first.clone())
+            )
+            .await,
+        Error::ConditionFailed { .. }
+    );
+    assert_eq!(get(store, &key).await.as_deref(), Some(&b"two"[..]));
+
+    store
+        .put(
+            &key,
+            value("two"),
+            PutOptions::new().metadata(json!({"tag": "x"})),
+        )
+        .await
+        .expect("put");
+    let third = version(store, &key).await;
+    assert_ne!(third, second, "new metadata is a new version");
+
+    assert_err!(
+        store.delete_if_version(&key, &second).await,
+        Error::ConditionFailed { .. }
+    );
+    assert!(
+        get(store, &key).await.is_some(),
+        "a failed delete deletes nothing"
+    );
+    store
+        .delete_if_version(&key, &third)
+        .await
+        .expect("delete_if_version with the current version deletes");
+    assert_eq!(get(store, &key).await, None);
+    let listed = store
+        .list(ListOptions::new().prefix(ns.prefix()))
+        .await
+        .expect("list");
+    assert!(listed.keys.is_empty(), "deleted keys are not listed");
+    assert_err!(
+        store
+            .put(
+                &key,
+                value("back"),
+                PutOptions::new().if_version(third.clone())
+            )
+            .await,
+        Error::ConditionFailed { .. }
+    );
+    assert_err!(
+        store.delete_if_version(&key, &third).await,
+        Error::ConditionFailed { .. }
+    );
+    assert_eq!(
+        get(store, &key).await,
+        None,
+        "a deleted entry is not resurrected"
+    );
+
+    let counter = ns.key("counter");
+    store
+        .increment(&counter, 1, CounterOptions::new())
+        .await
+        .expect("incr");
+    let before = version(store, &counter).await;
+    store
+        .increment(&counter, 1, CounterOptions::new())
+        .await
+        .expect("incr");
+    assert_ne!(
+        version(store, &counter).await,
+        before,
+        "an increment is a new version"
+    );
+
+    let expiring = ns.key("expiring");
+    let ttl = h.short_ttl();
+    store
+        .put(&expiring, value("old"), PutOptions::new().ttl(ttl))
+        .await
+        .expect("put");
+    let old = version(store, &expiring).await;
+    h.advance(past_expiry(h, ttl)).await;
+    assert_err!(
+        store
+            .put(&expiring, value("new"), PutOptions::new().if_version(old))
+            .await,
+        Error::ConditionFailed { .. }
+    );
+    store
+        .put(&expiring, value("new"), PutOptions::new().if_absent())
+        .await
+        .expect("an expired key is absent");
+
+    let conditional = PutOptions::new().if_absent();
+    assert_err!(
+        store
+            .put_many(vec![
+                PutItem::new(ns.key("batch"), "v").options(conditional.clone()),
+            ])
+            .await,
+        Error::Unsupported { .. }
+    );
+    assert_err!(
+        store
+            .put_if_absent(&ns.key("batch"), value("v"), conditional)
+            .await,
+        Error::Unsupported { .. }
+    );
+    assert_eq!(get(store, &ns.key("batch")).await, None);
+    ns.clean(store).await;
+}
+
+/// Rule 12: of many concurrent compare-and-sets against one version, exactly one succeeds, and
+/// its value is the one stored.
+pub async fn conditional_put_one_winner(h: &Harness) {
+    if !h.store().capabilities().conditional_writes {
+        skip(
+            "conditional_put_one_winner",
+            "the backend has no conditional writes (Capabilities::conditional_writes is false)",
+        );
+        return;
+    }
+    let ns = Namespace::new();
+    let key = Arc::new(ns.key("contended"));
+    put(&**h.store(), &key, "start").await;
+    let read = version(&**h.store(), &key).await;
+    let tasks = (0..32).map(|i| {
+        let store = h.store().clone();
+        let key = key.clone();
+        let read = read.clone();
+        async move {
+            let outcome = store
+                .put(
+                    &key,
+                    format!("{i}").into(),
+                    PutOptions::new().if_version(read),
+                )
+                .await;
+            (i, outcome)
+        }
+    });
+    let mut winners = Vec::new();
+    for (i, outcome) in concurrently(tasks).await {
+        match outcome {
+            Ok(()) => winners.push(i),
+            Err(Error::ConditionFailed { .. }) => {}
+            Err(e) => panic!("conditional put {i}: {e}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "winners: {winners:?}");
+    let stored = get(&**h.store(), &key).await.expect("present");
+    assert_eq!(
+        stored,
+        winners[0].to_string(),
+        "the winner's value is stored"
+    );
+    ns.clean(&**h.store()).await;
+}
+
 /// Rule 11: a batch get over the backend's maximum is refused.
 pub async fn validation_batch_too_large(h: &Harness) {
     let store = &**h.store();
@@ -1313,6 +1644,8 @@ pub fn all() -> Vec<crate::Case> {
         counter_refuses_non_canonical_values,
         counter_exact_under_concurrency,
         put_if_absent_one_winner,
+        conditional_writes,
+        conditional_put_one_winner,
         json_conveniences,
         validation_empty_key,
         validation_reserved_keys,
@@ -1323,10 +1656,12 @@ pub fn all() -> Vec<crate::Case> {
         validation_expiration_not_in_future,
         validation_list_limit,
         validation_cursor,
+        validation_cursor_bound_to_prefix,
         validation_batch_too_large,
         ttl_expiry_hides_key_everywhere,
         absolute_expiration,
         counter_basics,
+        counter_keeps_metadata_and_expiration,
         put_if_absent_basics,
     )
 }

@@ -494,6 +494,8 @@ macro_rules! conformance_tests {
             counter_refuses_non_canonical_values,
             counter_exact_under_concurrency,
             put_if_absent_one_winner,
+            conditional_writes,
+            conditional_put_one_winner,
             json_conveniences,
             validation_empty_key,
             validation_reserved_keys,
@@ -504,11 +506,13 @@ macro_rules! conformance_tests {
             validation_expiration_not_in_future,
             validation_list_limit,
             validation_cursor,
+            validation_cursor_bound_to_prefix,
             validation_batch_too_large
         ]; [
             ttl_expiry_hides_key_everywhere,
             absolute_expiration,
             counter_basics,
+            counter_keeps_metadata_and_expiration,
             put_if_absent_basics
         ]);
     };

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use futures_util::future::{join_all, try_join, try_join_all};
 use kvkit_core::{
     Capabilities, Clock, CounterOptions, Entry, Error, Expiry, KeyInfo, KvStore, ListOptions,
-    ListPage, PutItem, PutOptions, Result, SystemClock,
+    ListPage, PutItem, PutOptions, Result, SystemClock, Version,
 };
 use serde_json::Value;
 use wasm_bindgen::JsCast;
@@ -124,6 +124,7 @@ impl WorkerKvStore {
             caps: Capabilities::cloudflare(BACKEND)
                 .with_consistency(kvkit_core::Consistency::Eventual)
                 .with_atomic(false, false)
+                .with_conditional_writes(false)
                 .with_exact_metadata(false)
                 .with_max_expiration_secs(MAX_EXPIRATION_SECS),
         }
@@ -269,6 +270,15 @@ impl KvStore for WorkerKvStore {
         )
         .await?;
         Ok(true)
+    }
+
+    async fn delete_if_version(&self, key: &str, _version: &Version) -> Result<()> {
+        self.caps.check_key(key)?;
+        // Workers KV has no conditional operations: refused, never applied on a best-effort basis.
+        Err(Error::Unsupported {
+            backend: BACKEND,
+            operation: "conditional writes",
+        })
     }
 
     async fn delete(&self, key: &str) -> Result<()> {

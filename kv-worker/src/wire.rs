@@ -52,12 +52,12 @@ pub(crate) struct ListState {
 impl ListState {
     pub(crate) fn encode(&self) -> String {
         // Serializing a string and an integer cannot fail.
-        cursor::encode(&serde_json::to_string(self).unwrap_or_default())
+        cursor::encode("", &serde_json::to_string(self).unwrap_or_default())
     }
 
     pub(crate) fn decode(raw: &str, prefix: &str) -> Result<Self> {
         let invalid = || Error::InvalidCursor {
-            cursor: raw.chars().take(64).collect(),
+            cursor: kvkit_core::RedactedKey::new(raw),
         };
         let json = cursor::decode(raw, "")?;
         let state: Self = serde_json::from_str(&json).map_err(|_| invalid())?;
