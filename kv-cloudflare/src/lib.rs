@@ -138,7 +138,7 @@ const MIN_REST_LIST_LIMIT: usize = 10;
 /// assert_eq!(store.capabilities().max_expiration_secs, kvkit_cloudflare::MAX_EXPIRATION_SECS);
 /// # Ok::<(), kvkit_core::Error>(())
 /// ```
-pub const MAX_EXPIRATION_SECS: u64 = 2_147_483_647;
+pub const MAX_EXPIRATION_SECS: u64 = kvkit_core::CLOUDFLARE_MAX_EXPIRATION_SECS;
 /// Cloudflare's shortest expiry, in seconds.
 const MIN_TTL_SECS: u64 = 60;
 /// The replacement character a text decoder puts where bytes were not UTF-8.
@@ -545,7 +545,6 @@ impl CloudflareStore {
             .with_atomic(false, false)
             .with_conditional_writes(false)
             .with_exact_metadata(false)
-            .with_max_expiration_secs(MAX_EXPIRATION_SECS)
     }
 
     /// How many HTTP requests this store (and its clones) has sent, retries included.

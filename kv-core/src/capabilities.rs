@@ -90,6 +90,9 @@ pub const CLOUDFLARE_MAX_METADATA_BYTES: usize = 1024;
 pub const CLOUDFLARE_MIN_TTL: Duration = Duration::from_secs(60);
 /// The latest expiration accepted, in unix seconds: 9999-12-31T23:59:59Z.
 pub const MAX_EXPIRATION_SECS: u64 = 253_402_300_799;
+/// The latest expiration Cloudflare KV accepts, in unix seconds: its runtime takes expirations as
+/// 32-bit seconds (2038-01-19T03:14:07Z).
+pub const CLOUDFLARE_MAX_EXPIRATION_SECS: u64 = 2_147_483_647;
 /// The largest list page on every backend.
 pub const MAX_LIST_LIMIT: usize = 1000;
 /// The most keys in one batch get on every backend.
@@ -124,12 +127,18 @@ impl Capabilities {
     }
 
     /// Cloudflare KV's limits (key ≤ 512 bytes, value ≤ 25 MiB, metadata ≤ 1024 bytes, TTL ≥ 60 s
-    /// in whole seconds), still strongly consistent and atomic: adjust those two for a real
-    /// Cloudflare backend.
+    /// in whole seconds, expirations no later than [`CLOUDFLARE_MAX_EXPIRATION_SECS`]), still
+    /// strongly consistent and atomic: adjust those for a real Cloudflare backend. The one
+    /// profile of Cloudflare's limits, used by the memory store's `cloudflare_limits()`, the REST
+    /// backend and the Worker binding backend alike.
     ///
     /// ```
-    /// let caps = kvkit_core::Capabilities::cloudflare("memory");
+    /// use kvkit_core::{Capabilities, Error, Expiry, CLOUDFLARE_MAX_EXPIRATION_SECS};
+    /// let caps = Capabilities::cloudflare("memory");
     /// assert_eq!(caps.max_value_bytes, 25 * 1024 * 1024);
+    /// assert_eq!(caps.max_expiration_secs, CLOUDFLARE_MAX_EXPIRATION_SECS);
+    /// let after_2038 = Expiry::At(CLOUDFLARE_MAX_EXPIRATION_SECS + 1);
+    /// assert!(matches!(caps.check_expiry(Some(after_2038), 0), Err(Error::ExpiryTooFar { .. })));
     /// ```
     pub fn cloudflare(backend: &'static str) -> Self {
         Self {
@@ -138,6 +147,7 @@ impl Capabilities {
             max_key_bytes: CLOUDFLARE_MAX_KEY_BYTES,
             max_value_bytes: CLOUDFLARE_MAX_VALUE_BYTES,
             max_metadata_bytes: CLOUDFLARE_MAX_METADATA_BYTES,
+            max_expiration_secs: CLOUDFLARE_MAX_EXPIRATION_SECS,
             ..Self::new(backend)
         }
     }

@@ -29,9 +29,10 @@ mod types;
 pub use async_trait::async_trait;
 pub use bytes::Bytes;
 pub use capabilities::{
-    CLOUDFLARE_MAX_KEY_BYTES, CLOUDFLARE_MAX_METADATA_BYTES, CLOUDFLARE_MAX_VALUE_BYTES,
-    CLOUDFLARE_MIN_TTL, Capabilities, CheckedPut, Consistency, MAX_BATCH_GET, MAX_EXPIRATION_SECS,
-    MAX_LIST_LIMIT, add_to_counter, expires_at_ms, parse_counter, stable_hash,
+    CLOUDFLARE_MAX_EXPIRATION_SECS, CLOUDFLARE_MAX_KEY_BYTES, CLOUDFLARE_MAX_METADATA_BYTES,
+    CLOUDFLARE_MAX_VALUE_BYTES, CLOUDFLARE_MIN_TTL, Capabilities, CheckedPut, Consistency,
+    MAX_BATCH_GET, MAX_EXPIRATION_SECS, MAX_LIST_LIMIT, add_to_counter, expires_at_ms,
+    parse_counter, stable_hash,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{BoxError, Error, ErrorKind, RedactedKey, Result};

@@ -29,10 +29,11 @@ pub enum Expiry {
 /// [`PutOptions::if_version`] or [`KvStore::delete_if_version`](crate::KvStore::delete_if_version).
 ///
 /// Compare versions only for equality, and only versions read from the same store. How a
-/// backend makes them is its own: the memory store numbers every write; Redis hashes the stored
-/// value, metadata and expiration, so rewriting a key with exactly the same content leaves its
-/// version as it was (a compare-and-set against it then succeeds, which is what a
-/// read-modify-write needs: the entry is as it was read).
+/// backend makes them is its own: the memory store and Redis hash the entry's value, metadata
+/// and expiration (a keyed hash in memory, SHA-1 on Redis), so a version costs no storage, and
+/// rewriting a key with exactly the same content leaves its version as it was (a compare-and-set
+/// against it then succeeds, which is what a read-modify-write needs: the entry is as it was
+/// read).
 ///
 /// ```
 /// use kvkit_core::Version;

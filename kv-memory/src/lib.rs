@@ -17,7 +17,8 @@
 //! - **Time** comes from an injectable [`Clock`]: tests use a [`ManualClock`] and never sleep.
 //! - **Limits**: by default generous ([`Capabilities::new`]); [`MemoryBuilder::cloudflare_limits`]
 //!   enforces Cloudflare KV's (key ≤ 512 bytes, value ≤ 25 MiB, metadata ≤ 1024 bytes,
-//!   TTL ≥ 60 s) so that code tested in memory does not fail on Cloudflare.
+//!   TTL ≥ 60 s, expirations before 2038) so that code tested in memory does not fail on
+//!   Cloudflare's limits.
 //!
 //! ```
 //! use std::time::Duration;
@@ -36,8 +37,8 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::fmt;
+use std::hash::{BuildHasher, Hasher};
 use std::ops::Bound;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
@@ -71,23 +72,14 @@ struct Slot {
     /// Unix milliseconds at which the entry expires; 0 for never.
     expires_at_ms: u64,
     metadata: Option<Box<Value>>,
-    /// The write that made the entry what it is: a number from the store's sequence, new for
-    /// every put and increment, so a compare-and-set never mistakes one write for another.
-    version: u64,
 }
 
 impl Slot {
-    fn new(
-        value: Bytes,
-        expires_at_ms: Option<u64>,
-        metadata: Option<Value>,
-        version: u64,
-    ) -> Self {
+    fn new(value: Bytes, expires_at_ms: Option<u64>, metadata: Option<Value>) -> Self {
         Self {
             value,
             expires_at_ms: expires_at_ms.unwrap_or(0),
             metadata: metadata.map(Box::new),
-            version,
         }
     }
 
@@ -102,6 +94,20 @@ impl Slot {
     /// The expiration in unix seconds, rounded up, as the contract reports it.
     fn expiration(&self) -> Option<u64> {
         (self.expires_at_ms != 0).then(|| self.expires_at_ms.div_ceil(1000))
+    }
+}
+
+/// Feeds what is written to it into a hasher.
+struct HashWriter<'a, H>(&'a mut H);
+
+impl<H: Hasher> std::io::Write for HashWriter<'_, H> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.write(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -137,8 +143,9 @@ struct Inner {
     expiry: Box<[Mutex<ExpiryQueue>]>,
     caps: Capabilities,
     clock: Arc<dyn Clock>,
-    /// The last version given to a write.
-    versions: AtomicU64,
+    /// Keys the hash that makes an entry's version, so nobody can choose a value whose version
+    /// collides with another's.
+    versions: foldhash::quality::RandomState,
 }
 
 /// The in-memory store. Cheap to clone: clones share the same data.
@@ -198,17 +205,23 @@ impl Default for MemoryBuilder {
 }
 
 impl MemoryBuilder {
-    /// Enforces Cloudflare KV's limits: key ≤ 512 bytes, value ≤ 25 MiB, metadata ≤ 1024 bytes,
-    /// TTL ≥ 60 s, expirations at least 60 s ahead.
+    /// Enforces Cloudflare KV's limits ([`Capabilities::cloudflare`], the one profile the
+    /// Cloudflare backends use too): key ≤ 512 bytes, value ≤ 25 MiB, metadata ≤ 1024 bytes,
+    /// TTL ≥ 60 s, expirations at least 60 s ahead and no later than 2038-01-19. The store stays
+    /// strongly consistent, with exact counters and conditional writes, which Cloudflare KV has
+    /// not: its `Capabilities` say so.
     ///
     /// ```
     /// use std::time::Duration;
-    /// use kvkit_core::{Error, KvStoreExt};
+    /// use kvkit_core::{Error, KvStore, KvStoreExt, PutOptions};
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
     /// let store = kvkit_memory::MemoryStore::builder().cloudflare_limits().build();
     /// let err = store.put_with_ttl("k", "v", Duration::from_secs(10)).await.unwrap_err();
     /// assert!(matches!(err, Error::TtlTooShort { .. }));
+    /// let after_2038 = PutOptions::new().expire_at(2_147_483_648);
+    /// let err = store.put("k", "v".into(), after_2038).await.unwrap_err();
+    /// assert!(matches!(err, Error::ExpiryTooFar { .. }));
     /// # }
     /// ```
     pub fn cloudflare_limits(mut self) -> Self {
@@ -269,7 +282,7 @@ impl MemoryBuilder {
                 .collect(),
             caps: self.caps,
             clock: self.clock,
-            versions: AtomicU64::new(0),
+            versions: foldhash::quality::RandomState::default(),
         });
         spawn_reaper(Arc::downgrade(&inner), self.reap_interval);
         MemoryStore { inner }
@@ -520,17 +533,9 @@ impl Inner {
         let add = |slot: &mut Slot| -> Result<i64> {
             let next = add_to_counter(key, &slot.value, delta)?;
             slot.value = Bytes::from(next.to_string());
-            slot.version = self.next_version();
             Ok(next)
         };
-        let fresh = || {
-            Slot::new(
-                Bytes::from(delta.to_string()),
-                expires_at_ms,
-                None,
-                self.next_version(),
-            )
-        };
+        let fresh = || Slot::new(Bytes::from(delta.to_string()), expires_at_ms, None);
         if let Some(mut slot) = self.map.get_mut(key)
             && !slot.is_expired_at(now)
         {
@@ -553,16 +558,29 @@ impl Inner {
         })
     }
 
-    /// The version of the next write.
-    fn next_version(&self) -> u64 {
-        self.versions.fetch_add(1, Ordering::Relaxed) + 1
+    /// The version of an entry: a keyed 64-bit hash of its value, metadata and expiry, so it
+    /// costs no memory per key. Any change of the entry changes it; a rewrite with identical
+    /// content keeps it, which a compare-and-set may take as unchanged (it is).
+    fn version_of(&self, slot: &Slot) -> u64 {
+        let mut hasher = self.versions.build_hasher();
+        hasher.write(&slot.value);
+        hasher.write_u64(slot.expires_at_ms);
+        match slot.metadata.as_deref() {
+            None => hasher.write_u8(0),
+            Some(metadata) => {
+                hasher.write_u8(1);
+                // Serializing a `Value` into a hasher cannot fail.
+                let _ = serde_json::to_writer(HashWriter(&mut hasher), metadata);
+            }
+        }
+        hasher.finish()
     }
 
     /// Replaces `key` with `slot` only if it is live with `version`; returns whether it did.
     fn put_if_version(&self, key: &str, slot: Slot, version: u64) -> bool {
         let now = self.clock.now_ms();
         self.upsert(key, |existing| match existing {
-            Some(current) if !current.is_expired_at(now) && current.version == version => {
+            Some(current) if !current.is_expired_at(now) && self.version_of(current) == version => {
                 Step::Write(slot, true)
             }
             _ => Step::Keep(false),
@@ -573,7 +591,7 @@ impl Inner {
     fn remove_if_version(&self, key: &str, version: u64) -> bool {
         let now = self.clock.now_ms();
         match self.map.remove_if(key, |_, slot| {
-            !slot.is_expired_at(now) && slot.version == version
+            !slot.is_expired_at(now) && self.version_of(slot) == version
         }) {
             Some((key, _)) => {
                 self.index_remove(key);
@@ -653,7 +671,6 @@ impl MemoryStore {
             value,
             checked.expires_at_ms(now),
             options.metadata.clone(),
-            inner.next_version(),
         ))
     }
 }
@@ -684,7 +701,7 @@ impl KvStore for MemoryStore {
                 slot.metadata.as_deref().cloned(),
                 slot.expiration(),
             )
-            .with_version(Version::from_u64(slot.version))
+            .with_version(Version::from_u64(self.inner.version_of(slot)))
         }))
     }
 

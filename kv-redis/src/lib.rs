@@ -27,7 +27,12 @@
 //! `INCRBY` understands and a `get` is one `GET`, as fast as the raw crate. A value with metadata
 //! (or one that happens to begin with the frame marker) is framed: the 4-byte marker
 //! `ff 4b 56 01`, the metadata's JSON length as a big-endian `u32`, the JSON, then the value.
-//! Value and metadata therefore change together in one `SET`.
+//! Value and metadata therefore change together in one `SET`. A value may be up to 512 MiB less
+//! the frame header and the largest metadata (64 KiB), so that any framed value fits one Redis
+//! argument (`proto-max-bulk-len`, 512 MB by default); a larger one is refused before any I/O.
+//!
+//! It needs Redis 7.0 or later (`PEXPIRETIME`, functions); Debian's `redis-server` 7.0 is what
+//! the tests run.
 //!
 //! A put is one `MULTI`/`EXEC` round trip: `SET` with the expiry, `ZADD` to the index, and for an
 //! expiring key `ZADD` to the expiry index. Put-if-absent is `SET NX` and the index updates in one
@@ -86,8 +91,11 @@
 //! # Redis Cluster
 //!
 //! [`RedisStore::cluster`] spreads keys over 16 shards (configurable), each with its own hash
-//! tag: key `k` of shard `s` lives under `{ns s}v:k`, next to its shard's two indexes, so every
-//! transaction and script touches one slot. A listing runs the page script on every shard and merges the pages;
+//! tag: key `k` of shard `s` lives under `{h:s}ns v:k`, where `h` is the namespace's
+//! [`stable_hash`](kvkit_core::stable_hash) in hex, next to its shard's two indexes, so every
+//! transaction and script touches one slot. The tag holds no part of the namespace, so any
+//! namespace works, even one holding `{` or `}` (which would otherwise end the tag early and
+//! spread a key's value and indexes over different slots). A listing runs the page script on every shard and merges the pages;
 //! a batch runs one transaction per shard.
 //!
 //! # Failures
@@ -141,6 +149,20 @@ static DELETE_IF_VERSION: LazyLock<Script> =
 fn version_of(stored: &[u8], pexpiretime: i64) -> Version {
     let digest = sha1_smol::Sha1::from(stored).digest();
     Version::from_token(format!("{digest}:{pexpiretime}"))
+}
+
+/// The largest argument Redis accepts (`proto-max-bulk-len`, 512 MB by default).
+const MAX_BULK_BYTES: usize = 512 * 1024 * 1024;
+/// The frame's header: the magic and the metadata length.
+const FRAME_HEADER_BYTES: usize = FRAME_MAGIC.len() + 4;
+
+/// What this backend allows: a value is limited so that, framed with the largest metadata, it
+/// still fits one Redis argument. An oversized write is then refused before any I/O, instead of
+/// the server dropping the connection that every call in flight shares.
+fn capabilities() -> Capabilities {
+    let caps = Capabilities::new(BACKEND);
+    let max_value = MAX_BULK_BYTES - FRAME_HEADER_BYTES - caps.max_metadata_bytes;
+    caps.with_max_value_bytes(max_value)
 }
 
 /// The stored form of a value: as it is, or framed with its metadata.
@@ -323,7 +345,11 @@ impl Layout {
     fn base(&self, shard: u32) -> String {
         match self.shards {
             None => self.namespace.clone(),
-            Some(_) => format!("{{{}{shard:02}}}", self.namespace),
+            Some(_) => format!(
+                "{{{:016x}:{shard:02}}}{}",
+                kvkit_core::stable_hash(&self.namespace),
+                self.namespace
+            ),
         }
     }
 }
@@ -676,7 +702,7 @@ impl RedisBuilder {
                 conn,
                 layout,
                 shards,
-                caps: Capabilities::new(BACKEND),
+                caps: capabilities(),
                 timeout: self.timeout,
                 expiring_writes: AtomicU64::new(0),
                 functions: AtomicBool::new(true),
@@ -1461,5 +1487,20 @@ impl KvStore for RedisStore {
             Ok(None) => Box::pin(self.increment_absent(key, delta, options, expiry)).await,
             Err(e) => Box::pin(self.counter_error(key, delta, options, e)).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_largest_value_with_the_largest_metadata_fits_one_redis_argument() {
+        let caps = capabilities();
+        let metadata = "x".repeat(caps.max_metadata_bytes);
+        let framed = FRAME_HEADER_BYTES + metadata.len() + caps.max_value_bytes;
+        assert_eq!(framed, MAX_BULK_BYTES);
+        let small = frame(Bytes::from_static(b"v"), Some(&metadata));
+        assert_eq!(small.len(), FRAME_HEADER_BYTES + metadata.len() + 1);
     }
 }

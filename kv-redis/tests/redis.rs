@@ -346,3 +346,47 @@ async fn connects_over_a_unix_socket() {
     );
     let _ = std::fs::remove_file(&socket);
 }
+
+#[tokio::test]
+async fn any_namespace_works_on_a_cluster() {
+    let Some(urls) = servers::shared_redis_cluster_urls() else {
+        return;
+    };
+    let unique = Namespace::new();
+    for namespace in ["}x:app", "{y}:app", "a}b{c", "}"] {
+        let namespace = format!("{namespace}{}", unique.prefix());
+        let store = RedisStore::cluster(urls.clone())
+            .namespace(namespace.as_str())
+            .connect()
+            .await
+            .expect("connecting to the test cluster");
+        let ttl = PutOptions::new().ttl(Duration::from_secs(60));
+        store.put("k", "v".into(), ttl.clone()).await.expect("put");
+        assert!(
+            store
+                .put_if_absent("n", "1".into(), ttl)
+                .await
+                .expect("put_if_absent")
+        );
+        assert_eq!(
+            store
+                .increment("n", 1, CounterOptions::new())
+                .await
+                .expect("incr"),
+            2
+        );
+        let names: Vec<String> = store
+            .list(ListOptions::new())
+            .await
+            .expect("list")
+            .keys
+            .into_iter()
+            .map(|k| k.name)
+            .collect();
+        assert_eq!(names, ["k", "n"], "namespace {namespace:?}");
+        store
+            .delete_many(&["k".to_owned(), "n".to_owned()])
+            .await
+            .expect("delete");
+    }
+}

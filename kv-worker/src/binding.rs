@@ -16,9 +16,6 @@ use worker::kv::KvError;
 
 use crate::wire::{self, BACKEND, ListState, last_per_key};
 
-/// Cloudflare stores expirations as 32-bit unix seconds.
-const MAX_EXPIRATION_SECS: u64 = 2_147_483_647;
-
 /// Cloudflare's shortest TTL, in seconds.
 const MIN_TTL_SECS: u64 = 60;
 
@@ -125,8 +122,7 @@ impl WorkerKvStore {
                 .with_consistency(kvkit_core::Consistency::Eventual)
                 .with_atomic(false, false)
                 .with_conditional_writes(false)
-                .with_exact_metadata(false)
-                .with_max_expiration_secs(MAX_EXPIRATION_SECS),
+                .with_exact_metadata(false),
         }
     }
 
