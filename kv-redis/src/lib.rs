@@ -994,9 +994,36 @@ impl RedisStore {
     /// Writes `w` only if `key` is absent or expired, indexing it, atomically; returns whether
     /// it wrote.
     async fn write_if_absent(&self, key: &str, w: &Write) -> Result<bool> {
+        self.write_by_script(&PUT_IF_ABSENT, "put_if_absent", key, w, None)
+            .await
+    }
+
+    /// Writes `w` only if `key` still holds the entry of `version`, atomically; returns whether
+    /// it wrote.
+    async fn write_if_version(&self, key: &str, w: &Write, version: &Version) -> Result<bool> {
+        match version.as_token() {
+            Some(token) => {
+                self.write_by_script(&PUT_IF_VERSION, "put", key, w, Some(token))
+                    .await
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Runs a conditional-write script (`put_if_absent.lua`, `put_if_version.lua`: the index
+    /// keys and the value key, then the name, the value, the expiry and, for the second, the
+    /// version); returns whether it wrote.
+    async fn write_by_script(
+        &self,
+        script: &Script,
+        operation: &'static str,
+        key: &str,
+        w: &Write,
+        version: Option<&str>,
+    ) -> Result<bool> {
         let (mode, when) = expiry_args(w.expiry);
         let keys = self.keys_of(key);
-        let mut call = script_call(&PUT_IF_ABSENT, 3);
+        let mut call = script_call(script, 3);
         call.arg(&keys.index)
             .arg(&keys.expiry)
             .arg(keys.value_arg(key))
@@ -1004,34 +1031,11 @@ impl RedisStore {
             .arg(&w.stored[..])
             .arg(mode)
             .arg(when);
-        let written: i64 = self
-            .run("put_if_absent", self.inner.conn.eval(&PUT_IF_ABSENT, &call))
-            .await?;
-        if written == 1 && w.expiry.is_some() {
-            self.maybe_sweep(self.inner.layout.shard_of(key)).await;
+        if let Some(version) = version {
+            call.arg(version);
         }
-        Ok(written == 1)
-    }
-
-    /// Writes `w` only if `key` still holds the entry of `version`, atomically; returns whether
-    /// it wrote.
-    async fn write_if_version(&self, key: &str, w: &Write, version: &Version) -> Result<bool> {
-        let Some(token) = version.as_token() else {
-            return Ok(false);
-        };
-        let (mode, when) = expiry_args(w.expiry);
-        let keys = self.keys_of(key);
-        let mut call = script_call(&PUT_IF_VERSION, 3);
-        call.arg(&keys.index)
-            .arg(&keys.expiry)
-            .arg(keys.value_arg(key))
-            .arg(key)
-            .arg(&w.stored[..])
-            .arg(mode)
-            .arg(when)
-            .arg(token);
         let written: i64 = self
-            .run("put", self.inner.conn.eval(&PUT_IF_VERSION, &call))
+            .run(operation, self.inner.conn.eval(script, &call))
             .await?;
         if written == 1 && w.expiry.is_some() {
             self.maybe_sweep(self.inner.layout.shard_of(key)).await;
