@@ -182,6 +182,27 @@ async fn counters_load_their_function_again_after_a_flush() {
     assert_eq!(libraries(&mut raw).await, loaded);
 }
 
+/// Creates the ACL user `name` (password `secret`, every key and channel) with `rules`, and
+/// returns the server's URL logging in as it.
+async fn acl_user(
+    server: &servers::RedisServer,
+    raw: &mut redis::aio::ConnectionManager,
+    name: &str,
+    rules: &[&str],
+) -> String {
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg(name)
+        .arg(&["on", ">secret", "~*", "&*"][..])
+        .arg(rules)
+        .query_async(raw)
+        .await
+        .unwrap();
+    server
+        .url()
+        .replacen("redis://", &format!("redis://{name}:secret@"), 1)
+}
+
 #[tokio::test]
 async fn counters_fall_back_to_scripts_where_functions_are_refused() {
     let Some(server) = servers::RedisServer::start(&[]) else {
@@ -192,22 +213,13 @@ async fn counters_fall_back_to_scripts_where_functions_are_refused() {
         .get_connection_manager()
         .await
         .unwrap();
-    let _: () = redis::cmd("ACL")
-        .arg("SETUSER")
-        .arg("scripts-only")
-        .arg("on")
-        .arg(">secret")
-        .arg("~*")
-        .arg("&*")
-        .arg("+@all")
-        .arg("-fcall")
-        .arg("-function")
-        .query_async(&mut raw)
-        .await
-        .unwrap();
-    let url = server
-        .url()
-        .replacen("redis://", "redis://scripts-only:secret@", 1);
+    let url = acl_user(
+        &server,
+        &mut raw,
+        "scripts-only",
+        &["+@all", "-fcall", "-function"],
+    )
+    .await;
     let store = RedisStore::connect(&url).await.unwrap();
     let window = CounterOptions::new().ttl(Duration::from_secs(60));
     for expected in 1..=3 {
@@ -230,20 +242,7 @@ async fn errors_are_classified_by_kind() {
         .get_connection_manager()
         .await
         .unwrap();
-    let _: () = redis::cmd("ACL")
-        .arg("SETUSER")
-        .arg("nobody")
-        .arg("on")
-        .arg(">secret")
-        .arg("~*")
-        .arg("&*")
-        .arg("+@connection")
-        .query_async(&mut raw)
-        .await
-        .unwrap();
-    let url = server
-        .url()
-        .replacen("redis://", "redis://nobody:secret@", 1);
+    let url = acl_user(&server, &mut raw, "nobody", &["+@connection"]).await;
     let store = RedisStore::connect(&url).await.unwrap();
     let err = store.get("k").await.expect_err("the ACL refuses GET");
     assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err:?}");
