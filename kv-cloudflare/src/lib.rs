@@ -85,6 +85,7 @@
 //! [`CloudflareBuilder::base_url`] at it (see `kvkit_test_servers::CfEmulator`).
 
 mod client;
+mod expiry;
 mod wire;
 
 use std::fmt;
@@ -96,14 +97,15 @@ use base64::Engine as _;
 use bytes::Bytes;
 use futures_util::future::try_join_all;
 use kvkit_core::{
-    Capabilities, CheckedPut, Clock, CounterOptions, Entry, Error, Expiry, KeyInfo, KvStore,
-    ListOptions, ListPage, PutItem, PutOptions, Result, SystemClock, Version,
+    Capabilities, CheckedPut, Clock, CounterOptions, Entry, Error, KeyInfo, KvStore, ListOptions,
+    ListPage, PutItem, PutOptions, Result, SystemClock, Version,
 };
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use serde_json::{Map, Value, json};
 
 use client::Http;
 pub use client::{ApiError, UnappliedKeys};
+use expiry::{counter_expiry, expiry_param};
 use wire::{BulkGet, BulkOutcome, BulkValues, ListState, ListedKey, encode_component};
 
 const BACKEND: &str = "cloudflare";
@@ -139,8 +141,6 @@ const MIN_REST_LIST_LIMIT: usize = 10;
 /// # Ok::<(), kvkit_core::Error>(())
 /// ```
 pub const MAX_EXPIRATION_SECS: u64 = kvkit_core::CLOUDFLARE_MAX_EXPIRATION_SECS;
-/// Cloudflare's shortest expiry, in seconds.
-const MIN_TTL_SECS: u64 = 60;
 /// The replacement character a text decoder puts where bytes were not UTF-8.
 const REPLACEMENT: char = '\u{fffd}';
 
@@ -511,19 +511,6 @@ struct Write {
     key: String,
     value: Bytes,
     checked: CheckedPut,
-}
-
-/// The expiry query parameter (or bulk-item field) of a write made now.
-fn expiry_param(expiry: Option<Expiry>, now_ms: u64) -> Option<(&'static str, u64)> {
-    match expiry? {
-        Expiry::At(at) => Some(("expiration", at)),
-        Expiry::Ttl(ttl) => {
-            // The TTL is whole seconds (Capabilities round it up). Cloudflare adds it to its
-            // current whole second; adding the started part of ours keeps the full TTL.
-            let started = u64::from(!now_ms.is_multiple_of(1000));
-            Some(("expiration_ttl", ttl.as_secs().saturating_add(started)))
-        }
-    }
 }
 
 impl CloudflareStore {
@@ -1133,16 +1120,7 @@ impl KvStore for CloudflareStore {
         let next = kvkit_core::add_to_counter(key, &entry.value, delta)?;
         let metadata = entry.metadata.map(|m| m.to_string());
         let now_ms = SystemClock.now_ms();
-        let expiry = entry.expiration.map(|at| {
-            // Cloudflare accepts an expiration at least 60 s past its current whole second;
-            // allow a second for the request to get there.
-            if at >= (now_ms + 1000) / 1000 + MIN_TTL_SECS {
-                ("expiration", at)
-            } else {
-                // Cloudflare refuses expirations under 60 s away: the earliest it accepts.
-                ("expiration_ttl", MIN_TTL_SECS)
-            }
-        });
+        let expiry = entry.expiration.map(|at| counter_expiry(at, now_ms));
         self.send_put(
             key,
             Bytes::from(next.to_string()),
@@ -1157,18 +1135,6 @@ impl KvStore for CloudflareStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ttl_parameter_keeps_the_whole_ttl() {
-        let ttl = Some(Expiry::Ttl(Duration::from_secs(60)));
-        assert_eq!(expiry_param(ttl, 1_000_000), Some(("expiration_ttl", 60)));
-        assert_eq!(expiry_param(ttl, 1_000_001), Some(("expiration_ttl", 61)));
-        assert_eq!(
-            expiry_param(Some(Expiry::At(5)), 1),
-            Some(("expiration", 5))
-        );
-        assert_eq!(expiry_param(None, 1), None);
-    }
 
     #[test]
     fn bulk_chunks_respect_count_and_size() {
