@@ -9,10 +9,10 @@ use kvkit_core::{Clock, Error, PutItem, Result, SystemClock};
 use reqwest::header::CONTENT_TYPE;
 use serde_json::{Map, Value, json};
 
-use crate::wire::{BulkGet, BulkOutcome, BulkValues};
-use crate::{
-    BACKEND, CloudflareStore, REPLACEMENT, UnappliedKeys, expiry_param, is_bad_request, unexpected,
-};
+use crate::client::{is_bad_request, unexpected};
+use crate::expiry::expiry_param;
+use crate::wire::{BulkGet, BulkOutcome, BulkValues, REPLACEMENT};
+use crate::{BACKEND, CloudflareStore, UnappliedKeys};
 
 /// A bulk request body must stay under 100 MB; we keep a margin for the JSON around values.
 const MAX_BULK_BYTES: usize = 95_000_000;

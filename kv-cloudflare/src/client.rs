@@ -9,6 +9,7 @@ use kvkit_core::{Error, Result};
 use reqwest::header::{HeaderValue, RETRY_AFTER};
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use crate::wire::{ApiMessage, Envelope};
 use crate::{BACKEND, RetryPolicy};
@@ -377,6 +378,25 @@ impl Http {
             )
         }
     }
+}
+
+/// Whether Cloudflare answered 400 Bad Request.
+pub(crate) fn is_bad_request(error: &Error) -> bool {
+    std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<ApiError>())
+        .is_some_and(|api| api.status() == 400)
+}
+
+/// An error for a response holding `got` where something else was expected, with at most
+/// 100 characters of it.
+pub(crate) fn unexpected(operation: &'static str, got: Option<Value>) -> Error {
+    let shown = got.map(|v| v.to_string()).unwrap_or_default();
+    Error::backend(
+        BACKEND,
+        format!("{operation}: unexpected value in the response"),
+        false,
+        std::io::Error::other(shown.chars().take(100).collect::<String>()),
+    )
 }
 
 #[cfg(test)]

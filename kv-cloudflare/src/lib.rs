@@ -86,6 +86,7 @@
 
 mod bulk;
 mod client;
+mod entry;
 mod expiry;
 mod wire;
 
@@ -96,11 +97,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kvkit_core::{
-    Capabilities, CheckedPut, Clock, CounterOptions, Entry, Error, KeyInfo, KvStore, ListOptions,
-    ListPage, PutItem, PutOptions, Result, SystemClock, Version,
+    Capabilities, Clock, CounterOptions, Entry, Error, KeyInfo, KvStore, ListOptions, ListPage,
+    PutItem, PutOptions, Result, SystemClock, Version,
 };
-use reqwest::header::{CONTENT_TYPE, HeaderValue};
-use serde_json::Value;
+use reqwest::header::HeaderValue;
 
 use client::Http;
 pub use client::{ApiError, UnappliedKeys};
@@ -138,8 +138,6 @@ const MIN_REST_LIST_LIMIT: usize = 10;
 /// # Ok::<(), kvkit_core::Error>(())
 /// ```
 pub const MAX_EXPIRATION_SECS: u64 = kvkit_core::CLOUDFLARE_MAX_EXPIRATION_SECS;
-/// The replacement character a text decoder puts where bytes were not UTF-8.
-const REPLACEMENT: char = '\u{fffd}';
 
 /// How failed calls are retried: 429s after their `retry-after`, 5xx answers, timeouts and lost
 /// connections after a jittered exponential backoff.
@@ -503,13 +501,6 @@ impl fmt::Debug for CloudflareStore {
     }
 }
 
-/// A write, validated and ready to send.
-struct Write {
-    key: String,
-    value: Bytes,
-    checked: CheckedPut,
-}
-
 impl CloudflareStore {
     /// A builder, with the ids and token from the environment when set there.
     ///
@@ -583,156 +574,6 @@ impl CloudflareStore {
     fn http(&self) -> &Http {
         &self.inner.http
     }
-
-    fn check_write(&self, key: String, value: Bytes, options: &PutOptions) -> Result<Write> {
-        let checked =
-            self.inner
-                .caps
-                .check_put(&key, value.len(), options, SystemClock.now_ms())?;
-        Ok(Write {
-            key,
-            value,
-            checked,
-        })
-    }
-
-    /// `PUT values/{key}`, raw or multipart, with the expiry as a query parameter.
-    async fn send_put(
-        &self,
-        key: &str,
-        value: Bytes,
-        metadata_json: Option<&str>,
-        expiry: Option<(&'static str, u64)>,
-    ) -> Result<()> {
-        let mut url = self.value_url(key);
-        if let Some((name, secs)) = expiry {
-            url.push_str(&format!("?{name}={secs}"));
-        }
-        let (content_type, body) = match metadata_json {
-            None => ("application/octet-stream".to_owned(), value),
-            Some(json) => wire::multipart(&value, json),
-        };
-        let client = &self.inner.http.client;
-        self.http()
-            .json::<Value>("put", || {
-                client
-                    .put(&url)
-                    .header(CONTENT_TYPE, &content_type)
-                    .body(body.clone())
-            })
-            .await?;
-        Ok(())
-    }
-
-    async fn put_checked(&self, w: Write) -> Result<()> {
-        let expiry = expiry_param(w.checked.expiry, SystemClock.now_ms());
-        self.send_put(&w.key, w.value, w.checked.metadata_json.as_deref(), expiry)
-            .await
-    }
-
-    /// `GET values/{key}`: the exact bytes and the `expiration` header, or `None`.
-    async fn get_value(&self, key: &str) -> Result<Option<(Bytes, Option<u64>)>> {
-        let url = self.value_url(key);
-        let client = &self.inner.http.client;
-        let response = self.http().send("get", true, || client.get(&url)).await?;
-        if response.status() == reqwest::StatusCode::NOT_FOUND {
-            self.http().is_key_not_found("get", response).await?;
-            return Ok(None);
-        }
-        let expiration = response
-            .headers()
-            .get("expiration")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<f64>().ok());
-        let value = response
-            .bytes()
-            .await
-            .map_err(|e| self.http().body_error("get", e))?;
-        Ok(Some((value, wire::expiration_secs(expiration))))
-    }
-
-    /// Value, metadata and expiration of `key` in one bulk read, the value re-read exactly when
-    /// the text read could not carry it.
-    async fn read_entry(&self, key: &str) -> Result<Option<Entry>> {
-        let mut values = match self.bulk_get("get_with_metadata", &[key], true).await {
-            Ok(values) => values,
-            // Cloudflare refuses bulk reads of values it cannot return as text: read the value
-            // and the metadata one by one.
-            Err(e) if is_bad_request(&e) => return self.read_entry_apart(key).await,
-            Err(e) => return Err(e),
-        };
-        let mut found = match values.remove(key) {
-            None | Some(Value::Null) => return Ok(None),
-            Some(Value::Object(found)) => found,
-            other => return Err(unexpected("get_with_metadata", other)),
-        };
-        let metadata = wire::metadata_of(found.remove("metadata"));
-        let expiration = wire::expiration_secs(found.get("expiration").and_then(Value::as_f64));
-        let text = match found.remove("value") {
-            Some(Value::String(text)) => text,
-            other => return Err(unexpected("get_with_metadata", other)),
-        };
-        if !text.contains(REPLACEMENT) {
-            return Ok(Some(Entry::new(Bytes::from(text), metadata, expiration)));
-        }
-        // Not UTF-8 (or a genuine U+FFFD): the raw read is exact; its expiration is fresher.
-        Ok(self
-            .get_value(key)
-            .await?
-            .map(|(value, expiration)| Entry::new(value, metadata, expiration)))
-    }
-
-    /// `GET values/{key}` and `GET metadata/{key}`, at once.
-    async fn read_entry_apart(&self, key: &str) -> Result<Option<Entry>> {
-        let url = self.url(&format!("metadata/{}", encode_component(key)));
-        let client = &self.inner.http.client;
-        let metadata = async {
-            let response = self
-                .http()
-                .send("get_with_metadata", true, || client.get(&url))
-                .await?;
-            if response.status() == reqwest::StatusCode::NOT_FOUND {
-                self.http()
-                    .is_key_not_found("get_with_metadata", response)
-                    .await?;
-                return Ok(None);
-            }
-            let body = response
-                .bytes()
-                .await
-                .map_err(|e| self.http().body_error("get_with_metadata", e))?;
-            let envelope: wire::Envelope<Value> = serde_json::from_slice(&body).map_err(|e| {
-                Error::backend(BACKEND, "get_with_metadata: unexpected response", false, e)
-            })?;
-            Ok(Some(wire::metadata_of(envelope.result)))
-        };
-        let (value, metadata) =
-            futures_util::future::try_join(self.get_value(key), metadata).await?;
-        Ok(match (value, metadata) {
-            (Some((value, expiration)), Some(metadata)) => {
-                Some(Entry::new(value, metadata, expiration))
-            }
-            // Deleted (or written) between the two reads: absent is a state it was in.
-            _ => None,
-        })
-    }
-}
-
-/// Whether Cloudflare answered 400 Bad Request.
-fn is_bad_request(error: &Error) -> bool {
-    std::error::Error::source(error)
-        .and_then(|source| source.downcast_ref::<ApiError>())
-        .is_some_and(|api| api.status() == 400)
-}
-
-fn unexpected(operation: &'static str, got: Option<Value>) -> Error {
-    let shown = got.map(|v| v.to_string()).unwrap_or_default();
-    Error::backend(
-        BACKEND,
-        format!("{operation}: unexpected value in the response"),
-        false,
-        std::io::Error::other(shown.chars().take(100).collect::<String>()),
-    )
 }
 
 #[async_trait::async_trait]

@@ -1,11 +1,15 @@
 //! What goes on the wire: percent-encoding of keys and query values, the multipart body of a
-//! write with metadata, the REST envelope, and our list cursor around Cloudflare's.
+//! write with metadata, the REST envelope, the replacement character of text reads, and our list
+//! cursor around Cloudflare's.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kvkit_core::{Error, Result, cursor};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+/// The replacement character a text decoder puts where bytes were not UTF-8.
+pub(crate) const REPLACEMENT: char = '\u{fffd}';
 
 /// Every byte but the unreserved ones (`A-Z a-z 0-9 - . _ ~`) is percent-encoded, as JS
 /// `encodeURIComponent` does (which also keeps `! ' ( ) *`; we encode those too, which every
