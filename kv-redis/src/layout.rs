@@ -38,7 +38,7 @@ impl Layout {
 
 /// Keys of one shard.
 pub(crate) struct ShardKeys {
-    pub(crate) base: String,
+    base: String,
     pub(crate) index: String,
     pub(crate) expiry: String,
 }
@@ -58,10 +58,13 @@ impl ShardKeys {
     }
 
     /// The value key as a command argument, written straight into the command's buffer.
-    pub(crate) fn value_arg<'a>(&'a self, key: &'a str) -> ValueKey<'a> {
+    pub(crate) fn value_arg<'a, K>(&'a self, key: &'a K) -> ValueKey<'a>
+    where
+        K: AsRef<[u8]> + ?Sized,
+    {
         ValueKey {
             base: &self.base,
-            key,
+            key: key.as_ref(),
         }
     }
 }
@@ -69,7 +72,7 @@ impl ShardKeys {
 /// A value key written as one command argument without an intermediate `String`.
 pub(crate) struct ValueKey<'a> {
     base: &'a str,
-    key: &'a str,
+    key: &'a [u8],
 }
 
 impl ValueKey<'_> {
@@ -86,8 +89,9 @@ impl redis::ToRedisArgs for ValueKey<'_> {
         let _ = arg
             .write_all(self.base.as_bytes())
             .and_then(|()| arg.write_all(b"v:"))
-            .and_then(|()| arg.write_all(self.key.as_bytes()));
+            .and_then(|()| arg.write_all(self.key));
     }
 }
 
 impl redis::ToSingleRedisArg for ValueKey<'_> {}
+

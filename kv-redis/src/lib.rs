@@ -79,13 +79,21 @@
 //! `[` is matched literally. The cost is on writes of new keys, which also enter the index, and
 //! on memory: the index takes roughly 40-60 bytes of Redis memory per key.
 //!
+//! A page takes two round trips per shard: the store reads the next names from the index, then
+//! one Lua script, given the value key of each, reads their expiries (`PEXPIRETIME`) and the
+//! metadata from the frame header (`GETRANGE`, so large values are never copied), atomically.
+//! Every script touches only the keys its call declares, as Redis requires, so a script cannot
+//! read names from the index and then open their values itself.
+//!
 //! An overwrite relies on the existing key being indexed already, so the index keys must never
 //! be evicted: run Redis with `maxmemory-policy noeviction` or a `volatile-*` policy (the index
 //! sorted sets have no TTL), not `allkeys-*`.
 //!
 //! Redis expires values on its own, so the index can hold names of keys that have expired. A
-//! listing skips them and removes them as it meets them, and one in sixteen expiring writes also
-//! sweeps up to 32 due entries from both indexes (found through `ns x`), so dead names cannot
+//! listing skips them and removes them as it meets them (reading further names until its page is
+//! full, looking at no more than 1000 or twice the limit), and one in sixteen expiring writes
+//! also sweeps up to 32 entries from both indexes that are due by the store's clock (found
+//! through `ns x`, settled by a script against the server's own expiry), so dead names cannot
 //! pile up even if nothing ever lists them. Keys written to these Redis keys by anything other
 //! than this store are not indexed.
 //!
@@ -96,8 +104,8 @@
 //! [`stable_hash`](kvkit_core::stable_hash) in hex, next to its shard's two indexes, so every
 //! transaction and script touches one slot. The tag holds no part of the namespace, so any
 //! namespace works, even one holding `{` or `}` (which would otherwise end the tag early and
-//! spread a key's value and indexes over different slots). A listing runs the page script on every shard and merges the pages;
-//! a batch runs one transaction per shard.
+//! spread a key's value and indexes over different slots). A listing reads a page from every
+//! shard at once and merges them; a batch runs one transaction per shard.
 //!
 //! # Failures
 //!

@@ -2,6 +2,10 @@
 
 use std::sync::atomic::Ordering;
 
+use kvkit_core::{Clock, SystemClock};
+use redis::Cmd;
+
+use crate::layout::ShardKeys;
 use crate::scripts::{SWEEP, script_call};
 use crate::store::RedisStore;
 
@@ -9,6 +13,19 @@ use crate::store::RedisStore;
 const SWEEP_EVERY: u64 = 16;
 /// Entries one sweep handles at most.
 const SWEEP_BATCH: usize = 32;
+
+/// The call of `sweep.lua` for `names`, just read from the expiry index of the shard `keys`.
+pub(crate) fn sweep_call(keys: &ShardKeys, names: &[Vec<u8>]) -> Cmd {
+    let mut call = script_call(&SWEEP, 2 + names.len());
+    call.arg(&keys.index).arg(&keys.expiry);
+    for name in names {
+        call.arg(keys.value_arg(name));
+    }
+    for name in names {
+        call.arg(&name[..]);
+    }
+    call
+}
 
 impl RedisStore {
     /// On one expiring write in `SWEEP_EVERY`, drops up to `SWEEP_BATCH` dead entries from the
@@ -26,14 +43,28 @@ impl RedisStore {
         {
             return;
         }
-        let keys = self.shard(shard);
-        let mut call = script_call(&SWEEP, 2);
-        call.arg(&keys.index)
-            .arg(&keys.expiry)
-            .arg(&keys.base)
+        let _ = self.run("sweep", self.sweep(self.shard(shard))).await;
+    }
+
+    /// Reads the names whose expiry-index score has passed by the store's clock, then settles
+    /// them in one `sweep.lua` call given their value keys: one round trip when none is due, two
+    /// otherwise. A name picked early by a clock ahead of the server's is only re-scored.
+    async fn sweep(&self, keys: &ShardKeys) -> redis::RedisResult<()> {
+        let mut due = redis::cmd("ZRANGE");
+        due.arg(&keys.expiry)
+            .arg("-inf")
+            .arg(SystemClock.now_ms())
+            .arg("BYSCORE")
+            .arg("LIMIT")
+            .arg(0)
             .arg(SWEEP_BATCH);
-        let _ = self
-            .run("sweep", self.inner.conn.eval::<i64>(&SWEEP, &call))
-            .await;
+        let names: Vec<Vec<u8>> = self.inner.conn.query(&due).await?;
+        if names.is_empty() {
+            return Ok(());
+        }
+        self.inner
+            .conn
+            .eval(&SWEEP, &sweep_call(keys, &names))
+            .await
     }
 }
