@@ -1,9 +1,10 @@
 //! Entry versions and the conditional writes that compare and write in one script.
 
 use kvkit_core::{Result, Version};
-use redis::Script;
+use redis::{Cmd, Script};
 
-use crate::scripts::{PUT_IF_ABSENT, PUT_IF_VERSION, expiry_args, script_call};
+use crate::layout::ShardKeys;
+use crate::scripts::{DELETE_IF_VERSION, PUT_IF_ABSENT, PUT_IF_VERSION, expiry_args, script_call};
 use crate::store::RedisStore;
 use crate::writes::Write;
 
@@ -12,6 +13,42 @@ use crate::writes::Write;
 pub(crate) fn version_of(stored: &[u8], pexpiretime: i64) -> Version {
     let digest = sha1_smol::Sha1::from(stored).digest();
     Version::from_token(format!("{digest}:{pexpiretime}"))
+}
+
+/// The call of a conditional-write script (`put_if_absent.lua`, `put_if_version.lua`): the index
+/// keys and the value key, then the name, the value, the expiry and, for the second, the version.
+pub(crate) fn conditional_write_call(
+    script: &Script,
+    keys: &ShardKeys,
+    key: &str,
+    w: &Write,
+    version: Option<&str>,
+) -> Cmd {
+    let (mode, when) = expiry_args(w.expiry);
+    let mut call = script_call(script, 3);
+    call.arg(&keys.index)
+        .arg(&keys.expiry)
+        .arg(keys.value_arg(key))
+        .arg(key)
+        .arg(&w.stored[..])
+        .arg(mode)
+        .arg(when);
+    if let Some(version) = version {
+        call.arg(version);
+    }
+    call
+}
+
+/// The call of `delete_if_version.lua`: the index keys and the value key, then the name and the
+/// version.
+pub(crate) fn delete_if_version_call(keys: &ShardKeys, key: &str, version: &str) -> Cmd {
+    let mut call = script_call(&DELETE_IF_VERSION, 3);
+    call.arg(&keys.index)
+        .arg(&keys.expiry)
+        .arg(keys.value_arg(key))
+        .arg(key)
+        .arg(version);
+    call
 }
 
 impl RedisStore {
@@ -39,9 +76,8 @@ impl RedisStore {
         }
     }
 
-    /// Runs a conditional-write script (`put_if_absent.lua`, `put_if_version.lua`: the index
-    /// keys and the value key, then the name, the value, the expiry and, for the second, the
-    /// version); returns whether it wrote.
+    /// Runs a conditional-write script (see [`conditional_write_call`]); returns whether it
+    /// wrote.
     async fn write_by_script(
         &self,
         script: &Script,
@@ -50,19 +86,7 @@ impl RedisStore {
         w: &Write,
         version: Option<&str>,
     ) -> Result<bool> {
-        let (mode, when) = expiry_args(w.expiry);
-        let keys = self.keys_of(key);
-        let mut call = script_call(script, 3);
-        call.arg(&keys.index)
-            .arg(&keys.expiry)
-            .arg(keys.value_arg(key))
-            .arg(key)
-            .arg(&w.stored[..])
-            .arg(mode)
-            .arg(when);
-        if let Some(version) = version {
-            call.arg(version);
-        }
+        let call = conditional_write_call(script, self.keys_of(key), key, w, version);
         let written: i64 = self
             .run(operation, self.inner.conn.eval(script, &call))
             .await?;

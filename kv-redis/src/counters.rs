@@ -5,12 +5,58 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use kvkit_core::{CounterOptions, Error, Expiry, KvStore, Result};
-use redis::RedisError;
+use redis::{Cmd, RedisError};
 
 use crate::errors::{redis_error, within};
 use crate::framing::{frame, unframe};
+use crate::layout::ShardKeys;
 use crate::scripts::{INCR, INCR_EXISTING, SWAP, expiry_args, refuses_functions, script_call};
 use crate::store::RedisStore;
+
+/// The call of the short routine (`incr_existing.lua`) for the counter `key`, as a function or,
+/// without `function`, as a script.
+pub(crate) fn existing_counter_call(
+    keys: &ShardKeys,
+    key: &str,
+    delta: i64,
+    function: bool,
+) -> Cmd {
+    let mut call = INCR_EXISTING.call(1, function);
+    call.arg(keys.value_arg(key));
+    // Every argument costs Redis time, so the usual delta of 1 goes without one.
+    if delta != 1 {
+        call.arg(delta);
+    }
+    call
+}
+
+/// The call of `incr.lua`, which creates the counter `key` with its expiry and index entries, or
+/// adds to one created meanwhile: the index keys and the value key, then the name, the delta and
+/// the expiry.
+pub(crate) fn create_counter_call(
+    keys: &ShardKeys,
+    key: &str,
+    delta: i64,
+    expiry: Option<Expiry>,
+) -> Cmd {
+    let (mode, when) = expiry_args(expiry);
+    let mut call = script_call(&INCR, 3);
+    call.arg(&keys.index)
+        .arg(&keys.expiry)
+        .arg(keys.value_arg(key))
+        .arg(key)
+        .arg(delta)
+        .arg(mode)
+        .arg(when);
+    call
+}
+
+/// The call of `swap.lua`: replaces the stored bytes of `value_key` if they are still `expected`.
+pub(crate) fn swap_call(value_key: &str, expected: &[u8], replacement: &[u8]) -> Cmd {
+    let mut call = script_call(&SWAP, 1);
+    call.arg(value_key).arg(expected).arg(replacement);
+    call
+}
 
 impl RedisStore {
     /// Adds `delta` to a counter whose value is framed with metadata (which `INCRBY` refuses),
@@ -37,8 +83,7 @@ impl RedisStore {
             let next = kvkit_core::add_to_counter(key, &value, delta)?;
             let meta = (!meta.is_empty()).then(|| String::from_utf8_lossy(&meta).into_owned());
             let replacement = frame(Bytes::from(next.to_string()), meta.as_deref());
-            let mut call = script_call(&SWAP, 1);
-            call.arg(&value_key).arg(&stored[..]).arg(&replacement[..]);
+            let call = swap_call(&value_key, &stored, &replacement);
             let swapped: i64 = self
                 .run("increment", self.inner.conn.eval(&SWAP, &call))
                 .await?;
@@ -55,15 +100,7 @@ impl RedisStore {
         key: &str,
         delta: i64,
     ) -> redis::RedisResult<Option<i64>> {
-        let call = |function| {
-            let mut call = INCR_EXISTING.call(1, function);
-            call.arg(self.keys_of(key).value_arg(key));
-            // Every argument costs Redis time, so the usual delta of 1 goes without one.
-            if delta != 1 {
-                call.arg(delta);
-            }
-            call
-        };
+        let call = |function| existing_counter_call(self.keys_of(key), key, delta, function);
         let conn = &self.inner.conn;
         let functions = self.inner.functions.load(Ordering::Relaxed);
         match conn
@@ -88,16 +125,7 @@ impl RedisStore {
         options: CounterOptions,
         expiry: Option<Expiry>,
     ) -> Result<i64> {
-        let (mode, when) = expiry_args(expiry);
-        let keys = self.keys_of(key);
-        let mut call = script_call(&INCR, 3);
-        call.arg(&keys.index)
-            .arg(&keys.expiry)
-            .arg(keys.value_arg(key))
-            .arg(key)
-            .arg(delta)
-            .arg(mode)
-            .arg(when);
+        let call = create_counter_call(self.keys_of(key), key, delta, expiry);
         let result = self.inner.conn.eval::<i64>(&INCR, &call);
         match within("increment", self.inner.timeout, result).await? {
             Ok(n) => {

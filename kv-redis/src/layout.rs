@@ -95,3 +95,41 @@ impl redis::ToRedisArgs for ValueKey<'_> {
 
 impl redis::ToSingleRedisArg for ValueKey<'_> {}
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The part of a key Redis Cluster hashes: between the first `{` and the next `}` when
+    /// that is not empty, else the whole key.
+    fn hashed_part(key: &[u8]) -> &[u8] {
+        if let Some(open) = key.iter().position(|&b| b == b'{')
+            && let Some(len) = key[open + 1..].iter().position(|&b| b == b'}')
+            && len > 0
+        {
+            return &key[open + 1..open + 1 + len];
+        }
+        key
+    }
+
+    #[test]
+    fn every_key_of_a_cluster_shard_hashes_to_its_shard_tag() {
+        for namespace in ["kv:", "}x:app", "{y}:app", "a}b{c", "}", "{}"] {
+            let layout = Layout {
+                namespace: namespace.to_owned(),
+                shards: Some(16),
+            };
+            for shard in 0..16 {
+                let keys = ShardKeys::new(&layout, shard);
+                let tag = format!("{:016x}:{shard:02}", kvkit_core::stable_hash(namespace));
+                for key in [
+                    &keys.index,
+                    &keys.expiry,
+                    &keys.value("k"),
+                    &keys.value("{z}"),
+                ] {
+                    assert_eq!(hashed_part(key.as_bytes()), tag.as_bytes(), "{key}");
+                }
+            }
+        }
+    }
+}

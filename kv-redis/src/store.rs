@@ -14,12 +14,12 @@ use kvkit_core::{
 };
 
 use crate::builder::RedisBuilder;
-use crate::conditional::version_of;
+use crate::conditional::{delete_if_version_call, version_of};
 use crate::connection::Conn;
 use crate::errors::{bounded, within};
 use crate::framing::{parse_metadata, unframe};
 use crate::layout::{Layout, ShardKeys};
-use crate::scripts::{DELETE_IF_VERSION, script_call};
+use crate::scripts::DELETE_IF_VERSION;
 use crate::writes::{BATCH_CHUNK, set_command};
 
 /// The backend's name, in capabilities and errors.
@@ -247,13 +247,7 @@ impl KvStore for RedisStore {
         let Some(token) = version.as_token() else {
             return Err(Error::condition_failed(key));
         };
-        let keys = self.keys_of(key);
-        let mut call = script_call(&DELETE_IF_VERSION, 3);
-        call.arg(&keys.index)
-            .arg(&keys.expiry)
-            .arg(keys.value_arg(key))
-            .arg(key)
-            .arg(token);
+        let call = delete_if_version_call(self.keys_of(key), key, token);
         let deleted: i64 = self
             .run(
                 "delete_if_version",
