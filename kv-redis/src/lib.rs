@@ -64,12 +64,12 @@
 //!
 //! The trade-off: a counter's first increment (for a rate limiter, the first request of each
 //! window) takes two round trips, so that every other increment carries no index keys or expiry
-//! arguments, and Redis charges for every argument a script receives. Measured as
-//! `redis-server` CPU time per increment of an existing counter on Redis 7.0: 8.0 µs for one
-//! script doing both (it needs three keys and four arguments), 6.1 µs for the short one as a
-//! script with the delta, 5.8 µs without it, 5.3 µs as a function without it; an `INCR` +
-//! `EXPIRE` pipeline costs 3.1 µs. A `MULTI`/`EXEC` of `SET NX PX`, `INCRBY` and the index `ZADD` cost 7.2 µs, and
-//! more on the client.
+//! arguments, and Redis charges for every argument a script receives. The short routine, run as
+//! a function without the delta, costs `redis-server` about a third less CPU time per increment
+//! than one script doing both (which needs three keys and four arguments); a `MULTI`/`EXEC` of
+//! `SET NX PX`, `INCRBY` and the index `ZADD` would cost the server nearly as much as that script,
+//! and the client more. The measurements are in the Redis section of
+//! [`BENCHMARKS.md`](https://github.com/kvkit-rs/kvkit/blob/main/BENCHMARKS.md).
 //!
 //! # Listing without scanning: the trade-off
 //!
