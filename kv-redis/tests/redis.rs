@@ -389,3 +389,82 @@ async fn any_namespace_works_on_a_cluster() {
             .expect("delete");
     }
 }
+
+/// Names of vanished keys between live ones: a page still fills up to its limit (the names are
+/// read again after the dropped ones), and the dropped names leave the index.
+#[tokio::test]
+async fn listing_fills_its_page_past_vanished_names_and_drops_them() {
+    let ns = Namespace::new();
+    let Some((store, mut raw)) = store(ns.prefix()).await else {
+        return;
+    };
+    let index = format!("{}i", ns.prefix());
+    for i in 0..10 {
+        store
+            .put(&format!("k{i:02}"), "v".into(), PutOptions::new())
+            .await
+            .unwrap();
+    }
+    let mut vanished = redis::cmd("ZADD");
+    vanished.arg(&index);
+    for i in 0..3 {
+        vanished.arg(0).arg(format!("k{i:02}x"));
+    }
+    let _: () = vanished.query_async(&mut raw).await.unwrap();
+    let first = store.list(ListOptions::new().limit(5)).await.unwrap();
+    let names: Vec<&str> = first.keys.iter().map(|k| k.name.as_str()).collect();
+    assert_eq!(names, ["k00", "k01", "k02", "k03", "k04"]);
+    let cursor = first.cursor.expect("more keys follow");
+    let second = store
+        .list(ListOptions::new().limit(5).cursor(Some(cursor)))
+        .await
+        .unwrap();
+    let names: Vec<&str> = second.keys.iter().map(|k| k.name.as_str()).collect();
+    assert_eq!(names, ["k05", "k06", "k07", "k08", "k09"]);
+    assert_eq!(second.cursor, None);
+    let indexed: usize = redis::cmd("ZCARD")
+        .arg(&index)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(indexed, 10, "vanished names left in the index");
+}
+
+/// A long run of vanished names stops a page at the scan cap (1000 names at a small limit): the
+/// page comes back short with a cursor after the last name looked at, and the next one goes on.
+#[tokio::test]
+async fn listing_stops_at_the_scan_cap_with_a_cursor() {
+    let ns = Namespace::new();
+    let Some((store, mut raw)) = store(ns.prefix()).await else {
+        return;
+    };
+    let index = format!("{}i", ns.prefix());
+    let mut vanished = redis::cmd("ZADD");
+    vanished.arg(&index);
+    for i in 0..1500 {
+        vanished.arg(0).arg(format!("a{i:04}"));
+    }
+    let _: () = vanished.query_async(&mut raw).await.unwrap();
+    for name in ["b1", "b2"] {
+        store
+            .put(name, "v".into(), PutOptions::new())
+            .await
+            .unwrap();
+    }
+    let first = store.list(ListOptions::new().limit(10)).await.unwrap();
+    assert!(first.keys.is_empty(), "{:?}", first.keys);
+    let cursor = first.cursor.expect("the scan stopped at the cap");
+    let second = store
+        .list(ListOptions::new().limit(10).cursor(Some(cursor)))
+        .await
+        .unwrap();
+    let names: Vec<&str> = second.keys.iter().map(|k| k.name.as_str()).collect();
+    assert_eq!(names, ["b1", "b2"]);
+    assert_eq!(second.cursor, None);
+    let indexed: usize = redis::cmd("ZCARD")
+        .arg(&index)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(indexed, 2, "vanished names left in the index");
+}

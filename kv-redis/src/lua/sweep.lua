@@ -1,13 +1,13 @@
--- Drops from both indexes the keys whose expiry has passed, up to ARGV[2] of them, so that keys
--- that expire without ever being listed do not accumulate in the indexes. Entries whose key now
--- expires later are re-scored, and those of keys made permanent are dropped from the expiry index.
--- KEYS: index, expiry index. ARGV: base, max.
-local idx, exq, base = KEYS[1], KEYS[2], ARGV[1]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local due = redis.call('ZRANGE', exq, '-inf', now, 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[2]))
-for _, name in ipairs(due) do
-  local at = redis.call('PEXPIRETIME', base .. 'v:' .. name)
+-- Settles the expiry-index entries of some names whose expiry has passed, which the client has
+-- just read from the expiry index (ZRANGE … BYSCORE), so that keys that expire without ever being
+-- listed do not accumulate in the indexes: a name whose key has expired or vanished leaves both
+-- indexes, one whose key was made permanent leaves the expiry index, and one whose key now
+-- expires later is re-scored. Each name's fate depends only on its key as it is now.
+-- KEYS: index, expiry index, then the value key of each name.
+-- ARGV: the names, in the order of their value keys.
+local idx, exq = KEYS[1], KEYS[2]
+for i, name in ipairs(ARGV) do
+  local at = redis.call('PEXPIRETIME', KEYS[i + 2])
   if at == -2 then
     redis.call('ZREM', idx, name)
     redis.call('ZREM', exq, name)
@@ -17,4 +17,3 @@ for _, name in ipairs(due) do
     redis.call('ZADD', exq, at, name)
   end
 end
-return #due
