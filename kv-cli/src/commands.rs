@@ -3,6 +3,7 @@
 use std::io::{self, BufWriter, Read, Write};
 use std::time::Duration;
 
+use kvkit::backend::{from_unix_secs, unix_secs_ceil};
 use kvkit::{Bytes, KvStore, ListOptions, PutOptions};
 use serde::Serialize;
 use serde_json::Value;
@@ -26,7 +27,8 @@ pub(crate) async fn get(store: &dyn KvStore, key: String, json: bool) -> Result<
             .get_with_metadata(&key)
             .await?
             .ok_or_else(|| CliError::NotFound(key.clone()))?;
-        let record = Record::new(key, &entry.value, entry.metadata, entry.expiration);
+        let expiration = entry.expiration.map(unix_secs_ceil);
+        let record = Record::new(key, &entry.value, entry.metadata, expiration);
         print(format!("{}\n", record.to_line()).as_bytes())
     } else {
         let value = store
@@ -62,7 +64,7 @@ pub(crate) async fn put(
         options = options.ttl(ttl);
     }
     if let Some(at) = expire_at {
-        options = options.expire_at(at);
+        options = options.expire_at(from_unix_secs(at));
     }
     if let Some(metadata) = metadata {
         options = options.metadata(metadata);
@@ -80,7 +82,7 @@ pub(crate) async fn delete(store: &dyn KvStore, keys: Vec<String>) -> Result<(),
 struct ListedKey<'a> {
     /// The key.
     name: &'a str,
-    /// When it expires, in unix seconds.
+    /// When it expires, in unix seconds (rounded up).
     expiration: Option<u64>,
     /// Its JSON metadata.
     metadata: Option<&'a Value>,
@@ -106,7 +108,7 @@ pub(crate) async fn list(store: &dyn KvStore, args: ListArgs) -> Result<(), CliE
             let line = if args.json {
                 serde_json::to_string(&ListedKey {
                     name: &key.name,
-                    expiration: key.expiration,
+                    expiration: key.expiration.map(unix_secs_ceil),
                     metadata: key.metadata.as_ref(),
                 })
                 .expect("strings and JSON values serialize")

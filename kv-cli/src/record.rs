@@ -12,8 +12,10 @@ use serde_json::Value;
 ///
 /// A value that is not UTF-8 is written in standard base64 (with padding) and flagged:
 /// `{"key":"blob","value":"/wA=","base64":true,"metadata":null,"expiration":null}`.
-/// `expiration` is in seconds since the unix epoch. On input, `base64`, `metadata` and
-/// `expiration` may be left out; unknown fields are refused so that a typo is not silently lost.
+/// `expiration` is in seconds since the unix epoch, rounded up (an expiration a store keeps in
+/// milliseconds is written as the next whole second, so a copied key outlives its original by
+/// under a second). On input, `base64`, `metadata` and `expiration` may be left out; unknown
+/// fields are refused so that a typo is not silently lost.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Record {

@@ -5,6 +5,7 @@ use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use kvkit::backend::{from_unix_secs, unix_secs_ceil};
 use kvkit::{Clock, Error, Expiry, KvStore, ListOptions, PutItem, PutOptions, SystemClock};
 
 use crate::cli::ImportArgs;
@@ -42,7 +43,7 @@ pub(crate) async fn export(store: &dyn KvStore, prefix: String) -> Result<(), Cl
                     info.name.clone(),
                     &value,
                     info.metadata.clone(),
-                    info.expiration,
+                    info.expiration.map(unix_secs_ceil),
                 );
                 writeln!(out, "{}", record.to_line()).map_err(CliError::Stdout)?;
                 exported += 1;
@@ -174,7 +175,8 @@ impl Importer<'_> {
             Ok(value) => value,
             Err(reason) => return self.fail(line, Some(&record.key), &reason),
         };
-        let mut options = PutOptions::new().expiry(record.expiration.map(Expiry::At));
+        let mut options =
+            PutOptions::new().expiry(record.expiration.map(|at| Expiry::At(from_unix_secs(at))));
         if let Some(metadata) = record.metadata {
             options = options.metadata(metadata);
         }
@@ -182,7 +184,7 @@ impl Importer<'_> {
             &record.key,
             value.len(),
             &options,
-            SystemClock.now_ms(),
+            SystemClock.now(),
         );
         if let Err(e) = checked {
             return self.fail(line, Some(&record.key), &e.to_string());

@@ -114,8 +114,10 @@ impl RetryPolicy {
     }
 }
 
-/// Configures a [`CloudflareStore`]. Unset ids and token come from the environment:
-/// `CLOUDFLARE_ACCOUNT_ID`, `CLOUDFLARE_KV_NAMESPACE_ID` and `CLOUDFLARE_API_TOKEN`.
+/// Configures a [`CloudflareStore`]. [`new`](Self::new) (and [`CloudflareStore::builder`])
+/// start from nothing but defaults; [`from_env`](Self::from_env) takes the ids and the token
+/// from `CLOUDFLARE_ACCOUNT_ID`, `CLOUDFLARE_KV_NAMESPACE_ID` and `CLOUDFLARE_API_TOKEN`, so
+/// what a program reads from its environment is its own explicit choice.
 ///
 /// ```
 /// use std::time::Duration;
@@ -160,24 +162,43 @@ impl Default for CloudflareBuilder {
 }
 
 impl CloudflareBuilder {
-    /// Reads the ids and the token from the environment (when set there); everything else at
-    /// its default.
+    /// No ids and no token (set them, or use [`from_env`](Self::from_env)); everything else at
+    /// its default. The environment is not read.
     ///
     /// ```
-    /// let builder = kvkit_cloudflare::CloudflareBuilder::new();
-    /// # let _ = builder;
+    /// let err = kvkit_cloudflare::CloudflareBuilder::new().build().unwrap_err();
+    /// assert_eq!(err.kind(), kvkit_core::ErrorKind::Configuration);
+    /// assert!(err.to_string().contains("account_id"), "{err}");
     /// ```
     pub fn new() -> Self {
-        let env = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
         Self {
-            account_id: env("CLOUDFLARE_ACCOUNT_ID"),
-            namespace_id: env("CLOUDFLARE_KV_NAMESPACE_ID"),
-            api_token: env("CLOUDFLARE_API_TOKEN"),
+            account_id: None,
+            namespace_id: None,
+            api_token: None,
             base_url: DEFAULT_BASE_URL.to_owned(),
             timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
             retry: RetryPolicy::new(),
             bulk_batch: 1000,
+        }
+    }
+
+    /// The ids and the token from `CLOUDFLARE_ACCOUNT_ID`, `CLOUDFLARE_KV_NAMESPACE_ID` and
+    /// `CLOUDFLARE_API_TOKEN` where they are set and not empty; everything else at its default.
+    /// Setters called afterwards override them.
+    ///
+    /// ```no_run
+    /// // With the three variables set:
+    /// let store = kvkit_cloudflare::CloudflareBuilder::from_env().build()?;
+    /// # Ok::<(), kvkit_core::Error>(())
+    /// ```
+    pub fn from_env() -> Self {
+        let env = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+        Self {
+            account_id: env("CLOUDFLARE_ACCOUNT_ID"),
+            namespace_id: env("CLOUDFLARE_KV_NAMESPACE_ID"),
+            api_token: env("CLOUDFLARE_API_TOKEN"),
+            ..Self::new()
         }
     }
 
@@ -275,8 +296,8 @@ impl CloudflareBuilder {
         self
     }
 
-    /// Builds the store. Fails when the account id, namespace id or token is missing (from
-    /// both the builder and the environment), or when the token cannot be sent in a header.
+    /// Builds the store. Fails with a configuration error when the account id, namespace id or
+    /// token is missing, or when the token cannot be sent in a header.
     /// Nothing is sent: the first call is the first request.
     ///
     /// ```
@@ -291,7 +312,8 @@ impl CloudflareBuilder {
             Error::configuration(
                 BACKEND,
                 format!(
-                    "no {what}: set {env} or call CloudflareBuilder::{}",
+                    "no {what}: call CloudflareBuilder::{}, or set {env} and start from \
+                     CloudflareBuilder::from_env",
                     what.replace(' ', "_")
                 ),
             )

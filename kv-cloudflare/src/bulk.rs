@@ -5,6 +5,7 @@
 use base64::Engine as _;
 use bytes::Bytes;
 use futures_util::future::try_join_all;
+use kvkit_core::backend::cloudflare::last_per_key;
 use kvkit_core::{Clock, Error, PutItem, Result, SystemClock};
 use reqwest::header::CONTENT_TYPE;
 use serde_json::{Map, Value, json};
@@ -93,7 +94,7 @@ impl CloudflareStore {
         if writes.is_empty() {
             return Ok(());
         }
-        let now_ms = SystemClock.now_ms();
+        let now = SystemClock.now();
         let base64 = base64::engine::general_purpose::STANDARD;
         let items: Vec<(String, Value, usize)> = last_per_key(writes)
             .into_iter()
@@ -114,7 +115,7 @@ impl CloudflareStore {
                         size
                     }
                 };
-                if let Some((name, secs)) = expiry_param(w.checked.expiry, now_ms) {
+                if let Some((name, secs)) = expiry_param(w.checked.expiry, now) {
                     item.insert(name.into(), json!(secs));
                 }
                 let meta_len = w.checked.metadata_json.as_ref().map_or(0, String::len);
@@ -258,18 +259,6 @@ fn chunks<T>(items: &[(String, T, usize)], max_items: usize) -> Vec<&[(String, T
     out
 }
 
-/// Keeps the last occurrence of each key, in the order of those last occurrences.
-fn last_per_key<T>(items: Vec<(String, T)>) -> Vec<(String, T)> {
-    let mut seen = std::collections::HashSet::new();
-    let mut out: Vec<(String, T)> = items
-        .into_iter()
-        .rev()
-        .filter(|(key, _)| seen.insert(key.clone()))
-        .collect();
-    out.reverse();
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,18 +274,5 @@ mod tests {
         let sizes: Vec<usize> = chunks(&big, 10).iter().map(|c| c.len()).collect();
         assert_eq!(sizes, [2, 2, 1]);
         assert!(chunks::<()>(&[], 10).is_empty());
-    }
-
-    #[test]
-    fn last_write_per_key_wins() {
-        let items = vec![
-            ("a".to_string(), 1),
-            ("b".to_string(), 2),
-            ("a".to_string(), 3),
-        ];
-        assert_eq!(
-            last_per_key(items),
-            vec![("b".to_string(), 2), ("a".to_string(), 3)]
-        );
     }
 }

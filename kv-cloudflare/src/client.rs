@@ -240,7 +240,7 @@ impl Http {
                     BACKEND,
                     format!("{operation}: invalid request"),
                     false,
-                    e,
+                    e.without_url(),
                 ));
             }
             Err(e) => {
@@ -251,9 +251,14 @@ impl Http {
                         after: self.timeout,
                     }
                 } else {
-                    // Connection refused or reset, DNS, TLS: reqwest's error names the URL
-                    // (never the token, which travels in a header).
-                    Error::backend(BACKEND, format!("{operation}: request failed"), true, e)
+                    // Connection refused or reset, DNS, TLS. Without the URL, which holds the
+                    // key (a session id, say); the token travels in a header.
+                    Error::backend(
+                        BACKEND,
+                        format!("{operation}: request failed"),
+                        true,
+                        e.without_url(),
+                    )
                 };
                 return Ok(Outcome::Retry { error, wait: None });
             }
@@ -374,7 +379,7 @@ impl Http {
                 BACKEND,
                 format!("{operation}: reading the response failed"),
                 true,
-                e,
+                e.without_url(),
             )
         }
     }

@@ -2,8 +2,11 @@
 //! `GET values/{key}`, and value, metadata and expiration read together (one `POST bulk/get`, or
 //! `GET values/{key}` and `GET metadata/{key}` when Cloudflare refuses it).
 
+use std::time::SystemTime;
+
 use bytes::Bytes;
-use kvkit_core::{CheckedPut, Clock, Entry, Error, PutOptions, Result, SystemClock};
+use kvkit_core::backend::CheckedPut;
+use kvkit_core::{Clock, Entry, Error, PutOptions, Result, SystemClock};
 use reqwest::header::CONTENT_TYPE;
 use serde_json::Value;
 
@@ -27,10 +30,10 @@ impl CloudflareStore {
         value: Bytes,
         options: &PutOptions,
     ) -> Result<Write> {
-        let checked =
-            self.inner
-                .caps
-                .check_put(&key, value.len(), options, SystemClock.now_ms())?;
+        let checked = self
+            .inner
+            .caps
+            .check_put(&key, value.len(), options, SystemClock.now())?;
         Ok(Write {
             key,
             value,
@@ -67,13 +70,13 @@ impl CloudflareStore {
     }
 
     pub(crate) async fn put_checked(&self, w: Write) -> Result<()> {
-        let expiry = expiry_param(w.checked.expiry, SystemClock.now_ms());
+        let expiry = expiry_param(w.checked.expiry, SystemClock.now());
         self.send_put(&w.key, w.value, w.checked.metadata_json.as_deref(), expiry)
             .await
     }
 
     /// `GET values/{key}`: the exact bytes and the `expiration` header, or `None`.
-    pub(crate) async fn get_value(&self, key: &str) -> Result<Option<(Bytes, Option<u64>)>> {
+    pub(crate) async fn get_value(&self, key: &str) -> Result<Option<(Bytes, Option<SystemTime>)>> {
         let url = self.value_url(key);
         let client = &self.inner.http.client;
         let response = self.http().send("get", true, || client.get(&url)).await?;
@@ -90,7 +93,7 @@ impl CloudflareStore {
             .bytes()
             .await
             .map_err(|e| self.http().body_error("get", e))?;
-        Ok(Some((value, wire::expiration_secs(expiration))))
+        Ok(Some((value, wire::expiration_of(expiration))))
     }
 
     /// Value, metadata and expiration of `key` in one bulk read, the value re-read exactly when
@@ -109,7 +112,7 @@ impl CloudflareStore {
             other => return Err(unexpected("get_with_metadata", other)),
         };
         let metadata = wire::metadata_of(found.remove("metadata"));
-        let expiration = wire::expiration_secs(found.get("expiration").and_then(Value::as_f64));
+        let expiration = wire::expiration_of(found.get("expiration").and_then(Value::as_f64));
         let text = match found.remove("value") {
             Some(Value::String(text)) => text,
             other => return Err(unexpected("get_with_metadata", other)),

@@ -1,34 +1,23 @@
-//! Expiries as Cloudflare takes them: the `expiration` / `expiration_ttl` parameter of a write,
-//! and the one an increment sends to keep its counter's expiration.
+//! Expiries as Cloudflare takes them: the `expiration` / `expiration_ttl` parameter of a write.
+//! (The one an increment sends to keep its counter's expiration is Cloudflare's profile in
+//! [`kvkit_core::backend::cloudflare::counter_expiry`], shared with the binding backend.)
+
+use std::time::SystemTime;
 
 use kvkit_core::Expiry;
+use kvkit_core::backend::{unix_ms, unix_secs_ceil};
 
-/// Cloudflare's shortest expiry, in seconds.
-const MIN_TTL_SECS: u64 = 60;
-
-/// The expiry query parameter (or bulk-item field) of a write made now.
-pub(crate) fn expiry_param(expiry: Option<Expiry>, now_ms: u64) -> Option<(&'static str, u64)> {
+/// The expiry query parameter (or bulk-item field) of a write made at `now`.
+pub(crate) fn expiry_param(expiry: Option<Expiry>, now: SystemTime) -> Option<(&'static str, u64)> {
     match expiry? {
-        Expiry::At(at) => Some(("expiration", at)),
+        // Whole seconds already: Capabilities round expirations up to the second.
+        Expiry::At(at) => Some(("expiration", unix_secs_ceil(at))),
         Expiry::Ttl(ttl) => {
             // The TTL is whole seconds (Capabilities round it up). Cloudflare adds it to its
             // current whole second; adding the started part of ours keeps the full TTL.
-            let started = u64::from(!now_ms.is_multiple_of(1000));
+            let started = u64::from(!unix_ms(now).is_multiple_of(1000));
             Some(("expiration_ttl", ttl.as_secs().saturating_add(started)))
         }
-    }
-}
-
-/// The expiry parameter of an increment made at `now_ms` to a counter that expires at `at`
-/// (unix seconds): that expiration when Cloudflare accepts it, else the earliest it accepts.
-pub(crate) fn counter_expiry(at: u64, now_ms: u64) -> (&'static str, u64) {
-    // Cloudflare accepts an expiration at least 60 s past its current whole second;
-    // allow a second for the request to get there.
-    if at >= (now_ms + 1000) / 1000 + MIN_TTL_SECS {
-        ("expiration", at)
-    } else {
-        // Cloudflare refuses expirations under 60 s away: the earliest it accepts.
-        ("expiration_ttl", MIN_TTL_SECS)
     }
 }
 
@@ -36,25 +25,21 @@ pub(crate) fn counter_expiry(at: u64, now_ms: u64) -> (&'static str, u64) {
 mod tests {
     use std::time::Duration;
 
+    use kvkit_core::backend::{from_unix_ms, from_unix_secs};
+
     use super::*;
 
     #[test]
     fn ttl_parameter_keeps_the_whole_ttl() {
         let ttl = Some(Expiry::Ttl(Duration::from_secs(60)));
-        assert_eq!(expiry_param(ttl, 1_000_000), Some(("expiration_ttl", 60)));
-        assert_eq!(expiry_param(ttl, 1_000_001), Some(("expiration_ttl", 61)));
+        let whole = from_unix_ms(1_000_000);
+        assert_eq!(expiry_param(ttl, whole), Some(("expiration_ttl", 60)));
+        let started = from_unix_ms(1_000_001);
+        assert_eq!(expiry_param(ttl, started), Some(("expiration_ttl", 61)));
         assert_eq!(
-            expiry_param(Some(Expiry::At(5)), 1),
+            expiry_param(Some(Expiry::At(from_unix_secs(5))), whole),
             Some(("expiration", 5))
         );
-        assert_eq!(expiry_param(None, 1), None);
-    }
-
-    #[test]
-    fn counter_keeps_its_expiration_unless_it_is_under_a_minute_away() {
-        // At 1,000.5 s, the earliest kept expiration is 1,001 + 60.
-        assert_eq!(counter_expiry(1061, 1_000_500), ("expiration", 1061));
-        assert_eq!(counter_expiry(1060, 1_000_500), ("expiration_ttl", 60));
-        assert_eq!(counter_expiry(0, 1_000_500), ("expiration_ttl", 60));
+        assert_eq!(expiry_param(None, whole), None);
     }
 }

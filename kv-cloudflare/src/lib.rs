@@ -6,8 +6,9 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> kvkit_core::Result<()> {
 //! // Account, namespace and token from CLOUDFLARE_ACCOUNT_ID, CLOUDFLARE_KV_NAMESPACE_ID and
-//! // CLOUDFLARE_API_TOKEN, or set on the builder.
-//! let store = kvkit_cloudflare::CloudflareStore::builder()
+//! // CLOUDFLARE_API_TOKEN, the namespace set on the builder (`CloudflareStore::builder()`
+//! // starts empty and never reads the environment).
+//! let store = kvkit_cloudflare::CloudflareBuilder::from_env()
 //!     .namespace_id("0f2ac74b498b48028cb68387c421e279")
 //!     .build()?;
 //! store.put("user:1", "Ada".into(), PutOptions::new()).await?;
@@ -31,7 +32,7 @@
 //! and prefixes and cursors in query strings. Cloudflare's limits ([`Capabilities::cloudflare`]:
 //! keys of 1 to 512 bytes other than `.` and `..`, values up to 25 MiB, metadata up to 1024 bytes
 //! of JSON, TTLs of at least 60 s, absolute expirations at least 60 s away and, since workerd
-//! takes expirations as 32-bit seconds, no later than [`MAX_EXPIRATION_SECS`] (2038-01-19)) are
+//! takes expirations as 32-bit seconds, no later than 2038-01-19T03:14:07Z) are
 //! checked before any request, with the same typed [`Error`]s as every other backend.
 //!
 //! Cloudflare counts `expiration_ttl` from its clock's current whole second, which would end a key
@@ -118,14 +119,3 @@ pub const DEFAULT_BASE_URL: &str = "https://api.cloudflare.com/client/v4";
 /// # let _ = builder;
 /// ```
 pub const MAX_BULK_ITEMS: usize = 10_000;
-/// The latest expiration Cloudflare's runtime takes: it stores them as 32-bit seconds
-/// (2038-01-19T03:14:07Z). Later ones fail with [`Error::ExpiryTooFar`] before any request.
-///
-/// ```
-/// use kvkit_core::KvStore;
-/// let store = kvkit_cloudflare::CloudflareStore::builder()
-///     .account_id("a").namespace_id("n").api_token("t").build()?;
-/// assert_eq!(store.capabilities().max_expiration_secs, kvkit_cloudflare::MAX_EXPIRATION_SECS);
-/// # Ok::<(), kvkit_core::Error>(())
-/// ```
-pub const MAX_EXPIRATION_SECS: u64 = kvkit_core::CLOUDFLARE_MAX_EXPIRATION_SECS;

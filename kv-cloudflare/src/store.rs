@@ -7,15 +7,18 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use kvkit_core::{
-    Capabilities, Clock, CounterOptions, Entry, Error, KeyInfo, KvStore, ListOptions, ListPage,
-    PutItem, PutOptions, Result, SystemClock, Version,
+    Capabilities, Clock, CounterOptions, Entry, KeyInfo, KvStore, ListOptions, ListPage, PutItem,
+    PutOptions, Result, SystemClock, Version,
 };
 
 use crate::BACKEND;
 use crate::builder::CloudflareBuilder;
 use crate::client::Http;
-use crate::expiry::{counter_expiry, expiry_param};
-use crate::wire::{self, ListState, ListedKey, encode_component};
+use kvkit_core::backend::add_to_counter;
+use kvkit_core::backend::cloudflare::{ListCursor, counter_expiry, refuse_conditional_delete};
+
+use crate::expiry::expiry_param;
+use crate::wire::{self, ListedKey, encode_component};
 
 /// The smallest page the REST listing accepts.
 const MIN_REST_LIST_LIMIT: usize = 10;
@@ -57,11 +60,14 @@ impl fmt::Debug for CloudflareStore {
 }
 
 impl CloudflareStore {
-    /// A builder, with the ids and token from the environment when set there.
+    /// A builder with nothing set ([`CloudflareBuilder::new`]; the environment is not read).
     ///
     /// ```
-    /// let builder = kvkit_cloudflare::CloudflareStore::builder();
-    /// # let _ = builder;
+    /// let store = kvkit_cloudflare::CloudflareStore::builder()
+    ///     .account_id("a").namespace_id("n").api_token("t")
+    ///     .build()?;
+    /// assert_eq!(store.request_count(), 0);
+    /// # Ok::<(), kvkit_core::Error>(())
     /// ```
     pub fn builder() -> CloudflareBuilder {
         CloudflareBuilder::new()
@@ -171,12 +177,7 @@ impl KvStore for CloudflareStore {
     }
 
     async fn delete_if_version(&self, key: &str, _version: &Version) -> Result<()> {
-        self.inner.caps.check_key(key)?;
-        // Workers KV has no conditional operations: refused, never applied on a best-effort basis.
-        Err(Error::Unsupported {
-            backend: BACKEND,
-            operation: "conditional writes",
-        })
+        refuse_conditional_delete(&self.inner.caps, key)
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
@@ -197,12 +198,8 @@ impl KvStore for CloudflareStore {
         let limit = self.inner.caps.check_list(&options)?;
         let prefix = options.prefix.as_str();
         let state = match &options.cursor {
-            Some(raw) => ListState::decode(raw, prefix)?,
-            None => ListState {
-                prefix_hash: kvkit_core::stable_hash(prefix),
-                cf_cursor: None,
-                after: None,
-            },
+            Some(raw) => ListCursor::decode(raw, prefix)?,
+            None => ListCursor::default(),
         };
         // The API pages at least 10 keys; a smaller page is cut from a larger one.
         let mut url = format!(
@@ -233,7 +230,7 @@ impl KvStore for CloudflareStore {
             .map(|k| {
                 KeyInfo::new(
                     k.name,
-                    wire::expiration_secs(k.expiration),
+                    wire::expiration_of(k.expiration),
                     wire::metadata_of(k.metadata),
                 )
             })
@@ -241,18 +238,17 @@ impl KvStore for CloudflareStore {
         let next = if keys.len() > limit {
             // More keys of this API page remain: continue inside it, after our last key.
             keys.truncate(limit);
-            Some(ListState {
+            Some(ListCursor {
                 after: keys.last().map(|k| k.name.clone()),
                 ..state
             })
         } else {
-            next_cf.map(|cf| ListState {
-                prefix_hash: state.prefix_hash,
+            next_cf.map(|cf| ListCursor {
                 cf_cursor: Some(cf),
                 after: None,
             })
         };
-        Ok(ListPage::new(keys, next.map(|s| s.encode())))
+        Ok(ListPage::new(keys, next.map(|s| s.encode(prefix))))
     }
 
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
@@ -270,17 +266,19 @@ impl KvStore for CloudflareStore {
     async fn increment(&self, key: &str, delta: i64, options: CounterOptions) -> Result<i64> {
         let caps = &self.inner.caps;
         caps.check_key(key)?;
-        let expiry = caps.check_expiry(options.expiry_on_create, SystemClock.now_ms())?;
+        let expiry = caps.check_expiry(options.expiry_on_create, SystemClock.now())?;
         let Some(entry) = self.read_entry(key).await? else {
-            let expiry = expiry_param(expiry, SystemClock.now_ms());
+            let expiry = expiry_param(expiry, SystemClock.now());
             self.send_put(key, Bytes::from(delta.to_string()), None, expiry)
                 .await?;
             return Ok(delta);
         };
-        let next = kvkit_core::add_to_counter(key, &entry.value, delta)?;
+        let next = add_to_counter(key, &entry.value, delta)?;
         let metadata = entry.metadata.map(|m| m.to_string());
-        let now_ms = SystemClock.now_ms();
-        let expiry = entry.expiration.map(|at| counter_expiry(at, now_ms));
+        let now = SystemClock.now();
+        let expiry = entry
+            .expiration
+            .and_then(|at| expiry_param(Some(counter_expiry(at, now)), now));
         self.send_put(
             key,
             Bytes::from(next.to_string()),

@@ -1,9 +1,12 @@
 //! What goes on the wire: percent-encoding of keys and query values, the multipart body of a
-//! write with metadata, the REST envelope, the replacement character of text reads, and our list
-//! cursor around Cloudflare's.
+//! write with metadata, the REST envelope, expirations and the replacement character of text
+//! reads. (Our list cursor around Cloudflare's is the shared
+//! [`ListCursor`](kvkit_core::backend::cloudflare::ListCursor).)
+
+use std::time::SystemTime;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kvkit_core::{Error, Result, cursor};
+use kvkit_core::backend::from_unix_secs;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -116,50 +119,16 @@ pub(crate) struct BulkGet<'a> {
     pub(crate) with_metadata: bool,
 }
 
-/// An expiration as the API gives it (a JSON number, integral in practice), as unix seconds.
-pub(crate) fn expiration_secs(raw: Option<f64>) -> Option<u64> {
+/// An expiration as the API gives it (a JSON number of unix seconds, integral in practice).
+pub(crate) fn expiration_of(raw: Option<f64>) -> Option<SystemTime> {
     raw.filter(|s| s.is_finite() && *s > 0.0)
         // Rounded up, as the contract reports expirations; the cast saturates.
-        .map(|s| s.ceil() as u64)
+        .map(|s| from_unix_secs(s.ceil() as u64))
 }
 
 /// JSON `null` metadata is no metadata on Cloudflare.
 pub(crate) fn metadata_of(raw: Option<Value>) -> Option<Value> {
     raw.filter(|m| !m.is_null())
-}
-
-/// Where a listing continues: Cloudflare's cursor of the page to read (`None` for the first),
-/// and, when our previous page stopped inside that page, the last key we returned from it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct ListState {
-    /// A hash of the prefix the cursor was issued for.
-    #[serde(rename = "p")]
-    pub(crate) prefix_hash: u64,
-    #[serde(rename = "c")]
-    pub(crate) cf_cursor: Option<String>,
-    #[serde(rename = "a")]
-    pub(crate) after: Option<String>,
-}
-
-impl ListState {
-    /// Our cursor: the state as JSON, behind kvkit-core's checksummed cursor encoding.
-    pub(crate) fn encode(&self) -> String {
-        // Serializing strings and integers cannot fail.
-        cursor::encode("", &serde_json::to_string(self).unwrap_or_default())
-    }
-
-    /// Decodes a cursor we issued for a listing of `prefix`.
-    pub(crate) fn decode(raw: &str, prefix: &str) -> Result<Self> {
-        let invalid = || Error::InvalidCursor {
-            cursor: kvkit_core::RedactedKey::new(raw),
-        };
-        let json = cursor::decode(raw, "")?;
-        let state: Self = serde_json::from_str(&json).map_err(|_| invalid())?;
-        if state.prefix_hash != kvkit_core::stable_hash(prefix) {
-            return Err(invalid());
-        }
-        Ok(state)
-    }
 }
 
 #[cfg(test)]
@@ -175,24 +144,12 @@ mod tests {
     }
 
     #[test]
-    fn list_state_round_trips_and_is_bound_to_its_prefix() {
-        let state = ListState {
-            prefix_hash: kvkit_core::stable_hash("user:"),
-            cf_cursor: Some("abc".into()),
-            after: Some("user:7".into()),
-        };
-        let raw = state.encode();
-        assert_eq!(ListState::decode(&raw, "user:").unwrap(), state);
-        assert!(ListState::decode(&raw, "order:").is_err());
-        assert!(ListState::decode("made up", "user:").is_err());
-    }
-
-    #[test]
     fn expirations_round_up_and_ignore_nonsense() {
-        assert_eq!(expiration_secs(Some(1_700_000_000.0)), Some(1_700_000_000));
-        assert_eq!(expiration_secs(Some(1.2)), Some(2));
-        assert_eq!(expiration_secs(Some(f64::NAN)), None);
-        assert_eq!(expiration_secs(Some(-5.0)), None);
-        assert_eq!(expiration_secs(None), None);
+        let at = |secs| Some(from_unix_secs(secs));
+        assert_eq!(expiration_of(Some(1_700_000_000.0)), at(1_700_000_000));
+        assert_eq!(expiration_of(Some(1.2)), at(2));
+        assert_eq!(expiration_of(Some(f64::NAN)), None);
+        assert_eq!(expiration_of(Some(-5.0)), None);
+        assert_eq!(expiration_of(None), None);
     }
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kvkit_cloudflare::{ApiError, CloudflareStore, RetryPolicy};
+use kvkit_core::backend::from_unix_secs;
 use kvkit_core::{Error, Expiry, KvStore, ListOptions, PutItem, PutOptions};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -279,7 +280,11 @@ async fn puts_send_raw_bodies_or_multipart_and_the_expiry_as_a_query_parameter()
         .await
         .expect("multipart put");
     store
-        .put("at", "x".into(), PutOptions::new().expire_at(2_000_000_000))
+        .put(
+            "at",
+            "x".into(),
+            PutOptions::new().expire_at(from_unix_secs(2_000_000_000)),
+        )
         .await
         .expect("put with expiration");
     let seen = server.requests();
@@ -455,7 +460,8 @@ async fn batches_use_the_bulk_endpoints_and_retry_unsuccessful_keys() {
         (seen[5].method.as_str(), seen[5].target.as_str()),
         ("POST", &*format!("{NS_PATH}/bulk/delete"))
     );
-    assert_eq!(seen[5].json(), json!(["y/z", "x", "w"]));
+    // Each key once, in the order of its first appearance (as on the binding backend).
+    assert_eq!(seen[5].json(), json!(["x", "y/z", "w"]));
 }
 
 #[tokio::test]
@@ -643,17 +649,24 @@ async fn cloudflare_limits_are_refused_before_any_request() {
             .await,
         Err(Error::TtlTooShort { .. })
     ));
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs();
+    let now = std::time::SystemTime::now();
     assert!(matches!(
-        store.put("k", "v".into(), opts().expire_at(now + 30)).await,
+        store
+            .put(
+                "k",
+                "v".into(),
+                opts().expire_at(now + Duration::from_secs(30))
+            )
+            .await,
         Err(Error::ExpirationNotInFuture { .. })
     ));
     assert!(matches!(
         store
-            .put("k", "v".into(), opts().expiry(Some(Expiry::At(1 << 31))))
+            .put(
+                "k",
+                "v".into(),
+                opts().expiry(Some(Expiry::At(from_unix_secs(1 << 31))))
+            )
             .await,
         Err(Error::ExpiryTooFar { .. })
     ));
@@ -682,15 +695,15 @@ fn missing_configuration_is_a_clear_error() {
         .account_id("a")
         .api_token(TOKEN)
         .build();
-    // The namespace may come from the environment; without it, the error names the variable.
-    if std::env::var_os("CLOUDFLARE_KV_NAMESPACE_ID").is_none() {
-        let err = err.expect_err("no namespace");
-        assert!(
-            err.to_string().contains("CLOUDFLARE_KV_NAMESPACE_ID"),
-            "{err}"
-        );
-        assert!(!err.to_string().contains(TOKEN));
-    }
+    // `builder()` never reads the environment, whatever it holds.
+    let err = err.expect_err("no namespace");
+    assert_eq!(err.kind(), kvkit_core::ErrorKind::Configuration);
+    assert!(err.to_string().contains("namespace_id"), "{err}");
+    assert!(
+        err.to_string().contains("CLOUDFLARE_KV_NAMESPACE_ID"),
+        "{err}"
+    );
+    assert!(!err.to_string().contains(TOKEN));
 }
 
 #[tokio::test]
@@ -748,7 +761,7 @@ async fn refused_bulk_reads_fall_back_to_single_reads() {
         .expect("present");
     assert_eq!(entry.value, Bytes::from_static(&[0xfe]));
     assert_eq!(entry.metadata, Some(json!({"m": 1})));
-    assert_eq!(entry.expiration, Some(1_900_000_000));
+    assert_eq!(entry.expiration, Some(from_unix_secs(1_900_000_000)));
     let targets: Vec<String> = server
         .requests()
         .iter()
@@ -766,4 +779,43 @@ async fn refused_bulk_reads_fall_back_to_single_reads() {
             format!("GET {NS_PATH}/values/bin"),
         ]
     );
+}
+
+#[tokio::test]
+async fn failed_session_writes_never_show_the_session_id() {
+    use kvkit_patterns::{Session, SessionId, SessionManager};
+    use kvkit_testsuite::secrets::assert_hides_session_id;
+
+    let session = Session {
+        user_id: "u1".into(),
+        email: "ada@example.com".into(),
+        role: "admin".into(),
+        created_at: std::time::UNIX_EPOCH,
+    };
+    let id = SessionId::generate().expect("id");
+    // Nothing listens: reqwest's error would name the URL, and the URL holds the key.
+    let closed = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}/client/v4", closed.local_addr().expect("addr"));
+    drop(closed);
+    let sessions = SessionManager::<_, Session>::new(store(&base, fast_retries().max_retries(0)));
+    let error = sessions.destroy(id.as_str()).await.expect_err("refused");
+    assert_eq!(
+        error.kind(),
+        kvkit_core::ErrorKind::Unavailable,
+        "{error:?}"
+    );
+    assert_hides_session_id(&error, Some(id.as_str()));
+    let error = sessions.create(&session).await.expect_err("refused");
+    assert_hides_session_id(&error, None);
+    // Cloudflare answers, but refuses the write.
+    let (_server, base) = Server::start(vec![
+        Reply::raw(503, b"<html>unavailable</html>"),
+        Reply::error(403, 10000, "Authentication error"),
+    ])
+    .await;
+    let sessions = SessionManager::<_, Session>::new(store(&base, fast_retries().max_retries(0)));
+    for _ in 0..2 {
+        let error = sessions.destroy(id.as_str()).await.expect_err("refused");
+        assert_hides_session_id(&error, Some(id.as_str()));
+    }
 }

@@ -1,10 +1,11 @@
 //! What a backend allows and guarantees, and the validation every backend runs before any I/O.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
 use crate::error::{Error, RedactedKey, Result};
+use crate::time::{from_unix_secs, saturating_add};
 use crate::types::{Expiry, ListOptions};
 
 /// How soon a write is visible to readers.
@@ -74,25 +75,14 @@ pub struct Capabilities {
     /// through JavaScript (Cloudflare): JSON `null` metadata is no metadata and reads back as
     /// `None`, and numbers are IEEE doubles, so integers beyond ±2⁵³ change.
     pub exact_metadata: bool,
-    /// The latest expiration accepted, in unix seconds: [`MAX_EXPIRATION_SECS`] (the end of year
-    /// 9999), or less where the backend stores expirations in fewer bits (Cloudflare's runtime
-    /// takes 32-bit seconds: 2038-01-19).
-    pub max_expiration_secs: u64,
+    /// The latest expiration accepted: the end of year 9999 (9999-12-31T23:59:59Z), or earlier
+    /// where the backend stores expirations in fewer bits (Cloudflare's runtime takes 32-bit
+    /// seconds: 2038-01-19T03:14:07Z).
+    pub latest_expiration: SystemTime,
 }
 
-/// Cloudflare KV's key limit in bytes.
-pub const CLOUDFLARE_MAX_KEY_BYTES: usize = 512;
-/// Cloudflare KV's value limit in bytes (25 MiB).
-pub const CLOUDFLARE_MAX_VALUE_BYTES: usize = 25 * 1024 * 1024;
-/// Cloudflare KV's metadata limit in bytes of serialized JSON.
-pub const CLOUDFLARE_MAX_METADATA_BYTES: usize = 1024;
-/// Cloudflare KV's minimum TTL.
-pub const CLOUDFLARE_MIN_TTL: Duration = Duration::from_secs(60);
-/// The latest expiration accepted, in unix seconds: 9999-12-31T23:59:59Z.
-pub const MAX_EXPIRATION_SECS: u64 = 253_402_300_799;
-/// The latest expiration Cloudflare KV accepts, in unix seconds: its runtime takes expirations as
-/// 32-bit seconds (2038-01-19T03:14:07Z).
-pub const CLOUDFLARE_MAX_EXPIRATION_SECS: u64 = 2_147_483_647;
+/// The latest expiration accepted by default, in unix seconds: 9999-12-31T23:59:59Z.
+const LATEST_EXPIRATION_SECS: u64 = 253_402_300_799;
 /// The largest list page on every backend.
 pub const MAX_LIST_LIMIT: usize = 1000;
 /// The most keys in one batch get on every backend.
@@ -122,32 +112,34 @@ impl Capabilities {
             atomic_put_if_absent: true,
             conditional_writes: true,
             exact_metadata: true,
-            max_expiration_secs: MAX_EXPIRATION_SECS,
+            latest_expiration: from_unix_secs(LATEST_EXPIRATION_SECS),
         }
     }
 
     /// Cloudflare KV's limits (key ≤ 512 bytes, value ≤ 25 MiB, metadata ≤ 1024 bytes, TTL ≥ 60 s
-    /// in whole seconds, expirations no later than [`CLOUDFLARE_MAX_EXPIRATION_SECS`]), still
-    /// strongly consistent and atomic: adjust those for a real Cloudflare backend. The one
-    /// profile of Cloudflare's limits, used by the memory store's `cloudflare_limits()`, the REST
-    /// backend and the Worker binding backend alike.
+    /// in whole seconds, expirations no later than 2038-01-19T03:14:07Z), still strongly
+    /// consistent and atomic: adjust those for a real Cloudflare backend. The one profile of
+    /// Cloudflare's limits ([`backend::cloudflare`](crate::backend::cloudflare)), used by the
+    /// memory store's `cloudflare_limits()`, the REST backend and the Worker binding backend alike.
     ///
     /// ```
-    /// use kvkit_core::{Capabilities, Error, Expiry, CLOUDFLARE_MAX_EXPIRATION_SECS};
+    /// use std::time::{Duration, UNIX_EPOCH};
+    /// use kvkit_core::{Capabilities, Error, Expiry};
     /// let caps = Capabilities::cloudflare("memory");
     /// assert_eq!(caps.max_value_bytes, 25 * 1024 * 1024);
-    /// assert_eq!(caps.max_expiration_secs, CLOUDFLARE_MAX_EXPIRATION_SECS);
-    /// let after_2038 = Expiry::At(CLOUDFLARE_MAX_EXPIRATION_SECS + 1);
-    /// assert!(matches!(caps.check_expiry(Some(after_2038), 0), Err(Error::ExpiryTooFar { .. })));
+    /// assert_eq!(caps.latest_expiration, UNIX_EPOCH + Duration::from_secs(2_147_483_647));
+    /// let after_2038 = Expiry::At(caps.latest_expiration + Duration::from_secs(1));
+    /// assert!(matches!(caps.check_expiry(Some(after_2038), UNIX_EPOCH), Err(Error::ExpiryTooFar { .. })));
     /// ```
     pub fn cloudflare(backend: &'static str) -> Self {
+        use crate::backend::cloudflare;
         Self {
-            min_ttl: CLOUDFLARE_MIN_TTL,
+            min_ttl: cloudflare::MIN_TTL,
             ttl_precision: Duration::from_secs(1),
-            max_key_bytes: CLOUDFLARE_MAX_KEY_BYTES,
-            max_value_bytes: CLOUDFLARE_MAX_VALUE_BYTES,
-            max_metadata_bytes: CLOUDFLARE_MAX_METADATA_BYTES,
-            max_expiration_secs: CLOUDFLARE_MAX_EXPIRATION_SECS,
+            max_key_bytes: cloudflare::MAX_KEY_BYTES,
+            max_value_bytes: cloudflare::MAX_VALUE_BYTES,
+            max_metadata_bytes: cloudflare::MAX_METADATA_BYTES,
+            latest_expiration: from_unix_secs(cloudflare::LATEST_EXPIRATION_SECS),
             ..Self::new(backend)
         }
     }
@@ -240,14 +232,18 @@ impl Capabilities {
         self
     }
 
-    /// Sets the latest expiration accepted, in unix seconds.
+    /// Sets the latest expiration accepted.
     ///
     /// ```
-    /// let caps = kvkit_core::Capabilities::new("x").with_max_expiration_secs(2_147_483_647);
-    /// assert!(caps.check_expiry(Some(kvkit_core::Expiry::At(2_147_483_648)), 0).is_err());
+    /// use std::time::{Duration, UNIX_EPOCH};
+    /// use kvkit_core::{Capabilities, Expiry};
+    /// let latest = UNIX_EPOCH + Duration::from_secs(2_147_483_647);
+    /// let caps = Capabilities::new("x").with_latest_expiration(latest);
+    /// assert!(caps.check_expiry(Some(Expiry::At(latest)), UNIX_EPOCH).is_ok());
+    /// assert!(caps.check_expiry(Some(Expiry::At(latest + Duration::from_secs(1))), UNIX_EPOCH).is_err());
     /// ```
-    pub fn with_max_expiration_secs(mut self, latest: u64) -> Self {
-        self.max_expiration_secs = latest;
+    pub fn with_latest_expiration(mut self, latest: SystemTime) -> Self {
+        self.latest_expiration = latest;
         self
     }
 
@@ -355,22 +351,25 @@ impl Capabilities {
         Ok(Some(json))
     }
 
-    /// Checks an expiry against `min_ttl`, given the current time in unix milliseconds, and
-    /// returns it with a TTL rounded up to `ttl_precision`.
+    /// Checks an expiry against `min_ttl` and `latest_expiration`, given the current time, and
+    /// returns it rounded up to `ttl_precision` (a TTL to a multiple of it, an instant to a
+    /// multiple of it since the unix epoch), so a key never expires before it was asked to.
     ///
     /// ```
-    /// use std::time::Duration;
+    /// use std::time::{Duration, UNIX_EPOCH};
     /// use kvkit_core::{Capabilities, Error, Expiry};
     /// let caps = Capabilities::cloudflare("x");
-    /// let now_ms = 1_700_000_000_000;
-    /// assert!(matches!(caps.check_expiry(Some(Expiry::Ttl(Duration::from_secs(59))), now_ms),
+    /// let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    /// assert!(matches!(caps.check_expiry(Some(Expiry::Ttl(Duration::from_secs(59))), now),
     ///     Err(Error::TtlTooShort { .. })));
-    /// assert_eq!(caps.check_expiry(Some(Expiry::Ttl(Duration::from_millis(60_001))), now_ms).unwrap(),
+    /// assert_eq!(caps.check_expiry(Some(Expiry::Ttl(Duration::from_millis(60_001))), now).unwrap(),
     ///     Some(Expiry::Ttl(Duration::from_secs(61))));
-    /// assert!(matches!(caps.check_expiry(Some(Expiry::At(1_700_000_030)), now_ms),
-    ///     Err(Error::ExpirationNotInFuture { earliest: 1_700_000_060, .. })));
+    /// assert!(matches!(caps.check_expiry(Some(Expiry::At(now + Duration::from_secs(30))), now),
+    ///     Err(Error::ExpirationNotInFuture { earliest, .. }) if earliest == now + Duration::from_secs(60)));
+    /// assert_eq!(caps.check_expiry(Some(Expiry::At(now + Duration::from_millis(60_500))), now).unwrap(),
+    ///     Some(Expiry::At(now + Duration::from_secs(61))));
     /// ```
-    pub fn check_expiry(&self, expiry: Option<Expiry>, now_ms: u64) -> Result<Option<Expiry>> {
+    pub fn check_expiry(&self, expiry: Option<Expiry>, now: SystemTime) -> Result<Option<Expiry>> {
         match expiry {
             None => Ok(None),
             Some(Expiry::Ttl(ttl)) => {
@@ -381,33 +380,49 @@ impl Capabilities {
                     });
                 }
                 let ttl = round_up(ttl, self.ttl_precision);
-                let ends = Duration::from_millis(now_ms).saturating_add(ttl);
-                if ends.as_secs() >= self.max_expiration_secs {
+                if saturating_add(now, ttl) > self.latest_expiration {
                     return Err(Error::ExpiryTooFar {
                         expiry: Expiry::Ttl(ttl),
-                        latest: self.max_expiration_secs,
+                        latest: self.latest_expiration,
                     });
                 }
                 Ok(Some(Expiry::Ttl(ttl)))
             }
             Some(Expiry::At(at)) => {
-                let min_ms = u64::try_from(self.min_ttl.as_millis()).unwrap_or(u64::MAX);
-                let earliest = now_ms.saturating_add(min_ms).div_ceil(1000);
+                let at = crate::time::round_up(at, self.ttl_precision);
+                let earliest =
+                    crate::time::round_up(saturating_add(now, self.min_ttl), self.ttl_precision);
                 if at < earliest {
                     return Err(Error::ExpirationNotInFuture {
                         expiration: at,
                         earliest,
                     });
                 }
-                if at > self.max_expiration_secs {
+                if at > self.latest_expiration {
                     return Err(Error::ExpiryTooFar {
                         expiry: Expiry::At(at),
-                        latest: self.max_expiration_secs,
+                        latest: self.latest_expiration,
                     });
                 }
                 Ok(Some(Expiry::At(at)))
             }
         }
+    }
+
+    /// When `expiry`, applied at `now`, ends, rounded up to `ttl_precision` since the unix epoch:
+    /// the instant a backend stores and reports for it.
+    ///
+    /// ```
+    /// use std::time::{Duration, UNIX_EPOCH};
+    /// use kvkit_core::{Capabilities, Expiry};
+    /// let now = UNIX_EPOCH + Duration::from_millis(100);
+    /// let in_a_minute = Some(Expiry::Ttl(Duration::from_secs(60)));
+    /// assert_eq!(Capabilities::new("x").expires_at(in_a_minute, now), Some(now + Duration::from_secs(60)));
+    /// assert_eq!(Capabilities::cloudflare("x").expires_at(in_a_minute, now), Some(UNIX_EPOCH + Duration::from_secs(61)));
+    /// assert_eq!(Capabilities::new("x").expires_at(None, now), None);
+    /// ```
+    pub fn expires_at(&self, expiry: Option<Expiry>, now: SystemTime) -> Option<SystemTime> {
+        expires_at(expiry, now).map(|at| crate::time::round_up(at, self.ttl_precision))
     }
 
     /// Checks the limit of a listing and returns the page size to use.
@@ -453,7 +468,7 @@ impl Capabilities {
     /// ```
     /// use kvkit_core::{Capabilities, PutOptions};
     /// let caps = Capabilities::new("x");
-    /// let checked = caps.check_put("k", 1, &PutOptions::new(), 0).unwrap();
+    /// let checked = caps.check_put("k", 1, &PutOptions::new(), std::time::UNIX_EPOCH).unwrap();
     /// assert_eq!(checked.expiry, None);
     /// assert_eq!(checked.metadata_json, None);
     /// ```
@@ -462,16 +477,17 @@ impl Capabilities {
         key: &str,
         value_len: usize,
         options: &crate::PutOptions,
-        now_ms: u64,
+        now: SystemTime,
     ) -> Result<CheckedPut> {
         self.check_key(key)?;
         self.check_condition(&options.condition, "put", true)?;
         self.check_value(key, value_len)?;
         let metadata_json = self.check_metadata(key, options.metadata.as_ref())?;
-        let expiry = self.check_expiry(options.expiry, now_ms)?;
+        let expiry = self.check_expiry(options.expiry, now)?;
         Ok(CheckedPut {
             expiry,
             metadata_json,
+            precision: self.ttl_precision,
         })
     }
 }
@@ -479,52 +495,48 @@ impl Capabilities {
 /// The validated parts of a write, from [`Capabilities::check_put`].
 ///
 /// ```
-/// use std::time::Duration;
+/// use std::time::{Duration, UNIX_EPOCH};
 /// use kvkit_core::{Capabilities, Expiry, PutOptions};
 /// let checked = Capabilities::new("x")
-///     .check_put("k", 0, &PutOptions::new().ttl(Duration::from_micros(1500)), 0)
+///     .check_put("k", 0, &PutOptions::new().ttl(Duration::from_micros(1500)), UNIX_EPOCH)
 ///     .unwrap();
 /// assert_eq!(checked.expiry, Some(Expiry::Ttl(Duration::from_millis(2))));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CheckedPut {
-    /// The expiry, with a TTL rounded up to the backend's precision.
+    /// The expiry, rounded up to the backend's precision.
     pub expiry: Option<Expiry>,
     /// The metadata serialized as JSON.
     pub metadata_json: Option<String>,
+    /// The backend's `ttl_precision`.
+    precision: Duration,
 }
 
 impl CheckedPut {
-    /// The absolute expiry in unix milliseconds for a write made at `now_ms`.
+    /// When the entry expires, for a write made at `now`, rounded up to the backend's
+    /// `ttl_precision` since the unix epoch (so on Cloudflare's profile, a whole second).
     ///
     /// ```
-    /// use std::time::Duration;
+    /// use std::time::{Duration, UNIX_EPOCH};
     /// use kvkit_core::{Capabilities, PutOptions};
-    /// let checked = Capabilities::new("x").check_put("k", 0, &PutOptions::new().ttl(Duration::from_secs(1)), 5).unwrap();
-    /// assert_eq!(checked.expires_at_ms(5), Some(1005));
+    /// let now = UNIX_EPOCH + Duration::from_millis(5);
+    /// let ttl = PutOptions::new().ttl(Duration::from_secs(60));
+    /// let checked = Capabilities::new("x").check_put("k", 0, &ttl, now).unwrap();
+    /// assert_eq!(checked.expires_at(now), Some(now + Duration::from_secs(60)));
+    /// let checked = Capabilities::cloudflare("x").check_put("k", 0, &ttl, now).unwrap();
+    /// assert_eq!(checked.expires_at(now), Some(UNIX_EPOCH + Duration::from_secs(61)));
     /// ```
-    pub fn expires_at_ms(&self, now_ms: u64) -> Option<u64> {
-        expires_at_ms(self.expiry, now_ms)
+    pub fn expires_at(&self, now: SystemTime) -> Option<SystemTime> {
+        expires_at(self.expiry, now).map(|at| crate::time::round_up(at, self.precision))
     }
 }
 
-/// The absolute time in unix milliseconds at which `expiry`, applied at `now_ms`, ends.
-///
-/// ```
-/// use std::time::Duration;
-/// use kvkit_core::{Expiry, expires_at_ms};
-/// assert_eq!(expires_at_ms(Some(Expiry::Ttl(Duration::from_millis(10))), 100), Some(110));
-/// assert_eq!(expires_at_ms(Some(Expiry::At(2)), 100), Some(2000));
-/// assert_eq!(expires_at_ms(None, 100), None);
-/// ```
-pub fn expires_at_ms(expiry: Option<Expiry>, now_ms: u64) -> Option<u64> {
+/// When `expiry`, applied at `now`, ends.
+fn expires_at(expiry: Option<Expiry>, now: SystemTime) -> Option<SystemTime> {
     match expiry? {
-        Expiry::Ttl(ttl) => {
-            let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-            Some(now_ms.saturating_add(ms))
-        }
-        Expiry::At(secs) => Some(secs.saturating_mul(1000)),
+        Expiry::Ttl(ttl) => Some(saturating_add(now, ttl)),
+        Expiry::At(at) => Some(at),
     }
 }
 
@@ -533,7 +545,7 @@ pub fn expires_at_ms(expiry: Option<Expiry>, now_ms: u64) -> Option<u64> {
 /// including `+1`, `01`, `-0` or surrounding spaces, is not a counter.
 ///
 /// ```
-/// use kvkit_core::parse_counter;
+/// use kvkit_core::backend::parse_counter;
 /// assert_eq!(parse_counter(b"42"), Some(42));
 /// assert_eq!(parse_counter(b"-7"), Some(-7));
 /// assert_eq!(parse_counter(b"0"), Some(0));
@@ -558,7 +570,8 @@ pub fn parse_counter(bytes: &[u8]) -> Option<i64> {
 /// be a canonical decimal `i64` ([`parse_counter`]), and the sum must not overflow.
 ///
 /// ```
-/// use kvkit_core::{Error, add_to_counter};
+/// use kvkit_core::Error;
+/// use kvkit_core::backend::add_to_counter;
 /// assert_eq!(add_to_counter("n", b"41", 1).unwrap(), 42);
 /// assert!(matches!(add_to_counter("n", b"x", 1), Err(Error::NotACounter { .. })));
 /// assert!(matches!(add_to_counter("n", b"9223372036854775807", 1), Err(Error::CounterOverflow { .. })));
@@ -580,8 +593,9 @@ pub fn add_to_counter(key: &str, stored: &[u8], delta: i64) -> Result<i64> {
 /// a defence against chosen keys: use it only where collisions cost balance, not correctness.
 ///
 /// ```
-/// assert_eq!(kvkit_core::stable_hash("a"), kvkit_core::stable_hash("a"));
-/// assert_ne!(kvkit_core::stable_hash("a"), kvkit_core::stable_hash("b"));
+/// use kvkit_core::backend::stable_hash;
+/// assert_eq!(stable_hash("a"), stable_hash("a"));
+/// assert_ne!(stable_hash("a"), stable_hash("b"));
 /// ```
 pub fn stable_hash(key: &str) -> u64 {
     key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, b| {
@@ -590,7 +604,7 @@ pub fn stable_hash(key: &str) -> u64 {
 }
 
 /// Rounds `d` up to a multiple of `precision` (a zero precision leaves it unchanged).
-fn round_up(d: Duration, precision: Duration) -> Duration {
+pub(crate) fn round_up(d: Duration, precision: Duration) -> Duration {
     let p = precision.as_nanos();
     if p == 0 {
         return d;
@@ -627,29 +641,29 @@ mod tests {
 
     #[test]
     fn huge_expiries_never_overflow() {
-        assert_eq!(expires_at_ms(Some(Expiry::At(u64::MAX)), 0), Some(u64::MAX));
-        assert_eq!(
-            expires_at_ms(Some(Expiry::Ttl(Duration::MAX)), u64::MAX - 1),
-            Some(u64::MAX)
-        );
+        use std::time::UNIX_EPOCH;
+        let far = crate::time::from_unix_ms(u64::MAX);
+        assert_eq!(expires_at(Some(Expiry::At(far)), UNIX_EPOCH), Some(far));
+        assert!(expires_at(Some(Expiry::Ttl(Duration::MAX)), far) >= Some(far));
         let caps = Capabilities::new("x").with_min_ttl(Duration::MAX);
         assert!(matches!(
-            caps.check_expiry(Some(Expiry::At(u64::MAX)), u64::MAX),
-            Err(Error::ExpiryTooFar { .. })
+            caps.check_expiry(Some(Expiry::At(far)), far),
+            Err(Error::ExpirationNotInFuture { .. })
         ));
         let caps = Capabilities::new("x");
-        for expiry in [Expiry::At(u64::MAX), Expiry::At(MAX_EXPIRATION_SECS + 1)] {
+        let latest = from_unix_secs(LATEST_EXPIRATION_SECS);
+        for at in [far, latest + Duration::from_secs(1)] {
             assert!(matches!(
-                caps.check_expiry(Some(expiry), 0),
+                caps.check_expiry(Some(Expiry::At(at)), UNIX_EPOCH),
                 Err(Error::ExpiryTooFar { .. })
             ));
         }
         assert!(matches!(
-            caps.check_expiry(Some(Expiry::Ttl(Duration::MAX)), u64::MAX),
+            caps.check_expiry(Some(Expiry::Ttl(Duration::MAX)), far),
             Err(Error::ExpiryTooFar { .. })
         ));
         assert!(
-            caps.check_expiry(Some(Expiry::At(MAX_EXPIRATION_SECS)), 0)
+            caps.check_expiry(Some(Expiry::At(latest)), UNIX_EPOCH)
                 .is_ok()
         );
     }

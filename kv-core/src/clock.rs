@@ -3,22 +3,22 @@
 use std::fmt::Debug;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
-#[cfg(not(target_arch = "wasm32"))]
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// A source of the current time in milliseconds since the unix epoch.
+/// A source of the current time.
 ///
 /// Stores and patterns read time only through a `Clock`, so tests can use a [`ManualClock`] and
-/// move time forward instead of sleeping.
+/// move time forward instead of sleeping. On `wasm32` (Cloudflare Workers) read the time
+/// through [`SystemClock`]: the standard library's `SystemTime::now()` panics there.
 ///
 /// ```
+/// use std::time::{Duration, UNIX_EPOCH};
 /// use kvkit_core::{Clock, SystemClock};
-/// assert!(SystemClock.now_ms() > 1_600_000_000_000);
+/// assert!(SystemClock.now() > UNIX_EPOCH + Duration::from_secs(1_600_000_000));
 /// ```
 pub trait Clock: Send + Sync + Debug + 'static {
-    /// Milliseconds since the unix epoch.
-    fn now_ms(&self) -> u64;
+    /// The current time.
+    fn now(&self) -> SystemTime;
 }
 
 /// The system's wall clock (on `wasm32`, JavaScript's `Date.now()`: the standard library has
@@ -26,97 +26,105 @@ pub trait Clock: Send + Sync + Debug + 'static {
 ///
 /// ```
 /// use kvkit_core::{Clock, SystemClock};
-/// let a = SystemClock.now_ms();
-/// assert!(SystemClock.now_ms() >= a);
+/// let a = SystemClock.now();
+/// assert!(SystemClock.now() >= a);
 /// ```
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;
 
 impl Clock for SystemClock {
     #[cfg(not(target_arch = "wasm32"))]
-    fn now_ms(&self) -> u64 {
+    fn now(&self) -> SystemTime {
         SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }
 
     #[cfg(target_arch = "wasm32")]
-    fn now_ms(&self) -> u64 {
+    fn now(&self) -> SystemTime {
         // Whole milliseconds, never negative: the cast saturates.
-        js_sys::Date::now() as u64
+        crate::time::from_unix_ms(js_sys::Date::now() as u64)
     }
 }
 
-/// A clock that only moves when told to; clones share the same time.
+/// A clock that only moves when told to; clones share the same time. It keeps nanoseconds since
+/// the unix epoch, so it stands between 1970 and 2554.
 ///
 /// ```
 /// use std::time::Duration;
 /// use kvkit_core::{Clock, ManualClock};
 /// let clock = ManualClock::new();
-/// let start = clock.now_ms();
+/// let start = clock.now();
 /// clock.advance(Duration::from_secs(2));
-/// assert_eq!(clock.now_ms(), start + 2000);
+/// assert_eq!(clock.now(), start + Duration::from_secs(2));
 /// ```
 #[derive(Debug, Clone)]
 pub struct ManualClock {
-    now_ms: Arc<AtomicU64>,
+    nanos: Arc<AtomicU64>,
 }
 
-/// 2026-01-01T00:00:00Z, where a [`ManualClock::new`] starts.
-const MANUAL_CLOCK_START_MS: u64 = 1_767_225_600_000;
+/// 2026-01-01T00:00:00Z, where a [`ManualClock::new`] starts, in unix seconds.
+const MANUAL_CLOCK_START_SECS: u64 = 1_767_225_600;
+
+fn nanos_since_epoch(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
 
 impl ManualClock {
     /// A clock standing at 2026-01-01T00:00:00Z.
     ///
     /// ```
+    /// use std::time::{Duration, UNIX_EPOCH};
     /// use kvkit_core::Clock;
-    /// assert_eq!(kvkit_core::ManualClock::new().now_ms(), 1_767_225_600_000);
+    /// assert_eq!(kvkit_core::ManualClock::new().now(), UNIX_EPOCH + Duration::from_secs(1_767_225_600));
     /// ```
     pub fn new() -> Self {
-        Self::at(MANUAL_CLOCK_START_MS)
+        Self::at(UNIX_EPOCH + Duration::from_secs(MANUAL_CLOCK_START_SECS))
     }
 
-    /// A clock standing at `now_ms` milliseconds since the unix epoch.
+    /// A clock standing at `now` (clamped to the years 1970 to 2554).
     ///
     /// ```
+    /// use std::time::{Duration, UNIX_EPOCH};
     /// use kvkit_core::Clock;
-    /// assert_eq!(kvkit_core::ManualClock::at(5).now_ms(), 5);
+    /// let at = UNIX_EPOCH + Duration::from_millis(5);
+    /// assert_eq!(kvkit_core::ManualClock::at(at).now(), at);
     /// ```
-    pub fn at(now_ms: u64) -> Self {
+    pub fn at(now: SystemTime) -> Self {
         Self {
-            now_ms: Arc::new(AtomicU64::new(now_ms)),
+            nanos: Arc::new(AtomicU64::new(nanos_since_epoch(now))),
         }
     }
 
     /// Moves the clock forward by `by` (saturating).
     ///
     /// ```
-    /// use std::time::Duration;
+    /// use std::time::{Duration, UNIX_EPOCH};
     /// use kvkit_core::Clock;
-    /// let clock = kvkit_core::ManualClock::at(0);
+    /// let clock = kvkit_core::ManualClock::at(UNIX_EPOCH);
     /// clock.advance(Duration::from_millis(1500));
-    /// assert_eq!(clock.now_ms(), 1500);
+    /// assert_eq!(clock.now(), UNIX_EPOCH + Duration::from_millis(1500));
     /// ```
     pub fn advance(&self, by: Duration) {
-        let ms = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+        let nanos = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
         // The closure always returns `Some`, so the update cannot fail.
         let _ = self
-            .now_ms
+            .nanos
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |now| {
-                Some(now.saturating_add(ms))
+                Some(now.saturating_add(nanos))
             });
     }
 
-    /// Sets the clock to `now_ms` milliseconds since the unix epoch.
+    /// Sets the clock to `now` (clamped to the years 1970 to 2554).
     ///
     /// ```
+    /// use std::time::{Duration, UNIX_EPOCH};
     /// use kvkit_core::Clock;
     /// let clock = kvkit_core::ManualClock::new();
-    /// clock.set(42);
-    /// assert_eq!(clock.now_ms(), 42);
+    /// clock.set(UNIX_EPOCH + Duration::from_secs(42));
+    /// assert_eq!(clock.now(), UNIX_EPOCH + Duration::from_secs(42));
     /// ```
-    pub fn set(&self, now_ms: u64) {
-        self.now_ms.store(now_ms, Ordering::SeqCst);
+    pub fn set(&self, now: SystemTime) {
+        self.nanos.store(nanos_since_epoch(now), Ordering::SeqCst);
     }
 }
 
@@ -127,7 +135,7 @@ impl Default for ManualClock {
 }
 
 impl Clock for ManualClock {
-    fn now_ms(&self) -> u64 {
-        self.now_ms.load(Ordering::SeqCst)
+    fn now(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_nanos(self.nanos.load(Ordering::SeqCst))
     }
 }

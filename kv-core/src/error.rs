@@ -1,6 +1,6 @@
 //! The one error type every backend and pattern returns.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// A boxed error from a backend's own client library, kept as the `source` of [`Error::Backend`].
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -12,7 +12,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// its stable hash.
 ///
 /// Keys can be credentials (a session id, an API key) and error messages end up in logs, so no
-/// `Display` or `Debug` of an error repeats a key. The hash is [`stable_hash`](crate::stable_hash)
+/// `Display` or `Debug` of an error repeats a key. The hash is [`stable_hash`](crate::backend::stable_hash)
 /// in hex, the `key_hash` that `kvkit_layers::Traced` records, so a failure can be matched to its
 /// span without either holding the key; [`as_str`](Self::as_str) gives the key itself to callers
 /// that want it.
@@ -26,7 +26,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// assert_eq!(key.len(), secret.len());
 /// for shown in [err.to_string(), format!("{err:?}")] {
 ///     assert!(!shown.contains("0f8c2a2e"), "{shown}");
-///     assert!(shown.contains(&format!("{:016x}", kvkit_core::stable_hash(secret))), "{shown}");
+///     assert!(shown.contains(&format!("{:016x}", kvkit_core::backend::stable_hash(secret))), "{shown}");
 /// }
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -37,7 +37,7 @@ impl RedactedKey {
     ///
     /// ```
     /// let key = kvkit_core::RedactedKey::new("api-key:s3cr3t");
-    /// assert_eq!(key.to_string(), format!("#{:016x} (14 bytes)", kvkit_core::stable_hash("api-key:s3cr3t")));
+    /// assert_eq!(key.to_string(), format!("#{:016x} (14 bytes)", kvkit_core::backend::stable_hash("api-key:s3cr3t")));
     /// ```
     pub fn new(key: &str) -> Self {
         RedactedKey(key.into())
@@ -70,14 +70,14 @@ impl RedactedKey {
         self.0.is_empty()
     }
 
-    /// The key's [`stable_hash`](crate::stable_hash), as shown.
+    /// The key's [`stable_hash`](crate::backend::stable_hash), as shown.
     ///
     /// ```
     /// let key = kvkit_core::RedactedKey::new("k");
-    /// assert_eq!(key.hash(), kvkit_core::stable_hash("k"));
+    /// assert_eq!(key.hash(), kvkit_core::backend::stable_hash("k"));
     /// ```
     pub fn hash(&self) -> u64 {
-        crate::stable_hash(&self.0)
+        crate::backend::stable_hash(&self.0)
     }
 }
 
@@ -160,25 +160,27 @@ pub enum Error {
         /// The backend's minimum TTL.
         min: Duration,
     },
-    /// An absolute expiration (unix seconds) is not far enough in the future.
+    /// An absolute expiration is not far enough in the future (at least `min_ttl` from now).
     #[error(
-        "expiration {expiration} (unix seconds) is not in the future; the earliest allowed is {earliest}"
+        "expiration {} is not far enough in the future; the earliest allowed is {}",
+        crate::time::rfc3339(*expiration),
+        crate::time::rfc3339(*earliest)
     )]
     ExpirationNotInFuture {
-        /// The requested expiration, in seconds since the unix epoch.
-        expiration: u64,
+        /// The requested expiration (rounded up to the backend's precision).
+        expiration: SystemTime,
         /// The earliest expiration the backend would accept now.
-        earliest: u64,
+        earliest: SystemTime,
     },
     /// An expiry later than the latest the backend accepts
-    /// ([`Capabilities::max_expiration_secs`](crate::Capabilities::max_expiration_secs): the end
-    /// of year 9999, or 2038-01-19 on Cloudflare).
-    #[error("expiry {expiry:?} ends after {latest} (unix seconds), the latest allowed")]
+    /// ([`Capabilities::latest_expiration`](crate::Capabilities::latest_expiration): the end of
+    /// year 9999, or 2038-01-19 on Cloudflare).
+    #[error("{expiry} ends after {}, the latest allowed", crate::time::rfc3339(*latest))]
     ExpiryTooFar {
         /// The requested expiry.
         expiry: crate::Expiry,
-        /// The latest expiration allowed, in seconds since the unix epoch.
-        latest: u64,
+        /// The latest expiration allowed.
+        latest: SystemTime,
     },
     /// A list limit outside `1..=max`.
     #[error("list limit {limit} is out of range; it must be between 1 and {max}")]

@@ -3,7 +3,15 @@
 //! [`KvStoreExt`].
 //!
 //! Users normally depend on the `kvkit` facade crate, which re-exports all of this; backend authors
-//! depend on `kvkit-core` directly and prove their backend with the `kvkit-testsuite` conformance suite.
+//! depend on `kvkit-core` directly, find what implementing the trait takes in [`backend`], and
+//! prove their backend with the `kvkit-testsuite` conformance suite.
+//!
+//! **Time** is [`SystemTime`](std::time::SystemTime) for instants and
+//! [`Duration`](std::time::Duration) for durations throughout: expirations, clocks, rate-limit
+//! resets and errors. Backends keep instants at their own precision
+//! ([`Capabilities::ttl_precision`]: milliseconds on memory and Redis, seconds on Cloudflare) and
+//! round up to it, so a key never expires before it was asked to. Inside a Worker, read the time
+//! with [`SystemClock`]: `SystemTime::now()` panics on `wasm32-unknown-unknown`.
 //!
 //! ```
 //! use std::time::Duration;
@@ -18,22 +26,17 @@
 //! # Ok(()) }
 //! ```
 
+pub mod backend;
 mod capabilities;
 mod clock;
-pub mod cursor;
 mod error;
 mod ext;
 mod store;
+mod time;
 mod types;
 
-pub use async_trait::async_trait;
 pub use bytes::Bytes;
-pub use capabilities::{
-    CLOUDFLARE_MAX_EXPIRATION_SECS, CLOUDFLARE_MAX_KEY_BYTES, CLOUDFLARE_MAX_METADATA_BYTES,
-    CLOUDFLARE_MAX_VALUE_BYTES, CLOUDFLARE_MIN_TTL, Capabilities, CheckedPut, Consistency,
-    MAX_BATCH_GET, MAX_EXPIRATION_SECS, MAX_LIST_LIMIT, add_to_counter, expires_at_ms,
-    parse_counter, stable_hash,
-};
+pub use capabilities::{Capabilities, Consistency, MAX_BATCH_GET, MAX_LIST_LIMIT};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{BoxError, Error, ErrorKind, RedactedKey, Result};
 pub use ext::{KeyStream, KvStoreExt};

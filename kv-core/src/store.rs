@@ -50,8 +50,10 @@ use crate::types::{CounterOptions, Entry, ListOptions, ListPage, PutItem, PutOpt
 ///    [`Capabilities::exact_metadata`] is false, as on Cloudflare, JSON `null` reads back as no
 ///    metadata and numbers as IEEE doubles).
 /// 6. **Expired means absent**, even before any cleanup ran: no read, list or batch returns an
-///    expired key. A TTL is measured from the write; an absolute expiration is in unix seconds.
-///    Both are reported, as unix seconds rounded up, by `get_with_metadata` and `list`.
+///    expired key. A TTL is measured from the write; an absolute expiration is an instant
+///    ([`SystemTime`](std::time::SystemTime), as every instant in the API). Both are rounded up
+///    to the backend's [`ttl_precision`](Capabilities::ttl_precision) and reported as the
+///    instant the key expires by `get_with_metadata` and `list`.
 /// 7. **Listing is ordered and complete**: keys come in byte-lexicographic order of their UTF-8
 ///    encoding, filtered by prefix, at most `limit` (1 to 1000, default 1000) a page. Following
 ///    cursors until `list_complete` yields every key present for the whole listing exactly

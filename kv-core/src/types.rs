@@ -1,17 +1,21 @@
 //! The option structs and results of the [`KvStore`](crate::KvStore) operations.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use serde_json::Value;
 
 /// When a written key expires.
 ///
+/// Instants are [`SystemTime`]s and durations [`Duration`]s everywhere in the API. On `wasm32`
+/// read the current time with [`SystemClock`](crate::SystemClock) (`SystemTime::now()` panics
+/// there).
+///
 /// ```
-/// use std::time::Duration;
+/// use std::time::{Duration, UNIX_EPOCH};
 /// use kvkit_core::Expiry;
 /// let in_a_minute = Expiry::Ttl(Duration::from_secs(60));
-/// let at_new_year = Expiry::At(1_798_761_600);
+/// let at_new_year = Expiry::At(UNIX_EPOCH + Duration::from_secs(1_798_761_600));
 /// assert_ne!(in_a_minute, at_new_year);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -20,8 +24,27 @@ pub enum Expiry {
     /// [`min_ttl`](crate::Capabilities::min_ttl); backends round it up to their
     /// [`ttl_precision`](crate::Capabilities::ttl_precision).
     Ttl(Duration),
-    /// Expire at this time, in seconds since the unix epoch. Must be at least `min_ttl` from now.
-    At(u64),
+    /// Expire at this instant. Must be at least `min_ttl` from now and no later than the
+    /// backend's [`latest_expiration`](crate::Capabilities::latest_expiration); backends round
+    /// it up to their `ttl_precision` (whole seconds on Cloudflare).
+    At(SystemTime),
+}
+
+/// `a TTL of 60s` or the instant in RFC 3339 form (`2038-01-19T03:14:07Z`).
+///
+/// ```
+/// use std::time::{Duration, UNIX_EPOCH};
+/// use kvkit_core::Expiry;
+/// assert_eq!(Expiry::Ttl(Duration::from_secs(60)).to_string(), "a TTL of 60s");
+/// assert_eq!(Expiry::At(UNIX_EPOCH + Duration::from_secs(60)).to_string(), "1970-01-01T00:01:00Z");
+/// ```
+impl std::fmt::Display for Expiry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Expiry::Ttl(ttl) => write!(f, "a TTL of {ttl:?}"),
+            Expiry::At(at) => write!(f, "{}", crate::time::rfc3339(*at)),
+        }
+    }
 }
 
 /// The version of an entry, as [`get_with_metadata`](crate::KvStore::get_with_metadata) read it:
@@ -183,21 +206,23 @@ impl PutOptions {
         self
     }
 
-    /// Expire at `unix_seconds`.
+    /// Expire at `at`.
     ///
     /// ```
-    /// let opts = kvkit_core::PutOptions::new().expire_at(4_102_444_800);
-    /// assert_eq!(opts.expiry, Some(kvkit_core::Expiry::At(4_102_444_800)));
+    /// use std::time::{Duration, UNIX_EPOCH};
+    /// let at = UNIX_EPOCH + Duration::from_secs(4_102_444_800);
+    /// let opts = kvkit_core::PutOptions::new().expire_at(at);
+    /// assert_eq!(opts.expiry, Some(kvkit_core::Expiry::At(at)));
     /// ```
-    pub fn expire_at(mut self, unix_seconds: u64) -> Self {
-        self.expiry = Some(Expiry::At(unix_seconds));
+    pub fn expire_at(mut self, at: SystemTime) -> Self {
+        self.expiry = Some(Expiry::At(at));
         self
     }
 
     /// Sets the expiry (or clears it with `None`).
     ///
     /// ```
-    /// let opts = kvkit_core::PutOptions::new().expire_at(4_102_444_800).expiry(None);
+    /// let opts = kvkit_core::PutOptions::new().expire_at(std::time::UNIX_EPOCH).expiry(None);
     /// assert_eq!(opts.expiry, None);
     /// ```
     pub fn expiry(mut self, expiry: Option<Expiry>) -> Self {
@@ -307,14 +332,16 @@ impl CounterOptions {
         self
     }
 
-    /// Expire at `unix_seconds` when the increment creates the counter.
+    /// Expire at `at` when the increment creates the counter.
     ///
     /// ```
-    /// let opts = kvkit_core::CounterOptions::new().expire_at(4_102_444_800);
-    /// assert_eq!(opts.expiry_on_create, Some(kvkit_core::Expiry::At(4_102_444_800)));
+    /// use std::time::{Duration, UNIX_EPOCH};
+    /// let at = UNIX_EPOCH + Duration::from_secs(4_102_444_800);
+    /// let opts = kvkit_core::CounterOptions::new().expire_at(at);
+    /// assert_eq!(opts.expiry_on_create, Some(kvkit_core::Expiry::At(at)));
     /// ```
-    pub fn expire_at(mut self, unix_seconds: u64) -> Self {
-        self.expiry_on_create = Some(Expiry::At(unix_seconds));
+    pub fn expire_at(mut self, at: SystemTime) -> Self {
+        self.expiry_on_create = Some(Expiry::At(at));
         self
     }
 }
@@ -340,8 +367,9 @@ pub struct Entry {
     pub value: Bytes,
     /// The metadata written with the value, if any.
     pub metadata: Option<Value>,
-    /// When the key expires, in seconds since the unix epoch (rounded up), if it expires.
-    pub expiration: Option<u64>,
+    /// When the key expires, if it does, at the backend's precision (milliseconds on memory and
+    /// Redis, whole seconds rounded up on Cloudflare).
+    pub expiration: Option<SystemTime>,
     /// The entry's version, for a compare-and-set ([`PutOptions::if_version`]); `None` where
     /// the store has no conditional writes
     /// ([`Capabilities::conditional_writes`](crate::Capabilities::conditional_writes)).
@@ -352,10 +380,11 @@ impl Entry {
     /// Builds an entry (for backend implementations).
     ///
     /// ```
-    /// let e = kvkit_core::Entry::new("v".into(), None, Some(1_700_000_000));
-    /// assert_eq!(e.expiration, Some(1_700_000_000));
+    /// let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+    /// let e = kvkit_core::Entry::new("v".into(), None, Some(at));
+    /// assert_eq!(e.expiration, Some(at));
     /// ```
-    pub fn new(value: Bytes, metadata: Option<Value>, expiration: Option<u64>) -> Self {
+    pub fn new(value: Bytes, metadata: Option<Value>, expiration: Option<SystemTime>) -> Self {
         Self {
             value,
             metadata,
@@ -449,8 +478,8 @@ impl ListOptions {
 pub struct KeyInfo {
     /// The key.
     pub name: String,
-    /// When it expires, in seconds since the unix epoch (rounded up), if it does.
-    pub expiration: Option<u64>,
+    /// When it expires, if it does, at the backend's precision (as [`Entry::expiration`]).
+    pub expiration: Option<SystemTime>,
     /// Its metadata, if any.
     pub metadata: Option<Value>,
 }
@@ -459,10 +488,11 @@ impl KeyInfo {
     /// Builds a key description (for backend implementations).
     ///
     /// ```
-    /// let key = kvkit_core::KeyInfo::new("a".into(), Some(1), Some(serde_json::json!(true)));
-    /// assert_eq!(key.expiration, Some(1));
+    /// let at = std::time::UNIX_EPOCH;
+    /// let key = kvkit_core::KeyInfo::new("a".into(), Some(at), Some(serde_json::json!(true)));
+    /// assert_eq!(key.expiration, Some(at));
     /// ```
-    pub fn new(name: String, expiration: Option<u64>, metadata: Option<Value>) -> Self {
+    pub fn new(name: String, expiration: Option<SystemTime>, metadata: Option<Value>) -> Self {
         Self {
             name,
             expiration,

@@ -26,7 +26,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path as UrlPath, State};
@@ -241,8 +241,8 @@ impl Catalog {
 struct SharedClock(Arc<dyn Clock>);
 
 impl Clock for SharedClock {
-    fn now_ms(&self) -> u64 {
-        self.0.now_ms()
+    fn now(&self) -> SystemTime {
+        self.0.now()
     }
 }
 

@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
 use kvkit_core::KvStore;
+use kvkit_core::backend::unix_secs_ceil;
 use kvkit_patterns::{RateLimit, RateLimiter};
 use tower::{Layer, Service};
 
@@ -231,7 +232,10 @@ const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy")
 fn add_headers(headers: &mut HeaderMap, outcome: &RateLimit, policy: &HeaderValue) {
     headers.insert(X_RATELIMIT_LIMIT, HeaderValue::from(outcome.limit));
     headers.insert(X_RATELIMIT_REMAINING, HeaderValue::from(outcome.remaining));
-    headers.insert(X_RATELIMIT_RESET, HeaderValue::from(outcome.reset_at));
+    headers.insert(
+        X_RATELIMIT_RESET,
+        HeaderValue::from(unix_secs_ceil(outcome.reset_at)),
+    );
     headers.insert(RATELIMIT_POLICY, policy.clone());
     let current = format!(
         "\"default\";r={};t={}",

@@ -105,7 +105,7 @@ fn backend(error: kvkit_core::Error) -> Error {
     Error::Backend(error.to_string())
 }
 
-#[kvkit_core::async_trait]
+#[kvkit_core::backend::async_trait]
 impl<S: KvStore> SessionStore for KvSessionStore<S> {
     async fn create(&self, record: &mut Record) -> Result<()> {
         for _ in 0..CREATE_ATTEMPTS {

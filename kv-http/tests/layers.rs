@@ -208,7 +208,7 @@ impl Down {
     }
 }
 
-#[kvkit_core::async_trait]
+#[kvkit_core::backend::async_trait]
 impl KvStore for Down {
     fn capabilities(&self) -> &Capabilities {
         &self.0

@@ -37,7 +37,8 @@ async fn contract(kv: Arc<dyn KvStore>) {
         .await
         .expect("read")
         .expect("stored");
-    let expiration = entry.expiration.expect("expires with the record");
+    let expiration =
+        kvkit_core::backend::unix_secs_ceil(entry.expiration.expect("expires with the record"));
     let expected = first.expiry_date.unix_timestamp() as u64;
     assert!(
         (expected..=expected + 1).contains(&expiration),

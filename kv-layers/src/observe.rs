@@ -15,7 +15,7 @@ use tracing::field::Empty;
 
 /// The key's stable hash, so traces can correlate keys without holding them.
 fn key_hash(key: &str) -> String {
-    format!("{:016x}", kvkit_core::stable_hash(key))
+    format!("{:016x}", kvkit_core::backend::stable_hash(key))
 }
 
 /// The kind of an error, without the values (keys among them) its message quotes.
@@ -210,7 +210,7 @@ mod clock {
 
     /// A raw reading: nanoseconds since the epoch, at millisecond resolution.
     pub(super) fn raw() -> u64 {
-        kvkit_core::SystemClock.now_ms().saturating_mul(1_000_000)
+        kvkit_core::backend::unix_ms(kvkit_core::SystemClock.now()).saturating_mul(1_000_000)
     }
 
     /// Nanoseconds between two raw readings.

@@ -4,7 +4,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use kvkit_core::{
@@ -87,8 +87,8 @@ pub trait Invalidator: Send + Sync + fmt::Debug + 'static {
 struct Cached {
     value: Bytes,
     metadata: Option<Value>,
-    /// Unix seconds, as the remote reported it.
-    expiration: Option<u64>,
+    /// As the remote reported it.
+    expiration: Option<SystemTime>,
     /// The remote's version of the entry: a compare-and-set against a stale copy fails, safely.
     version: Option<Version>,
     fetched: Instant,
@@ -123,7 +123,7 @@ fn lock(shard: &Mutex<Shard>) -> std::sync::MutexGuard<'_, Shard> {
 
 impl Local {
     fn shard(&self, key: &str) -> &Mutex<Shard> {
-        let hash = kvkit_core::stable_hash(key);
+        let hash = kvkit_core::backend::stable_hash(key);
         // The modulo keeps the index below SHARDS.
         &self.shards[(hash % SHARDS as u64) as usize]
     }
@@ -138,12 +138,10 @@ impl Local {
             return None;
         }
         if let Some(expiration) = cached.expiration {
-            // Expirations come rounded up to the second, so the key may end up to a second
-            // before `expiration`: a copy is served only until that earliest possible end.
-            let now_ms = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-            if now_ms >= expiration.saturating_sub(1).saturating_mul(1000) {
+            // Expirations come rounded up to the remote's precision (at most a second), so
+            // the key may end up to a second before `expiration`: a copy is served only until
+            // that earliest possible end.
+            if SystemTime::now() + Duration::from_secs(1) >= expiration {
                 return None;
             }
         }
@@ -243,8 +241,9 @@ impl Local {
 /// # Consistency
 ///
 /// - **Reads** are served from the local tier when it holds the key, the copy is younger than
-///   `max_staleness`, and the key cannot have expired yet (expirations are reported in whole
-///   seconds, so a copy is dropped a second before the reported one); otherwise
+///   `max_staleness`, and the key cannot have expired yet (expirations are reported rounded up
+///   to the remote's precision, a second at most, so a copy is dropped a second before the
+///   reported one); otherwise
 ///   they go to the remote store and refill the local tier. Listings always go to the remote.
 /// - **Writes and deletes** drop the local copy, go to the remote store, then drop it again
 ///   and, with an [`Invalidator`], announce the change to the other instances. A read whose

@@ -40,15 +40,15 @@ use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry as MapEntry;
+use kvkit_core::backend::{add_to_counter, cursor, from_unix_ms, stable_hash, unix_ms};
 use kvkit_core::{
     Capabilities, Clock, CounterOptions, Entry, Error, KeyInfo, KvStore, ListOptions, ListPage,
-    PutItem, PutOptions, Result, SystemClock, Version, WriteCondition, add_to_counter, cursor,
-    expires_at_ms, stable_hash,
+    PutItem, PutOptions, Result, SystemClock, Version, WriteCondition,
 };
 use serde_json::Value;
 
@@ -58,6 +58,11 @@ use kvkit_core::ManualClock;
 mod index;
 
 use index::IndexKey;
+
+/// The clock's time in unix milliseconds, as entries keep their expiry.
+fn now_ms(clock: &dyn Clock) -> u64 {
+    unix_ms(clock.now())
+}
 
 /// Number of shards of the ordered key index and of the expiry queue.
 const INDEX_SHARDS: usize = 4;
@@ -84,7 +89,7 @@ impl Slot {
     }
 
     fn is_expired(&self, clock: &dyn Clock) -> bool {
-        self.expires_at_ms != 0 && self.expires_at_ms <= clock.now_ms()
+        self.expires_at_ms != 0 && self.expires_at_ms <= now_ms(clock)
     }
 
     fn is_expired_at(&self, now_ms: u64) -> bool {
@@ -92,8 +97,8 @@ impl Slot {
     }
 
     /// The expiration in unix seconds, rounded up, as the contract reports it.
-    fn expiration(&self) -> Option<u64> {
-        (self.expires_at_ms != 0).then(|| self.expires_at_ms.div_ceil(1000))
+    fn expiration(&self) -> Option<SystemTime> {
+        (self.expires_at_ms != 0).then(|| from_unix_ms(self.expires_at_ms))
     }
 }
 
@@ -212,14 +217,14 @@ impl MemoryBuilder {
     /// not: its `Capabilities` say so.
     ///
     /// ```
-    /// use std::time::Duration;
+    /// use std::time::{Duration, UNIX_EPOCH};
     /// use kvkit_core::{Error, KvStore, KvStoreExt, PutOptions};
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
     /// let store = kvkit_memory::MemoryStore::builder().cloudflare_limits().build();
     /// let err = store.put_with_ttl("k", "v", Duration::from_secs(10)).await.unwrap_err();
     /// assert!(matches!(err, Error::TtlTooShort { .. }));
-    /// let after_2038 = PutOptions::new().expire_at(2_147_483_648);
+    /// let after_2038 = PutOptions::new().expire_at(UNIX_EPOCH + Duration::from_secs(2_147_483_648));
     /// let err = store.put("k", "v".into(), after_2038).await.unwrap_err();
     /// assert!(matches!(err, Error::ExpiryTooFar { .. }));
     /// # }
@@ -245,8 +250,18 @@ impl MemoryBuilder {
     /// Reads time from `clock` instead of the system clock.
     ///
     /// ```
-    /// let store = kvkit_memory::MemoryStore::builder().clock(kvkit_core::ManualClock::at(0)).build();
-    /// # let _ = store;
+    /// use std::time::{Duration, UNIX_EPOCH};
+    /// use kvkit_core::{KvStore, KvStoreExt, ManualClock};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> kvkit_core::Result<()> {
+    /// let clock = ManualClock::at(UNIX_EPOCH + Duration::from_secs(1_000));
+    /// let store = kvkit_memory::MemoryStore::builder().clock(clock.clone()).build();
+    /// store.put_with_ttl("k", "v", Duration::from_secs(60)).await?;
+    /// let entry = store.get_with_metadata("k").await?.expect("live");
+    /// assert_eq!(entry.expiration, Some(UNIX_EPOCH + Duration::from_secs(1_060)));
+    /// clock.advance(Duration::from_secs(60));
+    /// assert_eq!(store.get("k").await?, None);
+    /// # Ok(()) }
     /// ```
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
@@ -412,7 +427,7 @@ impl Inner {
 
     /// Removes every entry whose expiry has passed; returns how many were removed.
     fn purge_expired(&self) -> usize {
-        let now = self.clock.now_ms();
+        let now = now_ms(&*self.clock);
         let due_bucket = now / 1000;
         let mut removed = 0;
         for queue in self.expiry.iter() {
@@ -482,7 +497,7 @@ impl Inner {
             Some(last) => Bound::Excluded(IndexKey::new(Arc::from(last))),
             None => Bound::Included(IndexKey::new(Arc::from(prefix))),
         };
-        let now = self.clock.now_ms();
+        let now = now_ms(&*self.clock);
         let shards: Vec<_> = self.index.iter().map(|shard| read(shard)).collect();
         let mut ranges: Vec<_> = shards
             .iter()
@@ -529,7 +544,7 @@ impl Inner {
     }
 
     fn increment(&self, key: &str, delta: i64, expires_at_ms: Option<u64>) -> Result<i64> {
-        let now = self.clock.now_ms();
+        let now = now_ms(&*self.clock);
         let add = |slot: &mut Slot| -> Result<i64> {
             let next = add_to_counter(key, &slot.value, delta)?;
             slot.value = Bytes::from(next.to_string());
@@ -548,7 +563,7 @@ impl Inner {
     }
 
     fn put_if_absent(&self, key: &str, slot: Slot) -> bool {
-        let now = self.clock.now_ms();
+        let now = now_ms(&*self.clock);
         if self.map.get(key).is_some_and(|s| !s.is_expired_at(now)) {
             return false;
         }
@@ -578,7 +593,7 @@ impl Inner {
 
     /// Replaces `key` with `slot` only if it is live with `version`; returns whether it did.
     fn put_if_version(&self, key: &str, slot: Slot, version: u64) -> bool {
-        let now = self.clock.now_ms();
+        let now = now_ms(&*self.clock);
         self.upsert(key, |existing| match existing {
             Some(current) if !current.is_expired_at(now) && self.version_of(current) == version => {
                 Step::Write(slot, true)
@@ -589,7 +604,7 @@ impl Inner {
 
     /// Removes `key` only if it is live with `version`; returns whether it did.
     fn remove_if_version(&self, key: &str, version: u64) -> bool {
-        let now = self.clock.now_ms();
+        let now = now_ms(&*self.clock);
         match self.map.remove_if(key, |_, slot| {
             !slot.is_expired_at(now) && self.version_of(slot) == version
         }) {
@@ -662,14 +677,14 @@ impl MemoryStore {
         let inner = &self.inner;
         // Only an expiry needs the time; most writes skip the clock.
         let now = if options.expiry.is_some() {
-            inner.clock.now_ms()
+            inner.clock.now()
         } else {
-            0
+            UNIX_EPOCH
         };
         let checked = inner.caps.check_put(key, value.len(), options, now)?;
         Ok(Slot::new(
             value,
-            checked.expires_at_ms(now),
+            checked.expires_at(now).map(unix_ms),
             options.metadata.clone(),
         ))
     }
@@ -797,8 +812,9 @@ impl KvStore for MemoryStore {
     async fn increment(&self, key: &str, delta: i64, options: CounterOptions) -> Result<i64> {
         let inner = &self.inner;
         inner.caps.check_key(key)?;
-        let now = inner.clock.now_ms();
+        let now = inner.clock.now();
         let expiry = inner.caps.check_expiry(options.expiry_on_create, now)?;
-        inner.increment(key, delta, expires_at_ms(expiry, now))
+        let expires_at = inner.caps.expires_at(expiry, now).map(unix_ms);
+        inner.increment(key, delta, expires_at)
     }
 }

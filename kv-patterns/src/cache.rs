@@ -7,6 +7,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use kvkit_core::backend::unix_ms;
 use kvkit_core::{Bytes, Clock, Error, KvStore, PutOptions, SystemClock};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -752,7 +753,7 @@ impl<S: KvStore> Cache<S> {
             return true;
         }
         let ttl = self.storage_ttl(self.inner.lease_ttl);
-        let stamp = Bytes::from(self.inner.clock.now_ms().to_string());
+        let stamp = Bytes::from(unix_ms(self.inner.clock.now()).to_string());
         match store
             .put_if_absent(lease_key, stamp, PutOptions::new().ttl(ttl))
             .await
@@ -803,7 +804,7 @@ impl<S: KvStore> Cache<S> {
         };
         let envelope = EnvelopeOut {
             data: value,
-            timestamp: self.inner.clock.now_ms(),
+            timestamp: unix_ms(self.inner.clock.now()),
         };
         match serde_json::to_vec(&envelope) {
             Ok(raw) => Some((Bytes::from(raw), lifetime)),
@@ -841,7 +842,7 @@ impl<S: KvStore> Cache<S> {
         options: &CacheOptions,
         is_negative: fn(&V) -> bool,
     ) -> Freshness {
-        let age = self.inner.clock.now_ms().saturating_sub(entry.timestamp_ms);
+        let age = unix_ms(self.inner.clock.now()).saturating_sub(entry.timestamp_ms);
         if is_negative(&entry.data) {
             return match options.negative_ttl {
                 Some(ttl) if age < duration_ms(ttl) => Freshness::Fresh,

@@ -2,9 +2,10 @@
 
 use std::fmt::{self, Debug};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use kvkit_core::{Clock, CounterOptions, KvStore, SystemClock, parse_counter};
+use kvkit_core::backend::{from_unix_secs, parse_counter, unix_ms};
+use kvkit_core::{Clock, CounterOptions, KvStore, SystemClock};
 
 /// The prefix of every counter's key, as in the TypeScript pattern.
 const PREFIX: &str = "ratelimit:";
@@ -29,9 +30,10 @@ pub enum Window {
 /// The outcome of a check, as the TypeScript pattern's `{allowed, remaining, resetAt}`.
 ///
 /// ```
-/// use std::time::Duration;
-/// let r = kvkit_patterns::RateLimit { allowed: true, limit: 10, remaining: 9, reset_at: 60, reset_after: Duration::from_secs(30) };
-/// assert_eq!(r.retry_after(30), Duration::from_secs(30));
+/// use std::time::{Duration, UNIX_EPOCH};
+/// let reset_at = UNIX_EPOCH + Duration::from_secs(60);
+/// let r = kvkit_patterns::RateLimit { allowed: true, limit: 10, remaining: 9, reset_at, reset_after: Duration::from_secs(30) };
+/// assert_eq!(r.retry_after(UNIX_EPOCH + Duration::from_secs(30)), Duration::from_secs(30));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {
@@ -41,22 +43,27 @@ pub struct RateLimit {
     pub limit: u64,
     /// How many more requests the current window admits.
     pub remaining: u64,
-    /// When the current window ends, in unix seconds.
-    pub reset_at: u64,
+    /// When the current window ends (a whole second: windows start at multiples of their length
+    /// in unix seconds).
+    pub reset_at: SystemTime,
     /// How long from the check until the window ends, rounded up to whole seconds (what a
     /// `Retry-After` header says).
     pub reset_after: Duration,
 }
 
 impl RateLimit {
-    /// How long from `now_secs` until the window resets (for a `Retry-After` header).
+    /// How long from `now` until the window resets (zero once it has), for a `Retry-After`
+    /// header.
     ///
     /// ```
-    /// let r = kvkit_patterns::RateLimit { allowed: false, limit: 10, remaining: 0, reset_at: 100, reset_after: std::time::Duration::ZERO };
-    /// assert_eq!(r.retry_after(160).as_secs(), 0);
+    /// use std::time::{Duration, UNIX_EPOCH};
+    /// let reset_at = UNIX_EPOCH + Duration::from_secs(100);
+    /// let r = kvkit_patterns::RateLimit { allowed: false, limit: 10, remaining: 0, reset_at, reset_after: Duration::ZERO };
+    /// assert_eq!(r.retry_after(UNIX_EPOCH + Duration::from_secs(160)), Duration::ZERO);
+    /// assert_eq!(r.retry_after(UNIX_EPOCH + Duration::from_secs(99)), Duration::from_secs(1));
     /// ```
-    pub fn retry_after(&self, now_secs: u64) -> Duration {
-        Duration::from_secs(self.reset_at.saturating_sub(now_secs))
+    pub fn retry_after(&self, now: SystemTime) -> Duration {
+        self.reset_at.duration_since(now).unwrap_or(Duration::ZERO)
     }
 }
 
@@ -283,7 +290,7 @@ impl<S: KvStore> RateLimiter<S> {
     /// # Ok(()) }
     /// ```
     pub async fn check(&self, identifier: &str) -> kvkit_core::Result<RateLimit> {
-        let now_ms = self.clock.now_ms();
+        let now_ms = unix_ms(self.clock.now());
         let window = self.window_at(identifier, now_ms);
         self.store.capabilities().check_key(&window.current)?;
         let atomic = self.is_exact();
@@ -334,7 +341,7 @@ impl<S: KvStore> RateLimiter<S> {
     /// # Ok(()) }
     /// ```
     pub async fn peek(&self, identifier: &str) -> kvkit_core::Result<RateLimit> {
-        let now_ms = self.clock.now_ms();
+        let now_ms = unix_ms(self.clock.now());
         let window = self.window_at(identifier, now_ms);
         self.store.capabilities().check_key(&window.current)?;
         let previous = self.previous_count(&window).await?;
@@ -362,7 +369,7 @@ impl<S: KvStore> RateLimiter<S> {
         WindowKeys {
             current: counter_key(identifier, start),
             previous,
-            reset_at: start.saturating_add(self.window_secs),
+            reset_at: from_unix_secs(start.saturating_add(self.window_secs)),
             reset_after: Duration::from_secs(
                 start
                     .saturating_add(self.window_secs)
@@ -424,7 +431,7 @@ impl<S: KvStore> RateLimiter<S> {
 struct WindowKeys {
     current: String,
     previous: Option<String>,
-    reset_at: u64,
+    reset_at: SystemTime,
     reset_after: Duration,
     previous_weight: f64,
 }

@@ -3,9 +3,10 @@
 use std::fmt::{self, Debug, Display};
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures_util::TryStreamExt;
+use kvkit_core::backend::{from_unix_ms, unix_ms};
 use kvkit_core::{
     Bytes, Clock, Error, KvStore, KvStoreExt, PutItem, PutOptions, SystemClock, Version,
 };
@@ -51,14 +52,18 @@ pub trait SessionData: Serialize + DeserializeOwned + MaybeSend + Sync + 'static
     }
 }
 
-/// The TypeScript pattern's session, stored as `{"userId", "email", "role", "createdAt"}`.
+/// The TypeScript pattern's session, stored as `{"userId", "email", "role", "createdAt"}`, with
+/// `createdAt` in unix milliseconds as JavaScript's `Date.now()` gives it.
 ///
 /// ```
+/// use std::time::{Duration, UNIX_EPOCH};
 /// let session = kvkit_patterns::Session {
-///     user_id: "u1".into(), email: "ada@example.com".into(), role: "admin".into(), created_at: 1,
+///     user_id: "u1".into(), email: "ada@example.com".into(), role: "admin".into(),
+///     created_at: UNIX_EPOCH + Duration::from_millis(1_767_225_600_123),
 /// };
-/// assert_eq!(serde_json::to_string(&session).unwrap(),
-///     r#"{"userId":"u1","email":"ada@example.com","role":"admin","createdAt":1}"#);
+/// let json = r#"{"userId":"u1","email":"ada@example.com","role":"admin","createdAt":1767225600123}"#;
+/// assert_eq!(serde_json::to_string(&session).unwrap(), json);
+/// assert_eq!(serde_json::from_str::<kvkit_patterns::Session>(json).unwrap(), session);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -69,8 +74,36 @@ pub struct Session {
     pub email: String,
     /// The user's role.
     pub role: String,
-    /// When the session was created, in unix milliseconds.
-    pub created_at: u64,
+    /// When the session was created (stored in unix milliseconds).
+    #[serde(with = "unix_millis")]
+    pub created_at: SystemTime,
+}
+
+/// `SystemTime` as JSON unix milliseconds; JavaScript may write them as a float.
+mod unix_millis {
+    use std::time::SystemTime;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(
+        at: &SystemTime,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(super::unix_ms(*at))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<SystemTime, D::Error> {
+        let ms = f64::deserialize(deserializer)?;
+        if !(ms.is_finite() && ms >= 0.0) {
+            return Err(serde::de::Error::custom(
+                "createdAt is not a time in unix milliseconds",
+            ));
+        }
+        // Finite and not negative: the cast saturates.
+        Ok(super::from_unix_ms(ms as u64))
+    }
 }
 
 impl SessionData for Session {
@@ -371,7 +404,7 @@ impl<S: KvStore> SessionManager<S, Session> {
             user_id: user_id.to_owned(),
             email: email.to_owned(),
             role: role.to_owned(),
-            created_at: self.clock.now_ms(),
+            created_at: self.clock.now(),
         };
         self.create(&session).await
     }
@@ -670,7 +703,7 @@ impl<S: KvStore, D: SessionData> SessionManager<S, D> {
         match last {
             Some(last) => {
                 let interval = u64::try_from(self.refresh_interval.as_millis()).unwrap_or(u64::MAX);
-                self.clock.now_ms().saturating_sub(last) >= interval
+                unix_ms(self.clock.now()).saturating_sub(last) >= interval
             }
             None => true,
         }
@@ -715,7 +748,7 @@ impl<S: KvStore, D: SessionData> SessionManager<S, D> {
     fn write_options(&self) -> PutOptions {
         PutOptions::new()
             .ttl(self.ttl)
-            .metadata(json!({ REFRESHED_AT: self.clock.now_ms() }))
+            .metadata(json!({ REFRESHED_AT: unix_ms(self.clock.now()) }))
     }
 
     fn index_options(&self) -> PutOptions {

@@ -27,7 +27,7 @@ impl DestroyBeforeWrite {
     }
 }
 
-#[kvkit_core::async_trait]
+#[kvkit_core::backend::async_trait]
 impl KvStore for DestroyBeforeWrite {
     fn capabilities(&self) -> &Capabilities {
         self.inner.capabilities()
@@ -73,7 +73,8 @@ impl KvStore for DestroyBeforeWrite {
 
 #[tokio::test]
 async fn a_refresh_racing_a_destroy_does_not_resurrect_the_session() {
-    let clock = ManualClock::at(1_700_000_000_000);
+    let clock =
+        ManualClock::at(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000));
     let store = Arc::new(DestroyBeforeWrite {
         inner: MemoryStore::builder().clock(clock.clone()).build(),
         armed: AtomicBool::new(false),

@@ -80,7 +80,7 @@ impl RedisStore {
                 return Box::pin(self.increment(key, delta, options)).await;
             };
             let (value, meta) = unframe(stored.clone());
-            let next = kvkit_core::add_to_counter(key, &value, delta)?;
+            let next = kvkit_core::backend::add_to_counter(key, &value, delta)?;
             let meta = (!meta.is_empty()).then(|| String::from_utf8_lossy(&meta).into_owned());
             let replacement = frame(Bytes::from(next.to_string()), meta.as_deref());
             let call = swap_call(&value_key, &stored, &replacement);

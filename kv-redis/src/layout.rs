@@ -17,7 +17,7 @@ impl Layout {
         match self.shards {
             None => 0,
             Some(n) => {
-                let hash = kvkit_core::stable_hash(key);
+                let hash = kvkit_core::backend::stable_hash(key);
                 // The modulo keeps the value below n, a u32.
                 (hash % u64::from(n)) as u32
             }
@@ -29,7 +29,7 @@ impl Layout {
             None => self.namespace.clone(),
             Some(_) => format!(
                 "{{{:016x}:{shard:02}}}{}",
-                kvkit_core::stable_hash(&self.namespace),
+                kvkit_core::backend::stable_hash(&self.namespace),
                 self.namespace
             ),
         }
@@ -120,7 +120,10 @@ mod tests {
             };
             for shard in 0..16 {
                 let keys = ShardKeys::new(&layout, shard);
-                let tag = format!("{:016x}:{shard:02}", kvkit_core::stable_hash(namespace));
+                let tag = format!(
+                    "{:016x}:{shard:02}",
+                    kvkit_core::backend::stable_hash(namespace)
+                );
                 for key in [
                     &keys.index,
                     &keys.expiry,

@@ -101,7 +101,7 @@
 //!
 //! [`RedisStore::cluster`] spreads keys over 16 shards (configurable), each with its own hash
 //! tag: key `k` of shard `s` lives under `{h:s}ns v:k`, where `h` is the namespace's
-//! [`stable_hash`](kvkit_core::stable_hash) in hex, next to its shard's two indexes, so every
+//! [`stable_hash`](kvkit_core::backend::stable_hash) in hex, next to its shard's two indexes, so every
 //! transaction and script touches one slot. The tag holds no part of the namespace, so any
 //! namespace works, even one holding `{` or `}` (which would otherwise end the tag early and
 //! spread a key's value and indexes over different slots). A listing reads a page from every

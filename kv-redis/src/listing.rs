@@ -7,13 +7,14 @@
 //! repeat only when names were dropped and the page is not full yet.
 
 use futures_util::future::try_join_all;
-use kvkit_core::{Error, KeyInfo, ListOptions, ListPage, Result, cursor};
+use kvkit_core::backend::cursor;
+use kvkit_core::{Error, KeyInfo, ListOptions, ListPage, Result};
 use redis::Cmd;
 
 use crate::framing::{FRAME_MAGIC, parse_metadata};
 use crate::layout::ShardKeys;
 use crate::scripts::{LIST, script_call};
-use crate::store::{BACKEND, RedisStore, expiration_secs};
+use crate::store::{BACKEND, RedisStore, expiration_of};
 
 /// What `list.lua` answers for a name whose key has expired or vanished, and which it has
 /// dropped from the indexes.
@@ -87,7 +88,7 @@ impl RedisStore {
         for (name, at, meta) in merged {
             let name = utf8_key(name)?;
             let metadata = parse_metadata(&name, &meta)?;
-            keys.push(KeyInfo::new(name, expiration_secs(at), metadata));
+            keys.push(KeyInfo::new(name, expiration_of(at), metadata));
         }
         let next = if truncated {
             keys.last().map(|k| k.name.clone())

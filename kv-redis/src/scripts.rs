@@ -4,6 +4,7 @@
 use std::sync::LazyLock;
 
 use kvkit_core::Expiry;
+use kvkit_core::backend::unix_ms;
 use redis::{Cmd, ErrorKind, FromRedisValue, RedisError, Script, ServerErrorKind};
 
 use crate::connection::Conn;
@@ -39,7 +40,7 @@ pub(crate) struct Routine {
 
 impl Routine {
     fn new(body: &str) -> Self {
-        let name = format!("kv_{:016x}", kvkit_core::stable_hash(body));
+        let name = format!("kv_{:016x}", kvkit_core::backend::stable_hash(body));
         let library = format!(
             "#!lua name={name}\nredis.register_function('{name}', function(KEYS, ARGV)\n{body}end)\n"
         );
@@ -84,7 +85,7 @@ pub(crate) fn expiry_args(expiry: Option<Expiry>) -> (&'static str, u64) {
     match expiry {
         None => ("0", 0),
         Some(Expiry::Ttl(ttl)) => ("1", u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)),
-        Some(Expiry::At(secs)) => ("2", secs.saturating_mul(1000)),
+        Some(Expiry::At(at)) => ("2", unix_ms(at)),
     }
 }
 
@@ -349,7 +350,7 @@ local redis = setmetatable({ call = checked(real.call), pcall = checked(real.pca
         };
         let keys = store.shard(0);
         let hour = Duration::from_secs(3600);
-        let in_an_hour = SystemClock.now_ms() / 1000 + 3600;
+        let in_an_hour = SystemClock.now() + hour;
         let options = [
             PutOptions::new(),
             PutOptions::new().ttl(hour),

@@ -4,10 +4,11 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures_util::future::try_join_all;
+use kvkit_core::backend::from_unix_ms;
 use kvkit_core::{
     Capabilities, Clock, CounterOptions, Entry, Error, KvStore, ListOptions, ListPage, PutItem,
     PutOptions, Result, SystemClock, Version, WriteCondition,
@@ -68,11 +69,11 @@ impl fmt::Debug for RedisStore {
 
 /// An entry's expiry in unix seconds (rounded up) from its `PEXPIRETIME`; `None` for a key
 /// without one (-1) or an absent key (-2).
-pub(crate) fn expiration_secs(at_ms: i64) -> Option<u64> {
+pub(crate) fn expiration_of(at_ms: i64) -> Option<SystemTime> {
     u64::try_from(at_ms)
         .ok()
         .filter(|&ms| ms > 0)
-        .map(|ms| ms.div_ceil(1000))
+        .map(from_unix_ms)
 }
 
 impl RedisStore {
@@ -183,8 +184,7 @@ impl KvStore for RedisStore {
         let version = version_of(&stored, at);
         let (value, meta) = unframe(stored);
         Ok(Some(
-            Entry::new(value, parse_metadata(key, &meta)?, expiration_secs(at))
-                .with_version(version),
+            Entry::new(value, parse_metadata(key, &meta)?, expiration_of(at)).with_version(version),
         ))
     }
 
@@ -212,7 +212,7 @@ impl KvStore for RedisStore {
             }
         }
         let keys = self.keys_of(key);
-        let expires_at = w.expiry.and_then(|_| w.expires_at_ms(SystemClock.now_ms()));
+        let expires_at = w.expiry.and_then(|_| w.expires_at_ms(SystemClock.now()));
         // An existing key is already indexed (every creation indexes it atomically, and names
         // leave the index only with their key), so an overwrite is a plain `SET … XX`; for an
         // expiring key, its expiry-index score goes in the same round trip.
@@ -346,7 +346,7 @@ impl KvStore for RedisStore {
     async fn increment(&self, key: &str, delta: i64, options: CounterOptions) -> Result<i64> {
         let caps = &self.inner.caps;
         caps.check_key(key)?;
-        let expiry = caps.check_expiry(options.expiry_on_create, SystemClock.now_ms())?;
+        let expiry = caps.check_expiry(options.expiry_on_create, SystemClock.now())?;
         // An existing counter takes one short call on its value key alone; only an absent one
         // needs the script that creates it with its expiry and index entries.
         let result = self.add_to_existing(key, delta);

@@ -2,6 +2,7 @@
 
 use std::sync::atomic::Ordering;
 
+use kvkit_core::backend::unix_ms;
 use kvkit_core::{Clock, SystemClock};
 use redis::Cmd;
 
@@ -53,7 +54,7 @@ impl RedisStore {
         let mut due = redis::cmd("ZRANGE");
         due.arg(&keys.expiry)
             .arg("-inf")
-            .arg(SystemClock.now_ms())
+            .arg(unix_ms(SystemClock.now()))
             .arg("BYSCORE")
             .arg("LIMIT")
             .arg(0)

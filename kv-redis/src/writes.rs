@@ -1,7 +1,10 @@
 //! Plain writes: one key (`SET … XX`, or a transaction creating and indexing it) and batches.
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use bytes::Bytes;
 use futures_util::future::try_join_all;
+use kvkit_core::backend::unix_ms;
 use kvkit_core::{Clock, Expiry, PutOptions, Result, SystemClock};
 use redis::Cmd;
 
@@ -23,8 +26,13 @@ pub(crate) struct Write {
 impl Write {
     /// The expiry as a unix-ms score for the expiry index (refined by sweeps to the server's
     /// own time).
-    pub(crate) fn expires_at_ms(&self, now_ms: u64) -> Option<u64> {
-        kvkit_core::expires_at_ms(self.expiry, now_ms)
+    pub(crate) fn expires_at_ms(&self, now: SystemTime) -> Option<u64> {
+        self.expiry.map(|expiry| match expiry {
+            Expiry::Ttl(ttl) => {
+                unix_ms(now).saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
+            }
+            Expiry::At(at) => unix_ms(at),
+        })
     }
 }
 
@@ -58,7 +66,7 @@ impl RedisStore {
         options: &PutOptions,
     ) -> Result<Write> {
         // Only an expiry needs the time.
-        let now = options.expiry.map_or(0, |_| SystemClock.now_ms());
+        let now = options.expiry.map_or(UNIX_EPOCH, |_| SystemClock.now());
         let checked = self.inner.caps.check_put(key, value.len(), options, now)?;
         Ok(Write {
             stored: frame(value, checked.metadata_json.as_deref()),
@@ -68,7 +76,7 @@ impl RedisStore {
 
     /// Writes a batch: per shard, one `MULTI`/`EXEC` of the `SET`s and the index updates.
     pub(crate) async fn write_batch(&self, writes: Vec<(Write, String)>) -> Result<()> {
-        let now = SystemClock.now_ms();
+        let now = SystemClock.now();
         let groups = self.by_shard(writes, |(_, key)| key);
         let mut expiring_shards = Vec::new();
         let calls = groups.iter().flat_map(|(shard, group)| {

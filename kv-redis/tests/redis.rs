@@ -468,3 +468,43 @@ async fn listing_stops_at_the_scan_cap_with_a_cursor() {
         .unwrap();
     assert_eq!(indexed, 2, "vanished names left in the index");
 }
+
+#[tokio::test]
+async fn failed_session_writes_never_show_the_session_id() {
+    use kvkit_patterns::{Session, SessionManager};
+    use kvkit_testsuite::secrets::assert_hides_session_id;
+
+    let Some(server) = servers::RedisServer::start(&[]) else {
+        return;
+    };
+    let mut raw = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection_manager()
+        .await
+        .unwrap();
+    let session = Session {
+        user_id: "u1".into(),
+        email: "ada@example.com".into(),
+        role: "admin".into(),
+        created_at: std::time::UNIX_EPOCH,
+    };
+    let writer = SessionManager::<_, Session>::new(RedisStore::connect(&server.url()).await.unwrap());
+    let id = writer.create(&session).await.expect("create");
+    // A user who may read but not write: Redis refuses each write with NOPERM.
+    let url = acl_user(&server, &mut raw, "reader", &["+@read", "+@connection"]).await;
+    let reader = SessionManager::<_, Session>::new(RedisStore::connect(&url).await.unwrap());
+    assert_eq!(reader.get(id.as_str()).await.expect("read"), Some(session.clone()));
+    let error = reader.destroy(id.as_str()).await.expect_err("NOPERM");
+    assert_eq!(error.kind(), ErrorKind::PermissionDenied, "{error:?}");
+    assert_hides_session_id(&error, Some(id.as_str()));
+    let error = reader.create(&session).await.expect_err("NOPERM");
+    assert_hides_session_id(&error, None);
+    // The server goes away.
+    drop(server);
+    let error = writer.destroy(id.as_str()).await.expect_err("no server");
+    assert!(
+        matches!(error.kind(), ErrorKind::Unavailable | ErrorKind::Timeout),
+        "{error:?}"
+    );
+    assert_hides_session_id(&error, Some(id.as_str()));
+}

@@ -5,10 +5,11 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures_util::TryStreamExt;
+use kvkit_core::backend::{from_unix_ms, unix_ms};
 use kvkit_core::{
     CounterOptions, Error, Expiry, KeyInfo, KvStore, KvStoreExt, ListOptions, ListPage, PutItem,
     PutOptions, Version,
@@ -330,13 +331,30 @@ pub async fn ttl_expiry_hides_key_everywhere(h: &Harness) {
     ns.clean(store).await;
 }
 
-/// Rule 6: an absolute expiration (unix seconds) ends the key at that second.
+/// `at` rounded up to a whole multiple of `precision` since the unix epoch, as the contract
+/// says backends store expirations.
+fn round_up_to(at: SystemTime, precision: Duration) -> SystemTime {
+    let since = at.duration_since(UNIX_EPOCH).expect("after 1970");
+    let p = precision.as_nanos().max(1);
+    let nanos = since.as_nanos().div_ceil(p) * p;
+    UNIX_EPOCH + Duration::from_nanos(u64::try_from(nanos).expect("before 2554"))
+}
+
+/// `at` truncated to whole milliseconds (the resolution of the servers' clocks).
+fn floor_ms(at: SystemTime) -> SystemTime {
+    from_unix_ms(unix_ms(at))
+}
+
+/// Rule 6: an absolute expiration ends the key at that instant, rounded up to the backend's
+/// precision, and is reported as such.
 pub async fn absolute_expiration(h: &Harness) {
     let store = &**h.store();
     let ns = Namespace::new();
     let key = ns.key("k");
-    let min_ms = u64::try_from(store.capabilities().min_ttl.as_millis()).unwrap_or(u64::MAX);
-    let at = (h.now_ms() + min_ms).div_ceil(1000) + 1;
+    let precision = store.capabilities().ttl_precision;
+    let min = store.capabilities().min_ttl;
+    // A whole second, the precision of every backend.
+    let at = round_up_to(h.now() + min, Duration::from_secs(1)) + Duration::from_secs(1);
     store
         .put(&key, "v".into(), opts().expire_at(at))
         .await
@@ -347,7 +365,17 @@ pub async fn absolute_expiration(h: &Harness) {
         .expect("get_with_metadata")
         .expect("present before the expiration");
     assert_eq!(entry.expiration, Some(at));
-    let wait = Duration::from_millis((at * 1000).saturating_sub(h.now_ms())) + MARGIN;
+    // Between two whole seconds: kept to the backend's precision, rounded up.
+    let odd = at + Duration::from_micros(1_500_250);
+    let other = ns.key("odd");
+    store
+        .put(&other, "v".into(), opts().expire_at(odd))
+        .await
+        .expect("put with a fractional expiration");
+    let listed = list_all(store, &other, None).await;
+    assert_eq!(listed[0].expiration, Some(round_up_to(odd, precision)));
+    store.delete(&other).await.expect("delete");
+    let wait = at.duration_since(h.now()).unwrap_or_default() + MARGIN;
     h.advance(wait).await;
     assert_eq!(
         get(store, &key).await,
@@ -357,7 +385,8 @@ pub async fn absolute_expiration(h: &Harness) {
     assert!(list_all(store, ns.prefix(), None).await.is_empty());
 }
 
-/// Rule 6: get_with_metadata and list report when a key expires, in unix seconds.
+/// Rule 6: get_with_metadata and list report when a key expires, rounded up to the backend's
+/// precision.
 pub async fn expiration_is_reported(h: &Harness) {
     let store = &**h.store();
     let ns = Namespace::new();
@@ -365,23 +394,22 @@ pub async fn expiration_is_reported(h: &Harness) {
     // A fractional TTL, so that rounding down instead of up would be caught.
     let caps = store.capabilities();
     let ttl = Duration::from_millis(600_500).max(caps.min_ttl + Duration::from_millis(500));
-    let Ok(Some(Expiry::Ttl(rounded))) = caps.check_expiry(Some(Expiry::Ttl(ttl)), h.now_ms())
-    else {
+    let Ok(Some(Expiry::Ttl(rounded))) = caps.check_expiry(Some(Expiry::Ttl(ttl)), h.now()) else {
         panic!("a TTL of {ttl:?} must be accepted");
     };
-    let ttl_ms = u64::try_from(rounded.as_millis()).unwrap_or(u64::MAX);
-    if h.now_ms().is_multiple_of(1000) {
+    if unix_ms(h.now()).is_multiple_of(1000) {
         // Start between two seconds, so that the exact second reported is meaningful.
         h.advance(Duration::from_millis(300)).await;
     }
-    let before = h.now_ms();
+    let before = floor_ms(h.now());
     store
         .put(&key, "v".into(), opts().ttl(ttl))
         .await
         .expect("put");
-    let after = h.now_ms();
-    let low = (before + ttl_ms).div_ceil(1000);
-    let high = (after + ttl_ms).div_ceil(1000);
+    let after = h.now();
+    let low = round_up_to(before + rounded, caps.ttl_precision);
+    let high = round_up_to(after + rounded, caps.ttl_precision);
+    let shown = |at: SystemTime| unix_ms(at);
     let entry = store
         .get_with_metadata(&key)
         .await
@@ -392,13 +420,19 @@ pub async fn expiration_is_reported(h: &Harness) {
         .expect("expiration reported by get_with_metadata");
     assert!(
         (low..=high).contains(&reported),
-        "get_with_metadata reported {reported}, expected {low}..={high}"
+        "get_with_metadata reported {} ms, expected {}..={} ms",
+        shown(reported),
+        shown(low),
+        shown(high)
     );
     let listed = list_all(store, ns.prefix(), None).await;
     let reported = listed[0].expiration.expect("expiration reported by list");
     assert!(
         (low..=high).contains(&reported),
-        "list reported {reported}, expected {low}..={high}"
+        "list reported {} ms, expected {}..={} ms",
+        shown(reported),
+        shown(low),
+        shown(high)
     );
     ns.clean(store).await;
 }
@@ -1184,8 +1218,13 @@ pub async fn validation_expiration_not_in_future(h: &Harness) {
     let store = &**h.store();
     let ns = Namespace::new();
     let key = ns.key("k");
-    let now_s = h.now_ms() / 1000;
-    for at in [0, 1, now_s.saturating_sub(10), now_s] {
+    let now = h.now();
+    for at in [
+        UNIX_EPOCH,
+        UNIX_EPOCH + Duration::from_secs(1),
+        now - Duration::from_secs(10),
+        now,
+    ] {
         assert_err!(
             store.put(&key, "v".into(), opts().expire_at(at)).await,
             Error::ExpirationNotInFuture { .. }
@@ -1209,8 +1248,8 @@ pub async fn validation_expiration_not_in_future(h: &Harness) {
         );
     }
     for expiry in [
-        Expiry::At(u64::MAX),
-        Expiry::At(store.capabilities().max_expiration_secs + 1),
+        Expiry::At(from_unix_ms(u64::MAX)),
+        Expiry::At(store.capabilities().latest_expiration + Duration::from_secs(1)),
         Expiry::Ttl(Duration::MAX),
     ] {
         assert_err!(
@@ -1222,7 +1261,7 @@ pub async fn validation_expiration_not_in_future(h: &Harness) {
     }
     let min = store.capabilities().min_ttl;
     if min >= Duration::from_secs(2) {
-        let close = now_s + min.as_secs() / 2;
+        let close = now + min / 2;
         assert_err!(
             store.put(&key, "v".into(), opts().expire_at(close)).await,
             Error::ExpirationNotInFuture { .. }
@@ -1230,7 +1269,10 @@ pub async fn validation_expiration_not_in_future(h: &Harness) {
     }
     assert_eq!(get(store, &key).await, None);
     // 2100-01-01, or the latest the backend accepts when that is earlier.
-    let far = store.capabilities().max_expiration_secs.min(4_102_444_800);
+    let far = store
+        .capabilities()
+        .latest_expiration
+        .min(UNIX_EPOCH + Duration::from_secs(4_102_444_800));
     assert!(matches!(
         store
             .put(&key, "v".into(), opts().expiry(Some(Expiry::At(far))))

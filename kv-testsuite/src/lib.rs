@@ -29,7 +29,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures_util::future::LocalBoxFuture;
 use kvkit_core::{Clock, KvStore, ListOptions, ManualClock, SystemClock};
@@ -39,6 +39,7 @@ pub mod cases;
 pub mod model;
 pub mod patterns;
 mod rt;
+pub mod secrets;
 
 #[doc(hidden)]
 #[cfg(not(target_arch = "wasm32"))]
@@ -248,16 +249,18 @@ impl Harness {
         &self.store
     }
 
-    /// The store's current time in unix milliseconds.
+    /// The store's current time.
     ///
     /// ```
-    /// let harness = kvkit_testsuite::Harness::manual(kvkit_memory::MemoryStore::new(), kvkit_core::ManualClock::at(7));
-    /// assert_eq!(harness.now_ms(), 7);
+    /// use std::time::{Duration, UNIX_EPOCH};
+    /// let at = UNIX_EPOCH + Duration::from_millis(7);
+    /// let harness = kvkit_testsuite::Harness::manual(kvkit_memory::MemoryStore::new(), kvkit_core::ManualClock::at(at));
+    /// assert_eq!(harness.now(), at);
     /// ```
-    pub fn now_ms(&self) -> u64 {
+    pub fn now(&self) -> SystemTime {
         match &self.time {
-            Time::Manual(clock) => clock.now_ms(),
-            Time::Real => SystemClock.now_ms(),
+            Time::Manual(clock) => clock.now(),
+            Time::Real => SystemClock.now(),
         }
     }
 
@@ -266,9 +269,10 @@ impl Harness {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// let harness = kvkit_testsuite::Harness::manual(kvkit_memory::MemoryStore::new(), kvkit_core::ManualClock::at(0));
-    /// harness.advance(std::time::Duration::from_secs(5)).await;
-    /// assert_eq!(harness.now_ms(), 5000);
+    /// use std::time::{Duration, UNIX_EPOCH};
+    /// let harness = kvkit_testsuite::Harness::manual(kvkit_memory::MemoryStore::new(), kvkit_core::ManualClock::at(UNIX_EPOCH));
+    /// harness.advance(Duration::from_secs(5)).await;
+    /// assert_eq!(harness.now(), UNIX_EPOCH + Duration::from_secs(5));
     /// # }
     /// ```
     pub async fn advance(&self, by: Duration) {
@@ -331,7 +335,8 @@ impl Namespace {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         // The OS's randomness (the Web Crypto API on wasm32); a clash with another process's
         // prefix would need the same 64 random bits.
-        let random = getrandom::u64().unwrap_or_else(|_| SystemClock.now_ms());
+        let random =
+            getrandom::u64().unwrap_or_else(|_| kvkit_core::backend::unix_ms(SystemClock.now()));
         Self {
             prefix: format!("kvtest-{random:016x}-{n}/"),
         }

@@ -6,9 +6,8 @@ use std::collections::BTreeMap;
 use std::future::Future;
 
 use bytes::Bytes;
-use kvkit_core::{
-    Capabilities, CounterOptions, Error, KvStore, PutItem, PutOptions, parse_counter,
-};
+use kvkit_core::backend::parse_counter;
+use kvkit_core::{Capabilities, CounterOptions, Error, KvStore, PutItem, PutOptions};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{Value, json};

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use kvkit_core::backend::{from_unix_ms, from_unix_secs, unix_ms};
 use kvkit_core::{Clock, Error, KvStore, KvStoreExt, ManualClock, PutOptions, SystemClock};
 use kvkit_patterns::{
     Cache, CacheError, CacheOptions, CacheStatus, RateLimiter, Session, SessionManager, Window,
@@ -49,14 +50,14 @@ impl Time {
                 shared: true,
             },
             None => Self {
-                clock: ManualClock::at(SystemClock.now_ms()),
+                clock: ManualClock::at(SystemClock.now()),
                 shared: false,
             },
         }
     }
 
     fn now_ms(&self) -> u64 {
-        self.clock.now_ms()
+        unix_ms(self.clock.now())
     }
 
     /// Moves pattern time (and the store's, when shared) without sleeping.
@@ -197,8 +198,8 @@ pub async fn cache_stores_seed_envelope(h: &Harness) {
         "compact, in the order JSON.stringify writes it"
     );
     let lifetime = Duration::from_secs(10).max(h.store().capabilities().min_ttl);
-    let expiration = entry.expiration.expect("the entry expires");
-    let store_now = h.now_ms() / 1000;
+    let expiration = unix_ms(entry.expiration.expect("the entry expires")) / 1000;
+    let store_now = unix_ms(h.now()) / 1000;
     assert!(
         expiration >= store_now + lifetime.as_secs() - 1
             && expiration <= store_now + lifetime.as_secs() + 2,
@@ -520,8 +521,8 @@ pub async fn session_lifecycle_and_format(h: &Harness) {
             time.now_ms()
         )
     );
-    let expiration = entry.expiration.expect("expires");
-    let store_now = h.now_ms() / 1000;
+    let expiration = unix_ms(entry.expiration.expect("expires")) / 1000;
+    let store_now = unix_ms(h.now()) / 1000;
     assert!((store_now + 86_399..=store_now + 86_401).contains(&expiration));
     let session = sessions.get(id.as_str()).await.expect("get").expect("live");
     assert_eq!(
@@ -530,7 +531,7 @@ pub async fn session_lifecycle_and_format(h: &Harness) {
             user_id: user.clone(),
             email: "ada@example.com".into(),
             role: "admin".into(),
-            created_at: time.now_ms(),
+            created_at: from_unix_ms(time.now_ms()),
         }
     );
     sessions.destroy(id.as_str()).await.expect("destroy");
@@ -555,7 +556,7 @@ pub async fn session_reads_seed_session(h: &Harness) {
         .expect("put");
     let session = sessions.get(id).await.expect("get").expect("live");
     assert_eq!(session.user_id, "ts-user");
-    assert_eq!(session.created_at, 1_767_225_600_000);
+    assert_eq!(session.created_at, from_unix_ms(1_767_225_600_000));
     assert!(sessions.refresh(id).await.expect("refresh"));
     assert_eq!(
         h.store().get(&key).await.expect("read").as_deref(),
@@ -763,14 +764,17 @@ pub async fn ratelimit_fixed_window(h: &Harness) {
         assert!(r.allowed);
         assert_eq!(
             (r.remaining, r.limit, r.reset_at),
-            (remaining, 3, start + 60)
+            (remaining, 3, from_unix_secs(start + 60))
         );
         let until_reset = ((start + 60) * 1000 - time.now_ms()).div_ceil(1000);
         assert_eq!(r.reset_after, Duration::from_secs(until_reset));
     }
     let rejected = limiter.check(&id).await.expect("check");
     assert!(!rejected.allowed);
-    assert_eq!((rejected.remaining, rejected.reset_at), (0, start + 60));
+    assert_eq!(
+        (rejected.remaining, rejected.reset_at),
+        (0, from_unix_secs(start + 60))
+    );
     let key = format!("ratelimit:{id}:{start}");
     assert_eq!(
         h.store().get(&key).await.expect("read").as_deref(),
@@ -783,7 +787,10 @@ pub async fn ratelimit_fixed_window(h: &Harness) {
     time.skip(Duration::from_secs(60 - (time.now_ms() / 1000) % 60));
     let next = limiter.check(&id).await.expect("check");
     assert!(next.allowed);
-    assert_eq!((next.remaining, next.reset_at), (2, start + 120));
+    assert_eq!(
+        (next.remaining, next.reset_at),
+        (2, from_unix_secs(start + 120))
+    );
 }
 
 /// A count written by the TypeScript pattern is continued; `peek` uses no quota.
@@ -933,8 +940,8 @@ impl Recorder {
     }
 }
 
-#[cfg_attr(not(target_arch = "wasm32"), kvkit_core::async_trait)]
-#[cfg_attr(target_arch = "wasm32", kvkit_core::async_trait(?Send))]
+#[cfg_attr(not(target_arch = "wasm32"), kvkit_core::backend::async_trait)]
+#[cfg_attr(target_arch = "wasm32", kvkit_core::backend::async_trait(?Send))]
 impl KvStore for Recorder {
     fn capabilities(&self) -> &kvkit_core::Capabilities {
         self.inner.capabilities()

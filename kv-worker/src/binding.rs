@@ -2,10 +2,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::time::Duration;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use futures_util::future::{join_all, try_join, try_join_all};
+use kvkit_core::backend::cloudflare::{
+    ListCursor, counter_expiry, last_per_key, refuse_conditional_delete,
+};
+use kvkit_core::backend::{from_unix_secs, unix_ms, unix_secs_ceil};
 use kvkit_core::{
     Capabilities, Clock, CounterOptions, Entry, Error, Expiry, KeyInfo, KvStore, ListOptions,
     ListPage, PutItem, PutOptions, Result, SystemClock, Version,
@@ -14,10 +18,7 @@ use serde_json::Value;
 use wasm_bindgen::JsCast;
 use worker::kv::KvError;
 
-use crate::wire::{self, BACKEND, ListState, last_per_key};
-
-/// Cloudflare's shortest TTL, in seconds.
-const MIN_TTL_SECS: u64 = 60;
+use crate::wire::{self, BACKEND};
 
 /// How many single-key writes or deletes of one batch are in flight at once.
 const BATCH_CONCURRENCY: usize = 16;
@@ -73,15 +74,16 @@ fn binding_error(operation: &'static str, error: &KvError) -> Error {
 fn expiry_options(
     builder: worker::kv::PutOptionsBuilder,
     expiry: Option<Expiry>,
-    now_ms: u64,
+    now: SystemTime,
 ) -> worker::kv::PutOptionsBuilder {
     match expiry {
         None => builder,
-        Some(Expiry::At(at)) => builder.expiration(at),
+        // Whole seconds already: Capabilities round expirations up to the second.
+        Some(Expiry::At(at)) => builder.expiration(unix_secs_ceil(at)),
         Some(Expiry::Ttl(ttl)) => {
             // Whole seconds (Capabilities round the TTL up); Cloudflare adds them to its current
             // whole second, so the started part of ours keeps the full TTL.
-            let started = u64::from(!now_ms.is_multiple_of(1000));
+            let started = u64::from(!unix_ms(now).is_multiple_of(1000));
             builder.expiration_ttl(ttl.as_secs().saturating_add(started))
         }
     }
@@ -148,7 +150,11 @@ impl WorkerKvStore {
     }
 
     /// The expiration of `key` as a listing reports it (the binding reports it nowhere else).
-    async fn expiration_of(&self, operation: &'static str, key: &str) -> Result<Option<u64>> {
+    async fn expiration_of(
+        &self,
+        operation: &'static str,
+        key: &str,
+    ) -> Result<Option<SystemTime>> {
         let page = self
             .kv
             .list()
@@ -161,7 +167,8 @@ impl WorkerKvStore {
             .keys
             .into_iter()
             .find(|k| k.name == key)
-            .and_then(|k| k.expiration))
+            .and_then(|k| k.expiration)
+            .map(from_unix_secs))
     }
 
     async fn read_entry(&self, operation: &'static str, key: &str) -> Result<Option<Entry>> {
@@ -195,7 +202,7 @@ impl WorkerKvStore {
             .kv
             .put_bytes(key, value)
             .map_err(|e| binding_error(operation, &e))?;
-        let mut builder = expiry_options(builder, expiry, SystemClock.now_ms());
+        let mut builder = expiry_options(builder, expiry, SystemClock.now());
         if let Some(json) = metadata_json {
             // Validated JSON: check_put serialized it.
             let metadata: Value = serde_json::from_str(json).map_err(|e| Error::encode(key, e))?;
@@ -218,7 +225,7 @@ impl WorkerKvStore {
     ) -> Result<()> {
         let checked = self
             .caps
-            .check_put(key, value.len(), options, SystemClock.now_ms())?;
+            .check_put(key, value.len(), options, SystemClock.now())?;
         self.write(
             operation,
             key,
@@ -253,7 +260,7 @@ impl KvStore for WorkerKvStore {
     async fn put_if_absent(&self, key: &str, value: Bytes, options: PutOptions) -> Result<bool> {
         let checked = self
             .caps
-            .check_put(key, value.len(), &options, SystemClock.now_ms())?;
+            .check_put(key, value.len(), &options, SystemClock.now())?;
         if self.read_bytes("put_if_absent", key).await?.is_some() {
             return Ok(false);
         }
@@ -269,12 +276,7 @@ impl KvStore for WorkerKvStore {
     }
 
     async fn delete_if_version(&self, key: &str, _version: &Version) -> Result<()> {
-        self.caps.check_key(key)?;
-        // Workers KV has no conditional operations: refused, never applied on a best-effort basis.
-        Err(Error::Unsupported {
-            backend: BACKEND,
-            operation: "conditional writes",
-        })
+        refuse_conditional_delete(&self.caps, key)
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
@@ -291,14 +293,14 @@ impl KvStore for WorkerKvStore {
         let state = options
             .cursor
             .as_deref()
-            .map(|raw| ListState::decode(raw, prefix))
+            .map(|raw| ListCursor::decode(raw, prefix))
             .transpose()?;
         let mut request = self.kv.list().limit(limit as u64);
         if !prefix.is_empty() {
             request = request.prefix(prefix.to_owned());
         }
-        if let Some(state) = state {
-            request = request.cursor(state.cf_cursor);
+        if let Some(cf_cursor) = state.and_then(|state| state.cf_cursor) {
+            request = request.cursor(cf_cursor);
         }
         let page = request
             .execute()
@@ -307,17 +309,20 @@ impl KvStore for WorkerKvStore {
         let keys = page
             .keys
             .into_iter()
-            .map(|k| KeyInfo::new(k.name, k.expiration, k.metadata.filter(|m| !m.is_null())))
+            .map(|k| {
+                let expiration = k.expiration.map(from_unix_secs);
+                KeyInfo::new(k.name, expiration, k.metadata.filter(|m| !m.is_null()))
+            })
             .collect();
         let next = page
             .cursor
             .filter(|c| !page.list_complete && !c.is_empty())
             .map(|cf_cursor| {
-                ListState {
-                    prefix_hash: kvkit_core::stable_hash(prefix),
-                    cf_cursor,
+                ListCursor {
+                    cf_cursor: Some(cf_cursor),
+                    after: None,
                 }
-                .encode()
+                .encode(prefix)
             });
         Ok(ListPage::new(keys, next))
     }
@@ -362,7 +367,7 @@ impl KvStore for WorkerKvStore {
     }
 
     async fn put_many(&self, items: Vec<PutItem>) -> Result<()> {
-        let now_ms = SystemClock.now_ms();
+        let now_ms = SystemClock.now();
         let writes = items
             .into_iter()
             .map(|item| {
@@ -408,24 +413,16 @@ impl KvStore for WorkerKvStore {
         self.caps.check_key(key)?;
         let expiry = self
             .caps
-            .check_expiry(options.expiry_on_create, SystemClock.now_ms())?;
+            .check_expiry(options.expiry_on_create, SystemClock.now())?;
         let Some(entry) = self.read_entry("increment", key).await? else {
             self.write("increment", key, delta.to_string().as_bytes(), None, expiry)
                 .await?;
             return Ok(delta);
         };
-        let next = kvkit_core::add_to_counter(key, &entry.value, delta)?;
+        let next = kvkit_core::backend::add_to_counter(key, &entry.value, delta)?;
         let metadata = entry.metadata.map(|m| m.to_string());
-        let now_ms = SystemClock.now_ms();
-        let expiry = entry.expiration.map(|at| {
-            // Cloudflare accepts an expiration at least 60 s past its current whole second;
-            // allow a second for the call to get there, else the earliest it accepts.
-            if at >= (now_ms + 1000) / 1000 + MIN_TTL_SECS {
-                Expiry::At(at)
-            } else {
-                Expiry::Ttl(Duration::from_secs(MIN_TTL_SECS))
-            }
-        });
+        let now = SystemClock.now();
+        let expiry = entry.expiration.map(|at| counter_expiry(at, now));
         self.write(
             "increment",
             key,

@@ -1,11 +1,11 @@
-//! The parts of the binding backend that are plain Rust: error mapping, cursors, batch
-//! de-duplication. Compiled on every target so that they are unit-tested natively.
+//! The part of the binding backend that is plain Rust: error mapping (cursors, batch
+//! de-duplication and the counter-expiry rule are Cloudflare's profile in
+//! `kvkit_core::backend::cloudflare`). Compiled on every target so that it is unit-tested
+//! natively.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use kvkit_core::{Error, Result, cursor};
-use serde::{Deserialize, Serialize};
+use kvkit_core::Error;
 
 /// The backend name in [`Capabilities::backend`](kvkit_core::Capabilities::backend) and in errors.
 ///
@@ -38,50 +38,6 @@ pub(crate) fn error_of(operation: &'static str, message: String) -> Error {
             source: None,
         },
     }
-}
-
-/// Where a listing continues: Cloudflare's cursor, tied to the prefix it was issued for.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct ListState {
-    #[serde(rename = "p")]
-    pub(crate) prefix_hash: u64,
-    #[serde(rename = "c")]
-    pub(crate) cf_cursor: String,
-}
-
-impl ListState {
-    pub(crate) fn encode(&self) -> String {
-        // Serializing a string and an integer cannot fail.
-        cursor::encode("", &serde_json::to_string(self).unwrap_or_default())
-    }
-
-    pub(crate) fn decode(raw: &str, prefix: &str) -> Result<Self> {
-        let invalid = || Error::InvalidCursor {
-            cursor: kvkit_core::RedactedKey::new(raw),
-        };
-        let json = cursor::decode(raw, "")?;
-        let state: Self = serde_json::from_str(&json).map_err(|_| invalid())?;
-        if state.prefix_hash != kvkit_core::stable_hash(prefix) {
-            return Err(invalid());
-        }
-        Ok(state)
-    }
-}
-
-/// The last write of each key, in the order of their first appearance.
-pub(crate) fn last_per_key<T>(items: Vec<(String, T)>) -> Vec<(String, T)> {
-    let mut at: HashMap<String, usize> = HashMap::with_capacity(items.len());
-    let mut out: Vec<(String, T)> = Vec::with_capacity(items.len());
-    for (key, item) in items {
-        match at.get(&key) {
-            Some(&i) => out[i].1 = item,
-            None => {
-                at.insert(key.clone(), out.len());
-                out.push((key, item));
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -122,39 +78,5 @@ mod tests {
                 ..
             }
         ));
-    }
-
-    #[test]
-    fn cursors_are_tied_to_their_prefix() {
-        let state = ListState {
-            prefix_hash: kvkit_core::stable_hash("user:"),
-            cf_cursor: "opaque".into(),
-        };
-        let raw = state.encode();
-        assert_eq!(
-            ListState::decode(&raw, "user:").unwrap().cf_cursor,
-            "opaque"
-        );
-        assert!(matches!(
-            ListState::decode(&raw, "order:"),
-            Err(Error::InvalidCursor { .. })
-        ));
-        assert!(matches!(
-            ListState::decode("made up", "user:"),
-            Err(Error::InvalidCursor { .. })
-        ));
-    }
-
-    #[test]
-    fn the_last_write_of_a_key_wins_in_first_appearance_order() {
-        let items = vec![
-            ("a".to_owned(), 1),
-            ("b".to_owned(), 2),
-            ("a".to_owned(), 3),
-        ];
-        assert_eq!(
-            last_per_key(items),
-            vec![("a".to_owned(), 3), ("b".to_owned(), 2)]
-        );
     }
 }

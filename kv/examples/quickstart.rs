@@ -54,10 +54,9 @@ async fn main() -> kvkit::Result<()> {
         .put_with_ttl("session:abc", "user-42", Duration::from_secs(1800))
         .await?;
     let session = store.get_with_metadata("session:abc").await?;
-    println!(
-        "session:abc expires at unix second {:?}",
-        session.and_then(|e| e.expiration)
-    );
+    if let Some(at) = session.and_then(|e| e.expiration) {
+        println!("session:abc expires at {}", kvkit::backend::rfc3339(at));
+    }
 
     // Ordered listing under a prefix, one page and then every key as a stream.
     let page = store

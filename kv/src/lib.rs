@@ -68,7 +68,7 @@ pub mod redis {
 pub mod cloudflare {
     pub use kvkit_cloudflare::{
         ApiError, CloudflareBuilder, CloudflareStore, DEFAULT_BASE_URL, MAX_BULK_ITEMS,
-        MAX_EXPIRATION_SECS, RetryPolicy, UnappliedKeys,
+        RetryPolicy, UnappliedKeys,
     };
 }
 

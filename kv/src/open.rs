@@ -174,7 +174,7 @@ fn cloudflare(url: &str, _scheme: &str) -> Result<Arc<dyn KvStore>, OpenError> {
         .map(|(_, rest)| rest.trim_start_matches("//"))
         .unwrap_or_default();
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let mut builder = kvkit_cloudflare::CloudflareStore::builder();
+    let mut builder = kvkit_cloudflare::CloudflareBuilder::from_env();
     let ids: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     match ids.as_slice() {
         [] => {}

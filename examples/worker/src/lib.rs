@@ -60,7 +60,8 @@ mod app {
         };
         let headers = response.headers_mut();
         headers.set("X-RateLimit-Remaining", &limit.remaining.to_string())?;
-        headers.set("X-RateLimit-Reset", &limit.reset_at.to_string())?;
+        let reset_at = kvkit_core::backend::unix_secs_ceil(limit.reset_at);
+        headers.set("X-RateLimit-Reset", &reset_at.to_string())?;
         Ok(response)
     }
 

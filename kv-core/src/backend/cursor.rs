@@ -24,8 +24,8 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 /// The cursor that continues a listing of `prefix` after `last_key`.
 ///
 /// ```
-/// let cursor = kvkit_core::cursor::encode("user:", "user:42");
-/// assert_eq!(kvkit_core::cursor::decode(&cursor, "user:").unwrap(), "user:42");
+/// let cursor = kvkit_core::backend::cursor::encode("user:", "user:42");
+/// assert_eq!(kvkit_core::backend::cursor::decode(&cursor, "user:").unwrap(), "user:42");
 /// ```
 pub fn encode(prefix: &str, last_key: &str) -> String {
     let mut out = format!("{:08x}", checksum(prefix, last_key.as_bytes()));
@@ -49,7 +49,8 @@ fn nibble(c: u8) -> Option<u8> {
 /// `prefix`.
 ///
 /// ```
-/// use kvkit_core::{Error, cursor};
+/// use kvkit_core::Error;
+/// use kvkit_core::backend::cursor;
 /// assert!(matches!(cursor::decode("made-up", ""), Err(Error::InvalidCursor { .. })));
 /// let issued = cursor::encode("user:", "user:42");
 /// assert_eq!(cursor::decode(&issued, "user:").unwrap(), "user:42");
