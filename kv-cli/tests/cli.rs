@@ -140,7 +140,12 @@ fn bad_urls_ttls_and_metadata_are_refused_clearly() {
 
     let out = kv(Some("memory:"), &["put", "k", "v", "--expire-at", "1"], b"");
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("not in the future"));
+    assert!(
+        text(&out.stderr)
+            .contains("expiration 1970-01-01T00:00:01Z is not far enough in the future"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -425,8 +430,9 @@ fn import_reports_bad_lines_and_keys_and_writes_the_rest() {
     );
     assert!(
         err.contains(&format!(
-            "line 3: key {:?}: expiration {past}",
-            ns.key("expired")
+            "line 3: key {:?}: expiration {} is not far enough in the future",
+            ns.key("expired"),
+            kvkit::backend::rfc3339(kvkit::backend::from_unix_secs(past))
         )),
         "{err}"
     );

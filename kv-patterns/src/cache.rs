@@ -612,9 +612,16 @@ impl<S: KvStore> Cache<S> {
                 .entry(flight_key.clone())
                 .or_insert_with(|| Arc::new(Flight::<E>::new())),
         );
+        // Declared before `flight`, so it is dropped after it, also when this future is.
+        let mut joined = Joined {
+            flights: &self.inner.flights,
+            key: flight_key,
+            shared,
+            finished: false,
+        };
         // The map is keyed by the value and error types, so this downcast succeeds; were it to
         // fail, this call would fetch on its own rather than share.
-        let flight = Arc::clone(&shared)
+        let flight = Arc::clone(&joined.shared)
             .downcast::<Flight<E>>()
             .unwrap_or_else(|_| Arc::new(Flight::<E>::new()));
         let mut mine = None;
@@ -622,15 +629,9 @@ impl<S: KvStore> Cache<S> {
             .get_or_init(|| self.lead(cache_key, options, is_negative, fetcher, &mut mine))
             .await
             .clone();
-        {
-            let mut flights = lock(&self.inner.flights);
-            if flights
-                .get(&flight_key)
-                .is_some_and(|current| Arc::ptr_eq(current, &shared))
-            {
-                flights.remove(&flight_key);
-            }
-        }
+        joined.finished = true;
+        drop(flight);
+        drop(joined);
         if let Some(cached) = mine {
             return Ok(cached);
         }
@@ -878,6 +879,31 @@ fn timestamp_ms(timestamp: f64) -> u64 {
 }
 
 /// Marks a key as no longer refreshing when its task ends, however it ends.
+/// One caller's part in a flight. When the flight has finished, the first caller to leave takes
+/// it out of the map, so later callers start a new one (and read what it stored). When a caller
+/// is dropped before it finished (a client went away), the flight leaves the map with its last
+/// caller: nothing stays behind for a key nobody waits for, and the next caller fetches anew.
+struct Joined<'a> {
+    flights: &'a Mutex<HashMap<(String, TypeId), Arc<dyn Any + Send + Sync>>>,
+    key: (String, TypeId),
+    shared: Arc<dyn Any + Send + Sync>,
+    finished: bool,
+}
+
+impl Drop for Joined<'_> {
+    fn drop(&mut self) {
+        let mut flights = lock(self.flights);
+        let ours = flights
+            .get(&self.key)
+            .is_some_and(|current| Arc::ptr_eq(current, &self.shared));
+        // Callers join under this lock, so the count is stable here: the map's reference and
+        // this caller's are all that is left when nobody else waits.
+        if ours && (self.finished || Arc::strong_count(&self.shared) <= 2) {
+            flights.remove(&self.key);
+        }
+    }
+}
+
 struct RefreshGuard<S> {
     inner: Arc<Inner<S>>,
     cache_key: String,
@@ -886,5 +912,52 @@ struct RefreshGuard<S> {
 impl<S> Drop for RefreshGuard<S> {
     fn drop(&mut self) {
         lock(&self.inner.refreshing).remove(&self.cache_key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Polls `future` once, as a request would before its client goes away.
+    fn poll_once<F: Future>(future: std::pin::Pin<&mut F>) -> Poll<F::Output> {
+        future.poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    fn flights<S>(cache: &Cache<S>) -> usize {
+        lock(&cache.inner.flights).len()
+    }
+
+    #[tokio::test]
+    async fn a_fetch_every_caller_left_leaves_nothing_behind() {
+        let cache = Cache::new(kvkit_memory::MemoryStore::new());
+        let options = CacheOptions::new(Duration::from_secs(60));
+        let never = || std::future::pending::<Result<u32, std::io::Error>>();
+        let mut first = Box::pin(cache.get_or_fetch("k", &options, never));
+        let mut second = Box::pin(cache.get_or_fetch("k", &options, never));
+        assert!(poll_once(first.as_mut()).is_pending());
+        assert!(poll_once(second.as_mut()).is_pending());
+        assert_eq!(flights(&cache), 1, "both callers share one fetch");
+        drop(first);
+        assert_eq!(flights(&cache), 1, "the second caller still waits for it");
+        drop(second);
+        assert_eq!(flights(&cache), 0, "nobody waits: the fetch is gone");
+        for key in 0..100 {
+            let key = key.to_string();
+            let mut abandoned = pin!(cache.get_or_fetch(&key, &options, never));
+            assert!(poll_once(abandoned.as_mut()).is_pending());
+        }
+        assert_eq!(flights(&cache), 0, "abandoned keys do not pile up");
+        let later = cache
+            .get_or_fetch("k", &options, || async { Ok::<_, std::io::Error>(7u32) })
+            .await
+            .expect("fetch");
+        assert_eq!((later.value, later.status), (7, CacheStatus::Miss));
+        assert_eq!(flights(&cache), 0);
     }
 }

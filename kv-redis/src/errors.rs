@@ -44,6 +44,20 @@ pub(crate) fn redis_error(operation: &'static str, e: RedisError) -> Error {
             source: Some(Box::new(e)),
         };
     }
+    // A transaction the server aborted (EXECABORT) carries the errors of its commands: an ACL
+    // refusal of any of them is the user's permission, not an internal error.
+    let refused_inside = matches!(e.kind(), ErrorKind::Server(ServerErrorKind::ExecAbort))
+        && e.clone().into_server_errors().is_some_and(|errors| {
+            errors
+                .iter()
+                .any(|(_, error)| error.kind() == Some(ServerErrorKind::NoPerm))
+        });
+    if refused_inside {
+        return Error::PermissionDenied {
+            backend: BACKEND,
+            message: format!("{operation}: the server refused this user (NOPERM)"),
+        };
+    }
     match e.kind() {
         ErrorKind::AuthenticationFailed | ErrorKind::Server(ServerErrorKind::NoPerm) => {
             return Error::PermissionDenied {
