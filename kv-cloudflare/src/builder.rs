@@ -49,7 +49,9 @@ impl RetryPolicy {
     ///
     /// ```
     /// let policy = kvkit_cloudflare::RetryPolicy::new();
-    /// # let _ = policy;
+    /// assert_eq!(policy, kvkit_cloudflare::RetryPolicy::default());
+    /// assert_eq!(format!("{policy:?}"),
+    ///     "RetryPolicy { max_retries: 3, initial_backoff: 200ms, max_backoff: 10s }");
     /// ```
     pub fn new() -> Self {
         Self {
@@ -72,7 +74,7 @@ impl RetryPolicy {
     ///
     /// ```
     /// let policy = kvkit_cloudflare::RetryPolicy::new().max_retries(1);
-    /// # let _ = policy;
+    /// assert!(format!("{policy:?}").contains("max_retries: 1"));
     /// ```
     pub fn max_retries(mut self, retries: u32) -> Self {
         self.max_retries = retries;
@@ -83,7 +85,7 @@ impl RetryPolicy {
     ///
     /// ```
     /// let policy = kvkit_cloudflare::RetryPolicy::new().initial_backoff(std::time::Duration::from_millis(50));
-    /// # let _ = policy;
+    /// assert!(format!("{policy:?}").contains("initial_backoff: 50ms"));
     /// ```
     pub fn initial_backoff(mut self, backoff: Duration) -> Self {
         self.initial_backoff = backoff;
@@ -95,7 +97,7 @@ impl RetryPolicy {
     ///
     /// ```
     /// let policy = kvkit_cloudflare::RetryPolicy::new().max_backoff(std::time::Duration::from_secs(1));
-    /// # let _ = policy;
+    /// assert!(format!("{policy:?}").contains("max_backoff: 1s"));
     /// ```
     pub fn max_backoff(mut self, backoff: Duration) -> Self {
         self.max_backoff = backoff;
@@ -206,7 +208,7 @@ impl CloudflareBuilder {
     ///
     /// ```
     /// let builder = kvkit_cloudflare::CloudflareStore::builder().account_id("023e105f4ecef8ad9ca31a8372d0c353");
-    /// # let _ = builder;
+    /// assert!(format!("{builder:?}").contains(r#"account_id: Some("023e105f4ecef8ad9ca31a8372d0c353")"#));
     /// ```
     pub fn account_id(mut self, id: impl Into<String>) -> Self {
         self.account_id = Some(id.into());
@@ -217,7 +219,7 @@ impl CloudflareBuilder {
     ///
     /// ```
     /// let builder = kvkit_cloudflare::CloudflareStore::builder().namespace_id("0f2ac74b498b48028cb68387c421e279");
-    /// # let _ = builder;
+    /// assert!(format!("{builder:?}").contains(r#"namespace_id: Some("0f2ac74b498b48028cb68387c421e279")"#));
     /// ```
     pub fn namespace_id(mut self, id: impl Into<String>) -> Self {
         self.namespace_id = Some(id.into());
@@ -228,8 +230,9 @@ impl CloudflareBuilder {
     /// sent as `Authorization: Bearer …`.
     ///
     /// ```
-    /// let builder = kvkit_cloudflare::CloudflareStore::builder().api_token("token");
-    /// # let _ = builder;
+    /// let builder = kvkit_cloudflare::CloudflareStore::builder().api_token("s3cr3t");
+    /// let shown = format!("{builder:?}");
+    /// assert!(shown.contains(r#"api_token: Some("***")"#) && !shown.contains("s3cr3t"));
     /// ```
     pub fn api_token(mut self, token: impl Into<String>) -> Self {
         self.api_token = Some(token.into());
@@ -242,7 +245,7 @@ impl CloudflareBuilder {
     ///
     /// ```
     /// let builder = kvkit_cloudflare::CloudflareStore::builder().base_url("http://127.0.0.1:8787/client/v4");
-    /// # let _ = builder;
+    /// assert!(format!("{builder:?}").contains(r#"base_url: "http://127.0.0.1:8787/client/v4""#));
     /// ```
     pub fn base_url(mut self, url: impl Into<String>) -> Self {
         self.base_url = url.into().trim_end_matches('/').to_owned();
@@ -254,7 +257,7 @@ impl CloudflareBuilder {
     ///
     /// ```
     /// let builder = kvkit_cloudflare::CloudflareStore::builder().timeout(std::time::Duration::from_secs(5));
-    /// # let _ = builder;
+    /// assert!(format!("{builder:?}").contains("timeout: 5s"));
     /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
@@ -265,7 +268,7 @@ impl CloudflareBuilder {
     ///
     /// ```
     /// let builder = kvkit_cloudflare::CloudflareStore::builder().connect_timeout(std::time::Duration::from_secs(1));
-    /// # let _ = builder;
+    /// assert!(format!("{builder:?}").contains("connect_timeout: 1s"));
     /// ```
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
@@ -276,7 +279,7 @@ impl CloudflareBuilder {
     ///
     /// ```
     /// let builder = kvkit_cloudflare::CloudflareStore::builder().retry(kvkit_cloudflare::RetryPolicy::none());
-    /// # let _ = builder;
+    /// assert!(format!("{builder:?}").contains("max_retries: 0"));
     /// ```
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.retry = policy;
@@ -289,7 +292,9 @@ impl CloudflareBuilder {
     ///
     /// ```
     /// let builder = kvkit_cloudflare::CloudflareStore::builder().bulk_batch(10_000);
-    /// # let _ = builder;
+    /// assert!(format!("{builder:?}").contains("bulk_batch: 10000"));
+    /// let clamped = kvkit_cloudflare::CloudflareStore::builder().bulk_batch(50_000);
+    /// assert!(format!("{clamped:?}").contains("bulk_batch: 10000"));
     /// ```
     pub fn bulk_batch(mut self, items: usize) -> Self {
         self.bulk_batch = items.clamp(1, MAX_BULK_ITEMS);

@@ -115,7 +115,7 @@ pub const DEFAULT_BASE_URL: &str = "https://api.cloudflare.com/client/v4";
 /// accepts.
 ///
 /// ```
-/// let builder = kvkit_cloudflare::CloudflareStore::builder().bulk_batch(kvkit_cloudflare::MAX_BULK_ITEMS);
-/// # let _ = builder;
+/// let builder = kvkit_cloudflare::CloudflareStore::builder().bulk_batch(kvkit_cloudflare::MAX_BULK_ITEMS + 1);
+/// assert!(format!("{builder:?}").contains("bulk_batch: 10000"));
 /// ```
 pub const MAX_BULK_ITEMS: usize = 10_000;

@@ -101,7 +101,8 @@ impl CloudflareStore {
     /// let store = kvkit_cloudflare::CloudflareStore::builder()
     ///     .account_id("a").namespace_id("n").api_token("t").build()?;
     /// let client: &reqwest::Client = store.http_client();
-    /// # let _ = client;
+    /// let request = client.get("http://127.0.0.1:1/").build().expect("a request");
+    /// assert_eq!(request.method(), "GET");
     /// # Ok::<(), kvkit_core::Error>(())
     /// ```
     pub fn http_client(&self) -> &reqwest::Client {

@@ -31,9 +31,15 @@ pub trait Layered: KvStore + Sized {
     /// Puts every key under `prefix`: [`Namespaced`].
     ///
     /// ```
+    /// use kvkit_core::{KvStore, KvStoreExt};
     /// use kvkit_layers::Layered;
-    /// let store = kvkit_memory::MemoryStore::new().namespaced("app/");
-    /// # let _ = store;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> kvkit_core::Result<()> {
+    /// let memory = kvkit_memory::MemoryStore::new();
+    /// let store = memory.clone().namespaced("app/");
+    /// store.put_text("k", "v", Default::default()).await?;
+    /// assert_eq!(memory.get_text("app/k").await?.as_deref(), Some("v"));
+    /// # Ok(()) }
     /// ```
     fn namespaced(self, prefix: impl Into<String>) -> Namespaced<Self> {
         Namespaced::new(self, prefix)
@@ -42,9 +48,15 @@ pub trait Layered: KvStore + Sized {
     /// A span per operation: [`Traced`].
     ///
     /// ```
+    /// use kvkit_core::{KvStore, KvStoreExt};
     /// use kvkit_layers::Layered;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> kvkit_core::Result<()> {
     /// let store = kvkit_memory::MemoryStore::new().traced();
-    /// # let _ = store;
+    /// store.put_text("k", "v", Default::default()).await?;
+    /// assert_eq!(store.get_text("k").await?.as_deref(), Some("v"));
+    /// assert_eq!(store.capabilities().backend, "memory");
+    /// # Ok(()) }
     /// ```
     fn traced(self) -> Traced<Self> {
         Traced::new(self)
@@ -53,9 +65,14 @@ pub trait Layered: KvStore + Sized {
     /// Counts and latencies through the `metrics` facade: [`Metered`].
     ///
     /// ```
+    /// use kvkit_core::{KvStore, KvStoreExt};
     /// use kvkit_layers::Layered;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> kvkit_core::Result<()> {
     /// let store = kvkit_memory::MemoryStore::new().metered();
-    /// # let _ = store;
+    /// store.put_text("k", "v", Default::default()).await?;
+    /// assert_eq!(store.get_text("k").await?.as_deref(), Some("v"));
+    /// # Ok(()) }
     /// ```
     fn metered(self) -> Metered<Self> {
         Metered::new(self)
@@ -64,9 +81,14 @@ pub trait Layered: KvStore + Sized {
     /// Spans and metrics in one layer: [`Observed`].
     ///
     /// ```
+    /// use kvkit_core::{KvStore, KvStoreExt};
     /// use kvkit_layers::Layered;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> kvkit_core::Result<()> {
     /// let store = kvkit_memory::MemoryStore::new().observed();
-    /// # let _ = store;
+    /// store.put_text("k", "v", Default::default()).await?;
+    /// assert_eq!(store.get_text("k").await?.as_deref(), Some("v"));
+    /// # Ok(()) }
     /// ```
     fn observed(self) -> Observed<Self> {
         Observed::new(self)
@@ -75,11 +97,17 @@ pub trait Layered: KvStore + Sized {
     /// Timeouts and retries: [`Resilient`] (configure it with its own methods).
     ///
     /// ```
+    /// use kvkit_core::{KvStore, KvStoreExt};
     /// use kvkit_layers::Layered;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> kvkit_core::Result<()> {
     /// let store = kvkit_memory::MemoryStore::new()
     ///     .resilient()
     ///     .timeout(std::time::Duration::from_secs(1));
-    /// # let _ = store;
+    /// assert!(format!("{store:?}").contains("timeout: Some(1s)"));
+    /// store.put_text("k", "v", Default::default()).await?;
+    /// assert_eq!(store.get_text("k").await?.as_deref(), Some("v"));
+    /// # Ok(()) }
     /// ```
     #[cfg(not(target_arch = "wasm32"))]
     fn resilient(self) -> Resilient<Self> {
@@ -89,9 +117,15 @@ pub trait Layered: KvStore + Sized {
     /// A local tier in front: [`TwoTier`] (configure it with its own methods).
     ///
     /// ```
+    /// use kvkit_core::{KvStore, KvStoreExt};
     /// use kvkit_layers::Layered;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> kvkit_core::Result<()> {
     /// let store = kvkit_memory::MemoryStore::new().two_tier().max_entries(1000);
-    /// # let _ = store;
+    /// store.put_text("k", "v", Default::default()).await?;
+    /// assert_eq!(store.get_text("k").await?.as_deref(), Some("v"));
+    /// assert_eq!(store.cached_entries(), 1, "the read filled the local tier");
+    /// # Ok(()) }
     /// ```
     #[cfg(not(target_arch = "wasm32"))]
     fn two_tier(self) -> TwoTier<Self> {

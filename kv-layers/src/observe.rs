@@ -374,8 +374,14 @@ impl<S: KvStore> Traced<S> {
     /// Traces every operation of `inner`, without keys.
     ///
     /// ```
+    /// use kvkit_core::{KvStore, KvStoreExt};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> kvkit_core::Result<()> {
     /// let store = kvkit_layers::Traced::new(kvkit_memory::MemoryStore::new());
-    /// # let _ = store;
+    /// assert!(format!("{store:?}").contains("hash_keys: false"));
+    /// store.put_text("k", "v", Default::default()).await?;
+    /// assert_eq!(store.get_text("k").await?.as_deref(), Some("v"));
+    /// # Ok(()) }
     /// ```
     pub fn new(inner: S) -> Self {
         Self {
@@ -388,7 +394,7 @@ impl<S: KvStore> Traced<S> {
     ///
     /// ```
     /// let store = kvkit_layers::Traced::new(kvkit_memory::MemoryStore::new()).hash_keys(true);
-    /// # let _ = store;
+    /// assert!(format!("{store:?}").contains("hash_keys: true"));
     /// ```
     pub fn hash_keys(mut self, hash: bool) -> Self {
         self.hash_keys = hash;
@@ -443,8 +449,13 @@ impl<S: KvStore> Metered<S> {
     /// Measures every operation of `inner`.
     ///
     /// ```
+    /// use kvkit_core::{KvStore, KvStoreExt};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> kvkit_core::Result<()> {
     /// let store = kvkit_layers::Metered::new(kvkit_memory::MemoryStore::new());
-    /// # let _ = store;
+    /// store.put_text("k", "v", Default::default()).await?;
+    /// assert_eq!(store.get_text("k").await?.as_deref(), Some("v"));
+    /// # Ok(()) }
     /// ```
     pub fn new(inner: S) -> Self {
         Self {
@@ -495,8 +506,14 @@ impl<S: KvStore> Observed<S> {
     /// Traces and measures every operation of `inner`.
     ///
     /// ```
+    /// use kvkit_core::{KvStore, KvStoreExt};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> kvkit_core::Result<()> {
     /// let store = kvkit_layers::Observed::new(kvkit_memory::MemoryStore::new());
-    /// # let _ = store;
+    /// assert!(format!("{store:?}").contains("hash_keys: false"));
+    /// store.put_text("k", "v", Default::default()).await?;
+    /// assert_eq!(store.get_text("k").await?.as_deref(), Some("v"));
+    /// # Ok(()) }
     /// ```
     pub fn new(inner: S) -> Self {
         Self {
@@ -510,7 +527,7 @@ impl<S: KvStore> Observed<S> {
     ///
     /// ```
     /// let store = kvkit_layers::Observed::new(kvkit_memory::MemoryStore::new()).hash_keys(true);
-    /// # let _ = store;
+    /// assert!(format!("{store:?}").contains("hash_keys: true"));
     /// ```
     pub fn hash_keys(mut self, hash: bool) -> Self {
         self.hash_keys = hash;

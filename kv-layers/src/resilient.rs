@@ -149,7 +149,9 @@ impl<S: KvStore> Resilient<S> {
     ///
     /// ```
     /// let store = kvkit_layers::Resilient::new(kvkit_memory::MemoryStore::new());
-    /// # let _ = store;
+    /// let shown = format!("{store:?}");
+    /// assert!(shown.contains("timeout: None"), "{shown}");
+    /// assert!(shown.contains(&format!("{:?}", kvkit_layers::RetryPolicy::new())), "{shown}");
     /// ```
     pub fn new(inner: S) -> Self {
         let seed = std::time::SystemTime::now()
@@ -168,7 +170,7 @@ impl<S: KvStore> Resilient<S> {
     /// ```
     /// let store = kvkit_layers::Resilient::new(kvkit_memory::MemoryStore::new())
     ///     .timeout(std::time::Duration::from_secs(1));
-    /// # let _ = store;
+    /// assert!(format!("{store:?}").contains("timeout: Some(1s)"));
     /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
@@ -180,7 +182,7 @@ impl<S: KvStore> Resilient<S> {
     /// ```
     /// let store = kvkit_layers::Resilient::new(kvkit_memory::MemoryStore::new())
     ///     .retry(kvkit_layers::RetryPolicy::new().max_attempts(1));
-    /// # let _ = store;
+    /// assert!(format!("{store:?}").contains("max_attempts: 1"));
     /// ```
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.policy = policy;

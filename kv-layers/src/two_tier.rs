@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use kvkit_core::{
-    Capabilities, Consistency, CounterOptions, Entry, KvStore, ListOptions, ListPage, PutItem,
-    PutOptions, Result, Version,
+    Capabilities, Clock, Consistency, CounterOptions, Entry, KvStore, ListOptions, ListPage,
+    PutItem, PutOptions, Result, SystemClock, Version,
 };
 use serde_json::Value;
 use tokio::time::Instant;
@@ -128,7 +128,7 @@ impl Local {
         &self.shards[(hash % SHARDS as u64) as usize]
     }
 
-    fn get(&self, key: &str, max_age: Duration) -> Option<Entry> {
+    fn get(&self, key: &str, max_age: Duration, now: SystemTime) -> Option<Entry> {
         if !self.usable.load(Ordering::Relaxed) {
             return None;
         }
@@ -141,7 +141,7 @@ impl Local {
             // Expirations come rounded up to the remote's precision (at most a second), so
             // the key may end up to a second before `expiration`: a copy is served only until
             // that earliest possible end.
-            if SystemTime::now() + Duration::from_secs(1) >= expiration {
+            if now + Duration::from_secs(1) >= expiration {
                 return None;
             }
         }
@@ -278,6 +278,7 @@ pub struct TwoTier<R> {
     local: Arc<Local>,
     max_staleness: Duration,
     invalidator: Option<Arc<dyn Invalidator>>,
+    clock: Arc<dyn Clock>,
     caps: Capabilities,
 }
 
@@ -303,15 +304,51 @@ impl<R: KvStore> TwoTier<R> {
             }),
             max_staleness: Duration::from_secs(1),
             invalidator: None,
+            clock: Arc::new(SystemClock),
             caps,
         }
+    }
+
+    /// Reads the time that decides whether a copy's key has expired from `clock` instead of
+    /// the system clock (give it the remote store's clock in tests). How old a copy is, for
+    /// [`max_staleness`](Self::max_staleness), is measured on tokio's monotonic clock, which
+    /// tests pause and advance.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kvkit_core::{KvStore, KvStoreExt, ManualClock};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> kvkit_core::Result<()> {
+    /// let clock = ManualClock::new();
+    /// let remote = kvkit_memory::MemoryStore::builder().clock(clock.clone()).build();
+    /// let store = kvkit_layers::TwoTier::new(remote)
+    ///     .max_staleness(Duration::from_secs(3600))
+    ///     .clock(clock.clone());
+    /// store.put_with_ttl("k", "v", Duration::from_secs(10)).await?;
+    /// assert!(store.get("k").await?.is_some());
+    /// assert_eq!(store.cached_entries(), 1);
+    /// clock.advance(Duration::from_secs(10));
+    /// assert_eq!(store.get("k").await?, None, "an expired key is never served from the copy");
+    /// # Ok(()) }
+    /// ```
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
     }
 
     /// The most entries held locally.
     ///
     /// ```
+    /// use kvkit_core::{KvStore, KvStoreExt};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> kvkit_core::Result<()> {
     /// let store = kvkit_layers::TwoTier::new(kvkit_memory::MemoryStore::new()).max_entries(100);
-    /// # let _ = store;
+    /// for i in 0..1000 {
+    ///     store.put_text(&format!("k{i}"), "v", Default::default()).await?;
+    ///     store.get(&format!("k{i}")).await?;
+    /// }
+    /// assert!(store.cached_entries() <= 100);
+    /// # Ok(()) }
     /// ```
     pub fn max_entries(self, entries: usize) -> Self {
         self.local
@@ -323,8 +360,14 @@ impl<R: KvStore> TwoTier<R> {
     /// The most bytes (keys, values and metadata) held locally.
     ///
     /// ```
-    /// let store = kvkit_layers::TwoTier::new(kvkit_memory::MemoryStore::new()).max_bytes(1 << 20);
-    /// # let _ = store;
+    /// use kvkit_core::{KvStore, KvStoreExt};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> kvkit_core::Result<()> {
+    /// let store = kvkit_layers::TwoTier::new(kvkit_memory::MemoryStore::new()).max_bytes(64 << 10);
+    /// store.put("big", vec![0u8; 128 << 10].into(), Default::default()).await?;
+    /// store.get("big").await?;
+    /// assert_eq!(store.cached_entries(), 0, "larger than the local tier's share: not cached");
+    /// # Ok(()) }
     /// ```
     pub fn max_bytes(self, bytes: usize) -> Self {
         self.local.max_bytes.store(bytes, Ordering::Relaxed);
@@ -337,7 +380,7 @@ impl<R: KvStore> TwoTier<R> {
     /// ```
     /// let store = kvkit_layers::TwoTier::new(kvkit_memory::MemoryStore::new())
     ///     .max_staleness(std::time::Duration::from_millis(200));
-    /// # let _ = store;
+    /// assert!(format!("{store:?}").contains("max_staleness: 200ms"));
     /// ```
     pub fn max_staleness(mut self, max: Duration) -> Self {
         self.max_staleness = max;
@@ -388,7 +431,7 @@ impl<R: KvStore> TwoTier<R> {
     }
 
     async fn read(&self, key: &str) -> Result<Option<Entry>> {
-        if let Some(entry) = self.local.get(key, self.max_staleness) {
+        if let Some(entry) = self.local.get(key, self.max_staleness, self.clock.now()) {
             return Ok(Some(entry));
         }
         let fetched = Instant::now();
@@ -480,8 +523,9 @@ impl<R: KvStore> KvStore for TwoTier<R> {
         keys.iter().try_for_each(|k| self.caps.check_key(k))?;
         let mut values: Vec<Option<Bytes>> = Vec::with_capacity(keys.len());
         let mut missing = Vec::new();
+        let now = self.clock.now();
         for (i, key) in keys.iter().enumerate() {
-            match self.local.get(key, self.max_staleness) {
+            match self.local.get(key, self.max_staleness, now) {
                 Some(entry) => values.push(Some(entry.value)),
                 None => {
                     values.push(None);

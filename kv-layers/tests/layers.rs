@@ -425,6 +425,7 @@ fn operations_are_counted_and_timed_by_outcome() {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
+    let started = std::time::Instant::now();
     metrics::with_local_recorder(&recorder, || {
         runtime.block_on(async {
             let store = Metered::new(MemoryStore::new());
@@ -460,7 +461,13 @@ fn operations_are_counted_and_timed_by_outcome() {
             .unwrap()
             .clone();
     assert_eq!(samples.len(), 3);
-    assert!(samples.iter().all(|s| *s >= 0.0));
+    // In seconds: each call took part of the time the whole test took (a sample in
+    // milliseconds or nanoseconds would be far larger), and a negative or NaN one is a bug.
+    let whole = started.elapsed().as_secs_f64();
+    assert!(
+        samples.iter().all(|s| (0.0..=whole).contains(s)),
+        "{samples:?} against {whole} s"
+    );
 }
 
 #[test]

@@ -233,6 +233,8 @@ enum Freshness {
 /// fetcher's error.
 type FlightResult<E> = Result<(Bytes, CacheStatus), Arc<E>>;
 type Flight<E> = OnceCell<FlightResult<E>>;
+/// The flights in progress, by cache key and value and error types.
+type Flights = Mutex<HashMap<(String, TypeId), Arc<dyn Any + Send + Sync>>>;
 
 /// A read-through cache over any [`KvStore`], wire-compatible with the TypeScript pattern.
 ///
@@ -281,7 +283,7 @@ struct Inner<S> {
     spawner: Arc<dyn Spawn>,
     lease_ttl: Duration,
     /// In-flight fetches by cache key and the caller's value and error types.
-    flights: Mutex<HashMap<(String, TypeId), Arc<dyn Any + Send + Sync>>>,
+    flights: Flights,
     /// Cache keys with a background refresh running in this process.
     refreshing: Mutex<HashSet<String>>,
 }
@@ -307,11 +309,23 @@ impl<S: Debug> Debug for Cache<S> {
 ///
 /// ```
 /// use std::time::Duration;
-/// let cache = kvkit_patterns::Cache::builder(kvkit_memory::MemoryStore::new())
-///     .clock(kvkit_core::ManualClock::new())
+/// use kvkit_core::ManualClock;
+/// use kvkit_patterns::{Cache, CacheOptions, CacheStatus};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let clock = ManualClock::new();
+/// let store = kvkit_memory::MemoryStore::builder().clock(clock.clone()).build();
+/// let cache = Cache::builder(store)
+///     .clock(clock.clone())
 ///     .lease_ttl(Duration::from_secs(10))
 ///     .build();
-/// # let _ = cache;
+/// let options = CacheOptions::new(Duration::from_secs(60));
+/// let fetch = || async { Ok::<_, std::io::Error>(1u32) };
+/// assert_eq!(cache.get_or_fetch("k", &options, fetch).await?.status, CacheStatus::Miss);
+/// assert_eq!(cache.get_or_fetch("k", &options, fetch).await?.status, CacheStatus::Hit);
+/// clock.advance(Duration::from_secs(61));
+/// assert_eq!(cache.get_or_fetch("k", &options, fetch).await?.status, CacheStatus::Miss);
+/// # Ok(()) }
 /// ```
 #[derive(Debug)]
 pub struct CacheBuilder<S> {
@@ -325,9 +339,20 @@ impl<S: KvStore> CacheBuilder<S> {
     /// Reads time from `clock` (the default is the system clock).
     ///
     /// ```
-    /// let builder = kvkit_patterns::Cache::builder(kvkit_memory::MemoryStore::new())
-    ///     .clock(kvkit_core::ManualClock::new());
-    /// # let _ = builder;
+    /// use std::time::Duration;
+    /// use kvkit_patterns::{CacheOptions, CacheStatus};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let clock = kvkit_core::ManualClock::new();
+    /// let cache = kvkit_patterns::Cache::builder(kvkit_memory::MemoryStore::new())
+    ///     .clock(clock.clone())
+    ///     .build();
+    /// let options = CacheOptions::new(Duration::from_secs(60)).stale_while_revalidate(Duration::from_secs(60));
+    /// let fetch = || async { Ok::<_, std::io::Error>(1u32) };
+    /// cache.get_or_fetch("k", &options, fetch).await?;
+    /// clock.advance(Duration::from_secs(90));
+    /// assert_eq!(cache.get_or_fetch("k", &options, fetch).await?.status, CacheStatus::Stale);
+    /// # Ok(()) }
     /// ```
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
@@ -339,9 +364,16 @@ impl<S: KvStore> CacheBuilder<S> {
     /// the invocation's `wait_until` so a refresh outlives the response).
     ///
     /// ```
-    /// let builder = kvkit_patterns::Cache::builder(kvkit_memory::MemoryStore::new())
-    ///     .spawner(kvkit_patterns::TokioSpawner);
-    /// # let _ = builder;
+    /// use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let cache = kvkit_patterns::Cache::builder(kvkit_memory::MemoryStore::new())
+    ///     .spawner(kvkit_patterns::TokioSpawner)
+    ///     .build();
+    /// let options = kvkit_patterns::CacheOptions::new(Duration::from_secs(60));
+    /// let n: u32 = cache.cached("k", &options, || async { Ok::<_, std::io::Error>(3) }).await?;
+    /// assert_eq!(n, 3);
+    /// # Ok(()) }
     /// ```
     pub fn spawner(mut self, spawner: impl Spawn) -> Self {
         self.spawner = Some(Arc::new(spawner));
@@ -352,9 +384,10 @@ impl<S: KvStore> CacheBuilder<S> {
     /// the backend's minimum TTL). The lease is released as soon as the refresh ends.
     ///
     /// ```
-    /// let builder = kvkit_patterns::Cache::builder(kvkit_memory::MemoryStore::new())
-    ///     .lease_ttl(std::time::Duration::from_secs(5));
-    /// # let _ = builder;
+    /// let cache = kvkit_patterns::Cache::builder(kvkit_memory::MemoryStore::new())
+    ///     .lease_ttl(std::time::Duration::from_secs(5))
+    ///     .build();
+    /// assert!(format!("{cache:?}").contains("lease_ttl: 5s"));
     /// ```
     pub fn lease_ttl(mut self, ttl: Duration) -> Self {
         self.lease_ttl = ttl;
@@ -365,7 +398,7 @@ impl<S: KvStore> CacheBuilder<S> {
     ///
     /// ```
     /// let cache = kvkit_patterns::Cache::builder(kvkit_memory::MemoryStore::new()).build();
-    /// # let _ = cache;
+    /// assert!(format!("{cache:?}").contains("lease_ttl: 30s"));
     /// ```
     pub fn build(self) -> Cache<S> {
         Cache {
@@ -407,8 +440,14 @@ impl<S: KvStore> Cache<S> {
     /// A cache over `store` with the system clock and the default spawner.
     ///
     /// ```
+    /// use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let cache = kvkit_patterns::Cache::new(kvkit_memory::MemoryStore::new());
-    /// # let _ = cache;
+    /// let options = kvkit_patterns::CacheOptions::new(Duration::from_secs(60));
+    /// let n: u32 = cache.cached("k", &options, || async { Ok::<_, std::io::Error>(3) }).await?;
+    /// assert_eq!(n, 3);
+    /// # Ok(()) }
     /// ```
     pub fn new(store: S) -> Self {
         Self::builder(store).build()
@@ -418,7 +457,7 @@ impl<S: KvStore> Cache<S> {
     ///
     /// ```
     /// let cache = kvkit_patterns::Cache::builder(kvkit_memory::MemoryStore::new()).build();
-    /// # let _ = cache;
+    /// assert!(format!("{cache:?}").contains("MemoryStore"));
     /// ```
     pub fn builder(store: S) -> CacheBuilder<S> {
         CacheBuilder {
@@ -884,7 +923,7 @@ fn timestamp_ms(timestamp: f64) -> u64 {
 /// is dropped before it finished (a client went away), the flight leaves the map with its last
 /// caller: nothing stays behind for a key nobody waits for, and the next caller fetches anew.
 struct Joined<'a> {
-    flights: &'a Mutex<HashMap<(String, TypeId), Arc<dyn Any + Send + Sync>>>,
+    flights: &'a Flights,
     key: (String, TypeId),
     shared: Arc<dyn Any + Send + Sync>,
     finished: bool,

@@ -148,8 +148,8 @@ impl<S: KvStore> RateLimiterBuilder<S> {
     ///
     /// ```
     /// let b = kvkit_patterns::RateLimiter::builder(kvkit_memory::MemoryStore::new(), 1, std::time::Duration::from_secs(1))
-    ///     .window(kvkit_patterns::Window::Fixed);
-    /// # let _ = b;
+    ///     .window(kvkit_patterns::Window::Sliding);
+    /// assert!(format!("{:?}", b.build()).contains("window: Sliding"));
     /// ```
     pub fn window(mut self, window: Window) -> Self {
         self.limiter.window = window;
@@ -161,7 +161,13 @@ impl<S: KvStore> RateLimiterBuilder<S> {
     /// ```
     /// let b = kvkit_patterns::RateLimiter::builder(kvkit_memory::MemoryStore::new(), 1, std::time::Duration::from_secs(1))
     ///     .clock(kvkit_core::ManualClock::new());
-    /// # let _ = b;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> kvkit_core::Result<()> {
+    /// // The manual clock stands at 2026-01-01T00:00:00Z: the window ends a second later.
+    /// let outcome = b.build().check("client").await?;
+    /// let end = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_767_225_601);
+    /// assert_eq!(outcome.reset_at, end);
+    /// # Ok(()) }
     /// ```
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.limiter.clock = Arc::new(clock);
@@ -172,7 +178,7 @@ impl<S: KvStore> RateLimiterBuilder<S> {
     ///
     /// ```
     /// let limiter = kvkit_patterns::RateLimiter::builder(kvkit_memory::MemoryStore::new(), 1, std::time::Duration::from_secs(1)).build();
-    /// # let _ = limiter;
+    /// assert!(format!("{limiter:?}").contains("limit: 1, window_secs: 1, window: Fixed"));
     /// ```
     pub fn build(self) -> RateLimiter<S> {
         self.limiter

@@ -118,7 +118,7 @@ impl RedisBuilder {
     ///
     /// ```
     /// let builder = kvkit_redis::RedisStore::builder("redis://127.0.0.1").namespace("app1:");
-    /// # let _ = builder;
+    /// assert!(format!("{builder:?}").contains(r#"namespace: "app1:""#));
     /// ```
     pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
         self.namespace = namespace.into();
@@ -130,7 +130,7 @@ impl RedisBuilder {
     /// ```
     /// let builder = kvkit_redis::RedisStore::builder("redis://127.0.0.1")
     ///     .connect_timeout(std::time::Duration::from_secs(1));
-    /// # let _ = builder;
+    /// assert!(format!("{builder:?}").contains("connect_timeout: 1s"));
     /// ```
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
@@ -142,7 +142,7 @@ impl RedisBuilder {
     /// ```
     /// let builder = kvkit_redis::RedisStore::builder("redis://127.0.0.1")
     ///     .timeout(std::time::Duration::from_millis(250));
-    /// # let _ = builder;
+    /// assert!(format!("{builder:?}").contains(" timeout: 250ms"));
     /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
@@ -155,7 +155,9 @@ impl RedisBuilder {
     ///
     /// ```
     /// let builder = kvkit_redis::RedisStore::cluster(["redis://127.0.0.1:7000"]).shards(32);
-    /// # let _ = builder;
+    /// assert!(format!("{builder:?}").contains("shards: 32"));
+    /// let at_least_one = kvkit_redis::RedisStore::cluster(["redis://127.0.0.1:7000"]).shards(0);
+    /// assert!(format!("{at_least_one:?}").contains("shards: 1"));
     /// ```
     pub fn shards(mut self, shards: u32) -> Self {
         self.shards = shards.max(1);
@@ -169,7 +171,7 @@ impl RedisBuilder {
     /// let ca = b"-----BEGIN CERTIFICATE-----\n...\n-----END CERTIFICATE-----\n".to_vec();
     /// let builder = kvkit_redis::RedisStore::builder("rediss://redis.internal:6380")
     ///     .tls_root_certificates(ca);
-    /// # let _ = builder;
+    /// assert!(format!("{builder:?}").contains("rediss://redis.internal:6380"));
     /// ```
     #[cfg(feature = "tls")]
     pub fn tls_root_certificates(mut self, pem: impl Into<Vec<u8>>) -> Self {

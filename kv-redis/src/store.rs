@@ -93,8 +93,9 @@ impl RedisStore {
     /// Starts configuring a store on one server.
     ///
     /// ```
-    /// let builder = kvkit_redis::RedisStore::builder("redis://127.0.0.1:6379");
-    /// # let _ = builder;
+    /// let builder = kvkit_redis::RedisStore::builder("redis://:s3cr3t@127.0.0.1:6379");
+    /// let shown = format!("{builder:?}");
+    /// assert!(shown.contains("cluster: false") && !shown.contains("s3cr3t"), "{shown}");
     /// ```
     pub fn builder(url: impl Into<String>) -> RedisBuilder {
         RedisBuilder::new(vec![url.into()], false)
@@ -104,7 +105,7 @@ impl RedisStore {
     ///
     /// ```
     /// let builder = kvkit_redis::RedisStore::cluster(["redis://127.0.0.1:7000"]);
-    /// # let _ = builder;
+    /// assert!(format!("{builder:?}").contains("cluster: true"));
     /// ```
     pub fn cluster<I, S>(nodes: I) -> RedisBuilder
     where

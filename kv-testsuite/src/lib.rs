@@ -214,7 +214,7 @@ impl Harness {
     ///
     /// ```
     /// let harness = kvkit_testsuite::Harness::real_time(kvkit_memory::MemoryStore::new());
-    /// # let _ = harness;
+    /// assert!(harness.manual_clock().is_none());
     /// ```
     pub fn real_time(store: impl KvStore) -> Self {
         Self {
@@ -228,8 +228,8 @@ impl Harness {
     /// ```
     /// let clock = kvkit_core::ManualClock::new();
     /// let store = kvkit_memory::MemoryStore::builder().clock(clock.clone()).build();
-    /// let harness = kvkit_testsuite::Harness::manual(store, clock);
-    /// # let _ = harness;
+    /// let harness = kvkit_testsuite::Harness::manual(store, clock.clone());
+    /// assert_eq!(harness.now(), kvkit_core::Clock::now(&clock));
     /// ```
     pub fn manual(store: impl KvStore, clock: ManualClock) -> Self {
         Self {
@@ -243,7 +243,7 @@ impl Harness {
     /// ```
     /// let harness = kvkit_testsuite::Harness::real_time(kvkit_memory::MemoryStore::new());
     /// let store = harness.store();
-    /// # let _ = store;
+    /// assert_eq!(store.capabilities().backend, "memory");
     /// ```
     pub fn store(&self) -> &Arc<dyn KvStore> {
         &self.store

@@ -42,7 +42,8 @@ pub mod memory {
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> kvkit::Result<()> {
 /// let store = kvkit::redis::RedisStore::connect("redis://127.0.0.1:6379").await?;
-/// let _ = store.get("k").await?;
+/// assert_eq!(store.capabilities().backend, "redis");
+/// assert!(store.capabilities().conditional_writes);
 /// # Ok(()) }
 /// ```
 #[cfg(feature = "redis")]
