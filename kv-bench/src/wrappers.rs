@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kvkit_core::{KvStore, PutItem};
-use kvkit_layers::{Observed, RedisInvalidator, TwoTier};
+use kvkit_layers::{Observed, TwoTier};
 use kvkit_memory::MemoryStore;
+use kvkit_redis::RedisInvalidator;
 use kvkit_redis::RedisStore;
 
 use crate::{Rng, line, median};

@@ -7,7 +7,8 @@
 //! - [`Observed`]: both in one layer, measured once;
 //! - [`Resilient`]: a timeout per call and retries of transient failures within a budget;
 //! - [`TwoTier`]: a bounded local memory tier in front of a remote store, kept fresh across
-//!   instances by an [`Invalidator`] (Redis pub/sub with feature `redis`) or a staleness bound.
+//!   instances by an [`Invalidator`] (Redis pub/sub: `kvkit_redis::RedisInvalidator`) or a
+//!   staleness bound.
 //!
 //! Every wrapper forwards every trait method explicitly (checked by
 //! `#[deny(clippy::missing_trait_methods)]`), so a method added to the trait cannot be silently
@@ -38,8 +39,6 @@
 mod compose;
 mod namespace;
 mod observe;
-#[cfg(feature = "redis")]
-mod redis_invalidator;
 // Both keep time with tokio's timers and the system clock, which a Worker on wasm32 has not.
 #[cfg(not(target_arch = "wasm32"))]
 mod resilient;
@@ -49,8 +48,6 @@ mod two_tier;
 pub use compose::Layered;
 pub use namespace::Namespaced;
 pub use observe::{Metered, Observed, Traced};
-#[cfg(feature = "redis")]
-pub use redis_invalidator::RedisInvalidator;
 #[cfg(not(target_arch = "wasm32"))]
 pub use resilient::{Resilient, RetryPolicy};
 #[cfg(not(target_arch = "wasm32"))]

@@ -71,7 +71,8 @@ impl InvalidationSink {
 
 /// Tells other instances which keys changed, and this instance what others changed.
 ///
-/// Implemented over Redis pub/sub by `RedisInvalidator` (feature `redis`).
+/// Implemented over Redis pub/sub by `kvkit_redis::RedisInvalidator` (feature `layers` of
+/// `kvkit-redis`), which connects with the store's own settings.
 #[async_trait::async_trait]
 pub trait Invalidator: Send + Sync + fmt::Debug + 'static {
     /// Announces that `keys` changed.
@@ -390,14 +391,25 @@ impl<R: KvStore> TwoTier<R> {
     /// Announces writes to, and hears writes from, other instances through `invalidator`.
     /// Call within a tokio runtime (the invalidator may spawn its listener).
     ///
+    /// Until the invalidator says its channel is up, reads bypass the local tier.
+    ///
     /// ```
-    /// # async fn example(url: &str) -> kvkit_core::Result<()> {
-    /// # #[cfg(feature = "redis")]
-    /// # {
-    /// let remote = kvkit_redis::RedisStore::connect(url).await?;
-    /// let invalidator = kvkit_layers::RedisInvalidator::connect(url, "kv:invalidate").await?;
-    /// let store = kvkit_layers::TwoTier::new(remote).invalidator(invalidator);
-    /// # }
+    /// use kvkit_core::{KvStore, KvStoreExt};
+    /// use kvkit_layers::{InvalidationSink, Invalidator, TwoTier};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> kvkit_core::Result<()> {
+    /// /// An invalidator whose channel never comes up.
+    /// #[derive(Debug)]
+    /// struct Silent;
+    /// #[kvkit_core::backend::async_trait]
+    /// impl Invalidator for Silent {
+    ///     async fn publish(&self, _keys: &[String]) -> kvkit_core::Result<()> { Ok(()) }
+    ///     fn subscribe(&self, _sink: InvalidationSink) {}
+    /// }
+    /// let store = TwoTier::new(kvkit_memory::MemoryStore::new()).invalidator(Silent);
+    /// store.put_text("k", "v", Default::default()).await?;
+    /// assert_eq!(store.get_text("k").await?.as_deref(), Some("v"));
+    /// assert_eq!(store.cached_entries(), 0, "nothing cached while invalidations may be missed");
     /// # Ok(()) }
     /// ```
     pub fn invalidator(mut self, invalidator: impl Invalidator) -> Self {

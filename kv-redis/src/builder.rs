@@ -99,6 +99,14 @@ impl fmt::Debug for RedisBuilder {
     }
 }
 
+fn config_error(e: RedisError) -> Error {
+    Error::Configuration {
+        backend: BACKEND,
+        message: "the Redis client refused the connection settings".to_owned(),
+        source: Some(Box::new(e)),
+    }
+}
+
 impl RedisBuilder {
     pub(crate) fn new(urls: Vec<String>, cluster: bool) -> Self {
         Self {
@@ -192,6 +200,95 @@ impl RedisBuilder {
             })
     }
 
+    /// A [`RedisInvalidator`] for a [`TwoTier`](kvkit_layers::TwoTier) in front of the store
+    /// this builder connects, on the same servers with the same settings (TLS roots, timeouts),
+    /// announcing and listening on `channel` (feature `layers`). The namespace plays no part:
+    /// give each application its own channel.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> kvkit_core::Result<()> {
+    /// let builder = kvkit_redis::RedisStore::cluster(["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"]);
+    /// let invalidator = builder.connect_invalidator("app:invalidate").await?;
+    /// assert!(format!("{invalidator:?}").contains("listeners: 2"));
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "layers")]
+    pub async fn connect_invalidator(
+        &self,
+        channel: impl Into<String>,
+    ) -> Result<crate::RedisInvalidator> {
+        let publisher = self.connection().await?;
+        let listeners = self
+            .urls
+            .iter()
+            .map(|url| self.client(url))
+            .collect::<Result<_>>()?;
+        Ok(crate::RedisInvalidator::new(
+            publisher,
+            listeners,
+            channel.into(),
+            self.connect_timeout,
+            self.timeout,
+        ))
+    }
+
+    /// A client of one server, with the TLS roots if custom.
+    fn client(&self, url: &str) -> Result<redis::Client> {
+        #[cfg(feature = "tls")]
+        let client = match self.tls_certificates() {
+            Some(certificates) => redis::Client::build_with_tls(url, certificates),
+            None => redis::Client::open(url),
+        };
+        #[cfg(not(feature = "tls"))]
+        let client = redis::Client::open(url);
+        client.map_err(config_error)
+    }
+
+    /// The store's connection: one multiplexed connection, or a cluster connection.
+    async fn connection(&self) -> Result<Conn> {
+        if self.cluster {
+            #[allow(unused_mut)]
+            let mut builder = redis::cluster::ClusterClientBuilder::new(self.urls.clone());
+            #[cfg(feature = "tls")]
+            if let Some(certificates) = self.tls_certificates() {
+                builder = builder.certs(certificates);
+            }
+            let client = builder
+                .connection_timeout(self.connect_timeout)
+                .response_timeout(self.timeout)
+                .retries(2)
+                .min_retry_wait(20)
+                .max_retry_wait(200)
+                .build()
+                .map_err(config_error)?;
+            let connect = client.get_async_connection();
+            return Ok(Conn::Cluster(
+                bounded("connect", self.connect_timeout, connect).await?,
+            ));
+        }
+        let [url] = self.urls.as_slice() else {
+            return Err(Error::configuration(
+                BACKEND,
+                "a single-server store needs exactly one URL (use RedisStore::cluster for \
+                 several nodes)",
+            ));
+        };
+        let client = self.client(url)?;
+        // Responses are bounded by the store's own per-operation timeout (one timer per
+        // call, covering reconnection waits too), so the connection needs none of its own.
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_response_timeout(None)
+            .set_min_delay(Duration::from_millis(20))
+            .set_max_delay(Duration::from_millis(250))
+            .set_number_of_retries(3);
+        let connect = ConnectionManager::new_with_config(client, config);
+        Ok(Conn::Single(
+            bounded("connect", self.connect_timeout, connect).await?,
+        ))
+    }
+
     /// Connects, failing with a retryable error if Redis cannot be reached in time.
     ///
     /// ```no_run
@@ -208,55 +305,7 @@ impl RedisBuilder {
             .map(|u| redact_url(u))
             .collect::<Vec<_>>()
             .join(",");
-        let config_error = |e: RedisError| Error::Configuration {
-            backend: BACKEND,
-            message: "the Redis client refused the connection settings".to_owned(),
-            source: Some(Box::new(e)),
-        };
-        let conn = if self.cluster {
-            #[allow(unused_mut)]
-            let mut builder = redis::cluster::ClusterClientBuilder::new(self.urls.clone());
-            #[cfg(feature = "tls")]
-            if let Some(certificates) = self.tls_certificates() {
-                builder = builder.certs(certificates);
-            }
-            let client = builder
-                .connection_timeout(self.connect_timeout)
-                .response_timeout(self.timeout)
-                .retries(2)
-                .min_retry_wait(20)
-                .max_retry_wait(200)
-                .build()
-                .map_err(config_error)?;
-            let connect = client.get_async_connection();
-            Conn::Cluster(bounded("connect", self.connect_timeout, connect).await?)
-        } else {
-            let [url] = self.urls.as_slice() else {
-                return Err(Error::configuration(
-                    BACKEND,
-                    "a single-server store needs exactly one URL (use RedisStore::cluster for \
-                     several nodes)",
-                ));
-            };
-            #[cfg(feature = "tls")]
-            let client = match self.tls_certificates() {
-                Some(certificates) => redis::Client::build_with_tls(url.as_str(), certificates),
-                None => redis::Client::open(url.as_str()),
-            };
-            #[cfg(not(feature = "tls"))]
-            let client = redis::Client::open(url.as_str());
-            let client = client.map_err(config_error)?;
-            // Responses are bounded by the store's own per-operation timeout (one timer per
-            // call, covering reconnection waits too), so the connection needs none of its own.
-            let config = redis::aio::ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(self.connect_timeout))
-                .set_response_timeout(None)
-                .set_min_delay(Duration::from_millis(20))
-                .set_max_delay(Duration::from_millis(250))
-                .set_number_of_retries(3);
-            let connect = ConnectionManager::new_with_config(client, config);
-            Conn::Single(bounded("connect", self.connect_timeout, connect).await?)
-        };
+        let conn = self.connection().await?;
         let layout = Layout {
             namespace: self.namespace,
             shards: self.cluster.then_some(self.shards),

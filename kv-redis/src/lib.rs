@@ -121,6 +121,8 @@ mod connection;
 mod counters;
 mod errors;
 mod framing;
+#[cfg(feature = "layers")]
+mod invalidator;
 mod layout;
 mod listing;
 mod scripts;
@@ -129,4 +131,6 @@ mod sweep;
 mod writes;
 
 pub use builder::{RedisBuilder, redact_url};
+#[cfg(feature = "layers")]
+pub use invalidator::RedisInvalidator;
 pub use store::RedisStore;

@@ -48,6 +48,8 @@ pub mod memory {
 /// ```
 #[cfg(feature = "redis")]
 pub mod redis {
+    #[cfg(feature = "layers")]
+    pub use kvkit_redis::RedisInvalidator;
     pub use kvkit_redis::{RedisBuilder, RedisStore, redact_url};
 }
 
