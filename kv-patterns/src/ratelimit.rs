@@ -159,10 +159,10 @@ impl<S: KvStore> RateLimiterBuilder<S> {
     /// Reads time from `clock` (the default is the system clock).
     ///
     /// ```
-    /// let b = kvkit_patterns::RateLimiter::builder(kvkit_memory::MemoryStore::new(), 1, std::time::Duration::from_secs(1))
-    ///     .clock(kvkit_core::ManualClock::new());
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> kvkit_core::Result<()> {
+    /// let b = kvkit_patterns::RateLimiter::builder(kvkit_memory::MemoryStore::new(), 1, std::time::Duration::from_secs(1))
+    ///     .clock(kvkit_core::ManualClock::new());
     /// // The manual clock stands at 2026-01-01T00:00:00Z: the window ends a second later.
     /// let outcome = b.build().check("client").await?;
     /// let end = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_767_225_601);

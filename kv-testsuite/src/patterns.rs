@@ -654,6 +654,28 @@ pub async fn session_refresh_writes_at_most_once_per_interval(h: &Harness) {
     sessions.destroy(id.as_str()).await.expect("destroy");
 }
 
+/// A session write the store refuses (here, data over its value limit) keeps the session id,
+/// a bearer credential, out of the error and so out of every log line that records it. Skipped
+/// where the limit is too large to reach in a test (over 32 MiB).
+pub async fn session_write_failure_hides_id(h: &Harness) {
+    let max = h.store().capabilities().max_value_bytes;
+    if max > 32 << 20 {
+        skip(
+            "session_write_failure_hides_id",
+            "values up to the store's limit are too large for a test",
+        );
+        return;
+    }
+    let sessions: SessionManager<Store, Value> = SessionManager::builder(h.store().clone()).build();
+    let data = json!({"userId": unique_user("big"), "blob": "x".repeat(max)});
+    let error = sessions
+        .create(&data)
+        .await
+        .expect_err("over the value limit");
+    assert!(matches!(error, Error::ValueTooLarge { .. }), "{error:?}");
+    crate::secrets::assert_hides_session_id(&error, None);
+}
+
 /// Rotation moves the data to a new id and kills the old one; the index follows.
 pub async fn session_rotate(h: &Harness) {
     let time = Time::of(h);
@@ -1034,6 +1056,7 @@ pub fn all() -> Vec<crate::Case> {
         session_rejects_bad_ids,
         session_expires,
         session_refresh_writes_at_most_once_per_interval,
+        session_write_failure_hides_id,
         session_rotate,
         session_user_index,
         ratelimit_fixed_window,
@@ -1072,6 +1095,7 @@ macro_rules! pattern_tests {
             session_rejects_bad_ids,
             session_expires,
             session_refresh_writes_at_most_once_per_interval,
+            session_write_failure_hides_id,
             session_rotate,
             session_user_index,
             ratelimit_fixed_window,
