@@ -1,7 +1,8 @@
 //! The rate-limit and session layers on real axum routers, requests sent through `oneshot`.
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -21,6 +22,9 @@ use kvkit_http::{
 use kvkit_memory::MemoryStore;
 use kvkit_patterns::{RateLimiter, Session, SessionManager};
 use tower::ServiceExt;
+
+mod support;
+use support::Failing;
 
 fn request(peer: &str, headers: &[(&str, &str)]) -> Request<Body> {
     let mut builder = Request::builder().uri("/");
@@ -195,62 +199,106 @@ fn client_key_resolution() {
     assert_eq!(ClientKey::Peer.resolve(&parts), "unknown", "no ConnectInfo");
 }
 
-/// A store that is down.
+/// A memory store whose reads work and whose writes fail as a store that went away does.
 #[derive(Debug)]
-struct Down(Capabilities);
+struct WritesFail(MemoryStore);
 
-impl Down {
-    fn new() -> Self {
-        Self(Capabilities::new("down"))
-    }
-    fn error() -> Error {
-        Error::backend("down", "connection refused", true, "refused")
-    }
+fn lost() -> Error {
+    Error::backend("flaky", "connection lost", true, "reset by peer")
 }
 
 #[kvkit_core::backend::async_trait]
-impl KvStore for Down {
+impl KvStore for WritesFail {
     fn capabilities(&self) -> &Capabilities {
-        &self.0
+        self.0.capabilities()
     }
-    async fn get(&self, _: &str) -> kvkit_core::Result<Option<Bytes>> {
-        Err(Self::error())
+    async fn get(&self, key: &str) -> kvkit_core::Result<Option<Bytes>> {
+        self.0.get(key).await
     }
-    async fn get_with_metadata(&self, _: &str) -> kvkit_core::Result<Option<Entry>> {
-        Err(Self::error())
+    async fn get_with_metadata(&self, key: &str) -> kvkit_core::Result<Option<Entry>> {
+        self.0.get_with_metadata(key).await
     }
     async fn put(&self, _: &str, _: Bytes, _: PutOptions) -> kvkit_core::Result<()> {
-        Err(Self::error())
+        Err(lost())
     }
     async fn put_if_absent(&self, _: &str, _: Bytes, _: PutOptions) -> kvkit_core::Result<bool> {
-        Err(Self::error())
+        Err(lost())
     }
     async fn delete(&self, _: &str) -> kvkit_core::Result<()> {
-        Err(Self::error())
+        Err(lost())
     }
     async fn delete_if_version(&self, _: &str, _: &kvkit_core::Version) -> kvkit_core::Result<()> {
-        Err(Self::error())
+        Err(lost())
     }
-    async fn list(&self, _: ListOptions) -> kvkit_core::Result<ListPage> {
-        Err(Self::error())
+    async fn list(&self, options: ListOptions) -> kvkit_core::Result<ListPage> {
+        self.0.list(options).await
     }
-    async fn get_many(&self, _: &[String]) -> kvkit_core::Result<Vec<Option<Bytes>>> {
-        Err(Self::error())
+    async fn get_many(&self, keys: &[String]) -> kvkit_core::Result<Vec<Option<Bytes>>> {
+        self.0.get_many(keys).await
     }
     async fn put_many(&self, _: Vec<PutItem>) -> kvkit_core::Result<()> {
-        Err(Self::error())
+        Err(lost())
     }
     async fn delete_many(&self, _: &[String]) -> kvkit_core::Result<()> {
-        Err(Self::error())
+        Err(lost())
     }
     async fn increment(&self, _: &str, _: i64, _: CounterOptions) -> kvkit_core::Result<i64> {
-        Err(Self::error())
+        Err(lost())
     }
+}
+
+/// Every event logged on this thread while it is installed, one line each:
+/// `LEVEL target field=value …`.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<String>>>);
+
+impl Logs {
+    fn install(&self) -> tracing::subscriber::DefaultGuard {
+        tracing::subscriber::set_default(self.clone())
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.0.lock().expect("logs").clone()
+    }
+}
+
+struct Line<'a>(&'a mut String);
+
+impl tracing::field::Visit for Line<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        let _ = write!(self.0, " {}={value:?}", field.name());
+    }
+}
+
+impl tracing::Subscriber for Logs {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let meta = event.metadata();
+        let mut line = format!("{} {}", meta.level(), meta.target());
+        event.record(&mut Line(&mut line));
+        self.0.lock().expect("logs").push(line);
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// Whether `text` holds 8 consecutive characters of `id`.
+fn leaks(text: &str, id: &str) -> bool {
+    id.as_bytes()
+        .windows(8)
+        .any(|part| text.contains(std::str::from_utf8(part).expect("ASCII id")))
 }
 
 #[tokio::test]
 async fn a_failing_store_fails_open_or_closed() {
-    let limiter = || RateLimiter::fixed_window(Down::new(), 10, Duration::from_secs(60));
+    let limiter = || RateLimiter::fixed_window(Failing::down(), 10, Duration::from_secs(60));
     let open = Router::new()
         .route("/", get(|| async { "ok" }))
         .layer(RateLimitLayer::new(limiter()));
@@ -337,9 +385,10 @@ async fn sessions_from_the_cookie() {
         .expect("infallible");
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 
-    let down = Router::new()
-        .route("/me", get(me))
-        .layer(SessionLayer::new(SessionManager::new(Down::new()), cookie));
+    let down = Router::new().route("/me", get(me)).layer(SessionLayer::new(
+        SessionManager::new(Failing::down()),
+        cookie,
+    ));
     let response = down
         .oneshot(
             Request::builder()
@@ -351,4 +400,58 @@ async fn sessions_from_the_cookie() {
         .await
         .expect("infallible");
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn a_failed_refresh_write_keeps_the_session_and_the_id_out_of_the_log() {
+    let logs = Logs::default();
+    let _guard = logs.install();
+    let memory = MemoryStore::new();
+    let id = SessionManager::new(memory.clone())
+        .create_for("u1", "ada@example.com", "admin")
+        .await
+        .expect("create");
+    // Every request is due a refresh, and every write fails.
+    let manager = SessionManager::<_>::builder(WritesFail(memory))
+        .refresh_interval(Duration::ZERO)
+        .build();
+    let app = Router::new()
+        .route("/me", get(me))
+        .layer(SessionLayer::new(manager, SessionCookie::new()));
+    let call = || {
+        Request::builder()
+            .uri("/me")
+            .header("cookie", format!("session={id}"))
+            .body(Body::empty())
+            .expect("request")
+    };
+    let response = app.clone().oneshot(call()).await.expect("infallible");
+    assert_eq!(response.status(), StatusCode::OK);
+    let bytes = axum::body::to_bytes(response.into_body(), 1024)
+        .await
+        .expect("body");
+    assert_eq!(&bytes[..], b"ada@example.com");
+    let lines = logs.lines();
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.starts_with("WARN kvkit::session")
+                && line.contains("kind=unavailable")
+                && line.contains("connection lost")),
+        "{lines:?}"
+    );
+
+    // A read that fails answers 503, and logs no id either.
+    let down = Router::new().route("/me", get(me)).layer(SessionLayer::new(
+        SessionManager::new(Failing::down()),
+        SessionCookie::new(),
+    ));
+    let response = down.oneshot(call()).await.expect("infallible");
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let text = format!("{:?}{:?}", logs.lines(), body(response).await);
+    assert!(
+        logs.lines().len() > lines.len(),
+        "the failed read is logged"
+    );
+    assert!(!leaks(&text, id.as_str()), "the id is in {text}");
 }
