@@ -153,8 +153,11 @@ type KeyFn = dyn Fn(&Parts) -> Option<String> + Send + Sync;
 ///   trusted proxy is the client, whatever headers it sends.
 /// - [`ClientKey::custom`]: any function of the request (a user id, an API key).
 ///
-/// A request with no key (no `ConnectInfo`, or a custom function saying `None`) is counted as
-/// `unknown`, as the TypeScript middleware does, so such clients share one quota.
+/// A request that has no key ([`resolve`](Self::resolve) gives `None`: no `ConnectInfo` for
+/// `Peer` and `Forwarded`, or the custom function said `None`) is never counted in a bucket
+/// shared with others by accident: the layer answers `500` and logs how to fix it, unless the
+/// application chose a shared bucket with
+/// [`RateLimitLayer::on_unidentified`](crate::RateLimitLayer::on_unidentified).
 ///
 /// ```
 /// use axum::http::Request;
@@ -162,7 +165,9 @@ type KeyFn = dyn Fn(&Parts) -> Option<String> + Send + Sync;
 ///     parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::to_owned)
 /// });
 /// let (parts, ()) = Request::builder().header("x-api-key", "k1").body(()).unwrap().into_parts();
-/// assert_eq!(key.resolve(&parts), "k1");
+/// assert_eq!(key.resolve(&parts).as_deref(), Some("k1"));
+/// let (parts, ()) = Request::builder().body(()).unwrap().into_parts();
+/// assert_eq!(key.resolve(&parts), None);
 /// ```
 #[derive(Clone, Default)]
 pub enum ClientKey {
@@ -190,17 +195,22 @@ const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 const CF_CONNECTING_IP: HeaderName = HeaderName::from_static("cf-connecting-ip");
 
 impl ClientKey {
-    /// A key computed by `f`.
+    /// A key computed by `f`; `None` means the request names no client (see
+    /// [`RateLimitLayer::on_unidentified`](crate::RateLimitLayer::on_unidentified)).
     ///
     /// ```
+    /// use axum::http::Request;
     /// let key = kvkit_http::ClientKey::custom(|_| Some("everyone".to_owned()));
-    /// # let _ = key;
+    /// let (parts, ()) = Request::builder().body(()).unwrap().into_parts();
+    /// assert_eq!(key.resolve(&parts).as_deref(), Some("everyone"));
     /// ```
     pub fn custom(f: impl Fn(&Parts) -> Option<String> + Send + Sync + 'static) -> Self {
         Self::Custom(Arc::new(f))
     }
 
-    /// The key of the request whose head is `parts`.
+    /// The client the request whose head is `parts` comes from, or `None` when this key cannot
+    /// tell (no [`ConnectInfo`] for [`Peer`](Self::Peer) and [`Forwarded`](Self::Forwarded), or
+    /// the custom function said `None`).
     ///
     /// ```
     /// use std::net::SocketAddr;
@@ -213,17 +223,20 @@ impl ClientKey {
     ///     .body(()).unwrap();
     /// request.extensions_mut().insert(ConnectInfo("10.0.0.1:4000".parse::<SocketAddr>().unwrap()));
     /// let (parts, ()) = request.into_parts();
-    /// assert_eq!(key.resolve(&parts), "203.0.113.7");
+    /// assert_eq!(key.resolve(&parts).as_deref(), Some("203.0.113.7"));
+    ///
+    /// // Served without `into_make_service_with_connect_info`: no peer, no client.
+    /// let (parts, ()) = Request::builder().body(()).unwrap().into_parts();
+    /// assert_eq!(kvkit_http::ClientKey::Peer.resolve(&parts), None);
     /// ```
-    pub fn resolve(&self, parts: &Parts) -> String {
-        let key = match self {
+    pub fn resolve(&self, parts: &Parts) -> Option<String> {
+        match self {
             Self::Peer => peer(parts).map(|ip| ip.to_string()),
             Self::Forwarded(proxies) => {
                 peer(parts).map(|ip| forwarded_client(ip, &parts.headers, proxies))
             }
             Self::Custom(f) => f(parts),
-        };
-        key.unwrap_or_else(|| "unknown".to_owned())
+        }
     }
 }
 

@@ -24,7 +24,7 @@ mod session;
 mod tower_sessions;
 
 pub use client::{Cidr, ClientKey, InvalidCidr, TrustedProxies};
-pub use ratelimit::{OnStoreError, RateLimitLayer, RateLimitService};
+pub use ratelimit::{OnStoreError, OnUnidentified, RateLimitLayer, RateLimitService};
 pub use session::{CurrentSession, SameSite, SessionCookie, SessionLayer, SessionService};
 #[cfg(feature = "tower-sessions")]
 pub use tower_sessions::KvSessionStore;

@@ -12,12 +12,12 @@ use axum::http::{Request, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
 use kvkit_core::{
-    Bytes, Capabilities, CounterOptions, Entry, Error, KvStore, ListOptions, ListPage, PutItem,
-    PutOptions,
+    Bytes, Capabilities, CounterOptions, Entry, Error, ErrorKind, KvStore, ListOptions, ListPage,
+    PutItem, PutOptions,
 };
 use kvkit_http::{
-    ClientKey, CurrentSession, OnStoreError, RateLimitLayer, SessionCookie, SessionLayer,
-    TrustedProxies,
+    ClientKey, CurrentSession, OnStoreError, OnUnidentified, RateLimitLayer, SessionCookie,
+    SessionLayer, TrustedProxies,
 };
 use kvkit_memory::MemoryStore;
 use kvkit_patterns::{RateLimiter, Session, SessionManager};
@@ -166,7 +166,7 @@ fn client_key_resolution() {
     let key = ClientKey::Forwarded(proxies);
     let resolve = |peer: &str, headers: &[(&str, &str)]| {
         let (parts, _) = request(peer, headers).into_parts();
-        key.resolve(&parts)
+        key.resolve(&parts).expect("a peer")
     };
     assert_eq!(
         resolve(
@@ -196,7 +196,8 @@ fn client_key_resolution() {
         "203.0.113.1"
     );
     let (parts, _) = Request::builder().body(()).expect("request").into_parts();
-    assert_eq!(ClientKey::Peer.resolve(&parts), "unknown", "no ConnectInfo");
+    assert_eq!(ClientKey::Peer.resolve(&parts), None, "no ConnectInfo");
+    assert_eq!(key.resolve(&parts), None, "no ConnectInfo");
 }
 
 /// A memory store whose reads work and whose writes fail as a store that went away does.
@@ -400,6 +401,223 @@ async fn sessions_from_the_cookie() {
         .await
         .expect("infallible");
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+fn ok() -> Router {
+    Router::new().route("/", get(|| async { "ok" }))
+}
+
+async fn status(app: &Router, request: Request<Body>) -> StatusCode {
+    app.clone()
+        .oneshot(request)
+        .await
+        .expect("infallible")
+        .status()
+}
+
+#[tokio::test]
+async fn only_an_unavailable_store_fails_open() {
+    let unavailable: [(fn() -> Error, ErrorKind); 3] = [
+        (
+            || Error::backend("x", "connection refused", true, "refused"),
+            ErrorKind::Unavailable,
+        ),
+        (
+            || Error::Timeout {
+                backend: "x",
+                operation: "increment",
+                after: Duration::from_secs(1),
+            },
+            ErrorKind::Timeout,
+        ),
+        (
+            || Error::RateLimited {
+                backend: "x",
+                retry_after: None,
+            },
+            ErrorKind::RateLimited,
+        ),
+    ];
+    for (error, kind) in unavailable {
+        assert_eq!(error().kind(), kind);
+        let limiter =
+            || RateLimiter::fixed_window(Failing::with(error), 1, Duration::from_secs(60));
+        let open = ok().layer(RateLimitLayer::new(limiter()));
+        let closed =
+            ok().layer(RateLimitLayer::new(limiter()).on_store_error(OnStoreError::Reject));
+        assert_eq!(
+            status(&open, request("192.0.2.1", &[])).await,
+            StatusCode::OK,
+            "{kind}"
+        );
+        assert_eq!(
+            status(&closed, request("192.0.2.1", &[])).await,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{kind}"
+        );
+    }
+
+    // Anything else is not an outage: no policy lets it through.
+    let broken: [fn() -> Error; 6] = [
+        || Error::PermissionDenied {
+            backend: "x",
+            message: "token revoked".to_owned(),
+        },
+        || Error::configuration("x", "no such namespace"),
+        || Error::backend("x", "script failed", false, "ERR"),
+        || Error::Unsupported {
+            backend: "x",
+            operation: "increment",
+        },
+        || Error::NotACounter {
+            key: kvkit_core::RedactedKey::new("ratelimit:192.0.2.1:0"),
+        },
+        || Error::EmptyKey,
+    ];
+    let logs = Logs::default();
+    let _guard = logs.install();
+    for error in broken {
+        let kind = error().kind();
+        for policy in [OnStoreError::Allow, OnStoreError::Reject] {
+            let limiter =
+                RateLimiter::fixed_window(Failing::with(error), 1, Duration::from_secs(60));
+            let app = ok().layer(RateLimitLayer::new(limiter).on_store_error(policy));
+            let response = app
+                .oneshot(request("192.0.2.1", &[]))
+                .await
+                .expect("infallible");
+            assert_eq!(
+                response.status(),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "{kind} with {policy:?}"
+            );
+            assert_eq!(
+                body(response).await,
+                serde_json::json!({"error": "Internal server error"})
+            );
+        }
+        assert!(
+            logs.lines()
+                .iter()
+                .any(|line| line.starts_with("ERROR kvkit::http")
+                    && line.contains(&format!("kind={kind}"))),
+            "{kind}: {:?}",
+            logs.lines()
+        );
+    }
+    assert!(
+        !logs.lines().iter().any(|line| line.contains("192.0.2.1")),
+        "no key in a log line: {:?}",
+        logs.lines()
+    );
+}
+
+async fn keys(store: &MemoryStore) -> Vec<String> {
+    let page = store
+        .list(ListOptions::new().prefix("ratelimit:"))
+        .await
+        .expect("list");
+    page.keys.into_iter().map(|key| key.name).collect()
+}
+
+#[tokio::test]
+async fn every_identifier_is_limited_and_normal_ones_stay_verbatim() {
+    let store = MemoryStore::builder().cloudflare_limits().build();
+    let limiter = RateLimiter::fixed_window(store.clone(), 1, Duration::from_secs(60));
+    let app = ok().layer(
+        RateLimitLayer::new(limiter).client_key(ClientKey::custom(|parts| {
+            parts
+                .headers
+                .get("x-client")
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        })),
+    );
+    let long = "k".repeat(600);
+    for client in ["k1", long.as_str(), "with space", "sha256:forged", "", "é"] {
+        let send = || request("192.0.2.1", &[("x-client", client)]);
+        assert_eq!(status(&app, send()).await, StatusCode::OK, "{client:?}");
+        assert_eq!(
+            status(&app, send()).await,
+            StatusCode::TOO_MANY_REQUESTS,
+            "{client:?} gets no second request"
+        );
+    }
+    let keys = keys(&store).await;
+    assert_eq!(keys.len(), 6, "{keys:?}");
+    assert!(
+        keys.iter().any(|k| k.starts_with("ratelimit:k1:")),
+        "{keys:?}"
+    );
+    assert_eq!(
+        keys.iter()
+            .filter(|k| k.starts_with("ratelimit:sha256:"))
+            .count(),
+        5,
+        "{keys:?}"
+    );
+    assert!(
+        keys.iter().all(|k| k.len() <= 512 && !k.contains(' ')),
+        "{keys:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_request_without_connect_info_is_an_error_not_a_shared_bucket() {
+    let logs = Logs::default();
+    let _guard = logs.install();
+    let limiter = RateLimiter::fixed_window(MemoryStore::new(), 100, Duration::from_secs(60));
+    let app = ok().layer(RateLimitLayer::new(limiter));
+    let bare = || {
+        Request::builder()
+            .uri("/")
+            .body(Body::empty())
+            .expect("request")
+    };
+    for _ in 0..3 {
+        let response = app.clone().oneshot(bare()).await.expect("infallible");
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(response.headers().get("x-ratelimit-remaining").is_none());
+    }
+    let errors: Vec<_> = logs
+        .lines()
+        .into_iter()
+        .filter(|line| line.starts_with("ERROR kvkit::http"))
+        .collect();
+    assert_eq!(errors.len(), 1, "logged once: {:?}", logs.lines());
+    assert!(
+        errors[0].contains("into_make_service_with_connect_info::<SocketAddr>()")
+            && errors[0].contains("OnUnidentified::Share"),
+        "names the fix: {}",
+        errors[0]
+    );
+
+    // The same for a custom key that names no client.
+    let limiter = RateLimiter::fixed_window(MemoryStore::new(), 100, Duration::from_secs(60));
+    let app = ok().layer(RateLimitLayer::new(limiter).client_key(ClientKey::custom(|_| None)));
+    assert_eq!(
+        status(&app, request("192.0.2.1", &[])).await,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+    assert!(
+        logs.lines()
+            .iter()
+            .any(|line| line.contains("the custom ClientKey returned None")),
+        "{:?}",
+        logs.lines()
+    );
+
+    // A shared bucket is there for who asks for it.
+    let limiter = RateLimiter::fixed_window(MemoryStore::new(), 1, Duration::from_secs(60));
+    let app = ok().layer(
+        RateLimitLayer::new(limiter).on_unidentified(OnUnidentified::Share("unknown".to_owned())),
+    );
+    assert_eq!(status(&app, bare()).await, StatusCode::OK);
+    assert_eq!(status(&app, bare()).await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        status(&app, request("192.0.2.1", &[])).await,
+        StatusCode::OK,
+        "a known peer has its own quota"
+    );
 }
 
 #[tokio::test]
