@@ -150,8 +150,14 @@ type KeyFn = dyn Fn(&Parts) -> Option<String> + Send + Sync;
 ///   the right-most address in `X-Forwarded-For` (or `Forwarded`) that is not itself a trusted
 ///   proxy; entries further left were written by the client and are never believed.
 ///   `CF-Connecting-IP` is used when the trusted proxy sent neither. A peer that is not a
-///   trusted proxy is the client, whatever headers it sends.
+///   trusted proxy is the client, whatever headers it sends. The proxies must append to (or
+///   overwrite) `X-Forwarded-For`, as nginx, HAProxy, AWS load balancers and Cloudflare do: a
+///   proxy that writes only `Forwarded` or `CF-Connecting-IP` and passes a client's own
+///   `X-Forwarded-For` through lets that client choose its key.
 /// - [`ClientKey::custom`]: any function of the request (a user id, an API key).
+///
+/// Header values are read as bytes, so a hop that is not UTF-8 (or not an address) never hides
+/// the hops a proxy appended after it.
 ///
 /// A request that has no key ([`resolve`](Self::resolve) gives `None`: no `ConnectInfo` for
 /// `Peer` and `Forwarded`, or the custom function said `None`) is never counted in a bucket
@@ -259,15 +265,16 @@ fn forwarded_client(peer: IpAddr, headers: &HeaderMap, proxies: &TrustedProxies)
     if hops.is_empty() {
         return headers
             .get(CF_CONNECTING_IP)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_hop)
+            .and_then(|v| parse_hop(v.as_bytes()))
             .map_or_else(|| peer.to_string(), |ip| ip.to_string());
     }
     for hop in hops.iter().rev() {
         match parse_hop(hop) {
             Some(ip) if proxies.trusts(ip) => continue,
             Some(ip) => return ip.to_string(),
-            None => return (*hop).to_owned(),
+            // Not an address (`unknown`, an RFC 7239 obfuscated identifier): written by the
+            // trusted proxy to its right, so it names the client as well as anything can.
+            None => return String::from_utf8_lossy(hop).into_owned(),
         }
     }
     // Every hop is a trusted proxy: the left-most is the closest to the client.
@@ -276,37 +283,49 @@ fn forwarded_client(peer: IpAddr, headers: &HeaderMap, proxies: &TrustedProxies)
         .map_or_else(|| peer.to_string(), |ip| ip.to_string())
 }
 
-fn x_forwarded_for(headers: &HeaderMap) -> Vec<&str> {
+/// The hops of every `X-Forwarded-For` header, in order, as bytes: a value that is not ASCII
+/// still splits, so the hops a proxy appended after a client's bytes are kept.
+fn x_forwarded_for(headers: &HeaderMap) -> Vec<&[u8]> {
     headers
         .get_all(X_FORWARDED_FOR)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
         .filter(|hop| !hop.is_empty())
         .collect()
 }
 
 /// The `for=` parameters of RFC 7239 `Forwarded` headers, in order.
-fn forwarded_for(headers: &HeaderMap) -> Vec<&str> {
+fn forwarded_for(headers: &HeaderMap) -> Vec<&[u8]> {
     headers
         .get_all(FORWARDED)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
         .filter_map(|element| {
-            element.split(';').find_map(|pair| {
-                let (name, value) = pair.trim().split_once('=')?;
-                name.eq_ignore_ascii_case("for")
-                    .then(|| value.trim().trim_matches('"'))
+            element.split(|&b| b == b';').find_map(|pair| {
+                let pair = pair.trim_ascii();
+                let at = pair.iter().position(|&b| b == b'=')?;
+                let (name, value) = pair.split_at(at);
+                name.trim_ascii()
+                    .eq_ignore_ascii_case(b"for")
+                    .then(|| trim_quotes(value[1..].trim_ascii()))
             })
         })
         .collect()
 }
 
+fn trim_quotes(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().position(|&b| b != b'"').unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|&b| b != b'"')
+        .map_or(start, |i| i + 1);
+    &bytes[start..end]
+}
+
 /// An address from a forwarding header: `1.2.3.4`, `1.2.3.4:80`, `[2001:db8::1]:80` or `2001:db8::1`.
-fn parse_hop(hop: &str) -> Option<IpAddr> {
-    let hop = hop.trim();
+fn parse_hop(hop: &[u8]) -> Option<IpAddr> {
+    let hop = std::str::from_utf8(hop).ok()?.trim();
     hop.parse::<IpAddr>()
         .or_else(|_| hop.parse::<SocketAddr>().map(|s| s.ip()))
         .or_else(|_| {
