@@ -150,11 +150,20 @@ type KeyFn = dyn Fn(&Parts) -> Option<String> + Send + Sync;
 ///   the right-most address in `X-Forwarded-For` (or `Forwarded`) that is not itself a trusted
 ///   proxy; entries further left were written by the client and are never believed.
 ///   `CF-Connecting-IP` is used when the trusted proxy sent neither. A peer that is not a
-///   trusted proxy is the client, whatever headers it sends.
+///   trusted proxy is the client, whatever headers it sends. The proxies must append to (or
+///   overwrite) `X-Forwarded-For`, as nginx, HAProxy, AWS load balancers and Cloudflare do: a
+///   proxy that writes only `Forwarded` or `CF-Connecting-IP` and passes a client's own
+///   `X-Forwarded-For` through lets that client choose its key.
 /// - [`ClientKey::custom`]: any function of the request (a user id, an API key).
 ///
-/// A request with no key (no `ConnectInfo`, or a custom function saying `None`) is counted as
-/// `unknown`, as the TypeScript middleware does, so such clients share one quota.
+/// Header values are read as bytes, so a hop that is not UTF-8 (or not an address) never hides
+/// the hops a proxy appended after it.
+///
+/// A request that has no key ([`resolve`](Self::resolve) gives `None`: no `ConnectInfo` for
+/// `Peer` and `Forwarded`, or the custom function said `None`) is never counted in a bucket
+/// shared with others by accident: the layer answers `500` and logs how to fix it, unless the
+/// application chose a shared bucket with
+/// [`RateLimitLayer::on_unidentified`](crate::RateLimitLayer::on_unidentified).
 ///
 /// ```
 /// use axum::http::Request;
@@ -162,7 +171,9 @@ type KeyFn = dyn Fn(&Parts) -> Option<String> + Send + Sync;
 ///     parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::to_owned)
 /// });
 /// let (parts, ()) = Request::builder().header("x-api-key", "k1").body(()).unwrap().into_parts();
-/// assert_eq!(key.resolve(&parts), "k1");
+/// assert_eq!(key.resolve(&parts).as_deref(), Some("k1"));
+/// let (parts, ()) = Request::builder().body(()).unwrap().into_parts();
+/// assert_eq!(key.resolve(&parts), None);
 /// ```
 #[derive(Clone, Default)]
 pub enum ClientKey {
@@ -190,17 +201,22 @@ const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 const CF_CONNECTING_IP: HeaderName = HeaderName::from_static("cf-connecting-ip");
 
 impl ClientKey {
-    /// A key computed by `f`.
+    /// A key computed by `f`; `None` means the request names no client (see
+    /// [`RateLimitLayer::on_unidentified`](crate::RateLimitLayer::on_unidentified)).
     ///
     /// ```
+    /// use axum::http::Request;
     /// let key = kvkit_http::ClientKey::custom(|_| Some("everyone".to_owned()));
-    /// # let _ = key;
+    /// let (parts, ()) = Request::builder().body(()).unwrap().into_parts();
+    /// assert_eq!(key.resolve(&parts).as_deref(), Some("everyone"));
     /// ```
     pub fn custom(f: impl Fn(&Parts) -> Option<String> + Send + Sync + 'static) -> Self {
         Self::Custom(Arc::new(f))
     }
 
-    /// The key of the request whose head is `parts`.
+    /// The client the request whose head is `parts` comes from, or `None` when this key cannot
+    /// tell (no [`ConnectInfo`] for [`Peer`](Self::Peer) and [`Forwarded`](Self::Forwarded), or
+    /// the custom function said `None`).
     ///
     /// ```
     /// use std::net::SocketAddr;
@@ -213,17 +229,20 @@ impl ClientKey {
     ///     .body(()).unwrap();
     /// request.extensions_mut().insert(ConnectInfo("10.0.0.1:4000".parse::<SocketAddr>().unwrap()));
     /// let (parts, ()) = request.into_parts();
-    /// assert_eq!(key.resolve(&parts), "203.0.113.7");
+    /// assert_eq!(key.resolve(&parts).as_deref(), Some("203.0.113.7"));
+    ///
+    /// // Served without `into_make_service_with_connect_info`: no peer, no client.
+    /// let (parts, ()) = Request::builder().body(()).unwrap().into_parts();
+    /// assert_eq!(kvkit_http::ClientKey::Peer.resolve(&parts), None);
     /// ```
-    pub fn resolve(&self, parts: &Parts) -> String {
-        let key = match self {
+    pub fn resolve(&self, parts: &Parts) -> Option<String> {
+        match self {
             Self::Peer => peer(parts).map(|ip| ip.to_string()),
             Self::Forwarded(proxies) => {
                 peer(parts).map(|ip| forwarded_client(ip, &parts.headers, proxies))
             }
             Self::Custom(f) => f(parts),
-        };
-        key.unwrap_or_else(|| "unknown".to_owned())
+        }
     }
 }
 
@@ -246,15 +265,16 @@ fn forwarded_client(peer: IpAddr, headers: &HeaderMap, proxies: &TrustedProxies)
     if hops.is_empty() {
         return headers
             .get(CF_CONNECTING_IP)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_hop)
+            .and_then(|v| parse_hop(v.as_bytes()))
             .map_or_else(|| peer.to_string(), |ip| ip.to_string());
     }
     for hop in hops.iter().rev() {
         match parse_hop(hop) {
             Some(ip) if proxies.trusts(ip) => continue,
             Some(ip) => return ip.to_string(),
-            None => return (*hop).to_owned(),
+            // Not an address (`unknown`, an RFC 7239 obfuscated identifier): written by the
+            // trusted proxy to its right, so it names the client as well as anything can.
+            None => return String::from_utf8_lossy(hop).into_owned(),
         }
     }
     // Every hop is a trusted proxy: the left-most is the closest to the client.
@@ -263,37 +283,49 @@ fn forwarded_client(peer: IpAddr, headers: &HeaderMap, proxies: &TrustedProxies)
         .map_or_else(|| peer.to_string(), |ip| ip.to_string())
 }
 
-fn x_forwarded_for(headers: &HeaderMap) -> Vec<&str> {
+/// The hops of every `X-Forwarded-For` header, in order, as bytes: a value that is not ASCII
+/// still splits, so the hops a proxy appended after a client's bytes are kept.
+fn x_forwarded_for(headers: &HeaderMap) -> Vec<&[u8]> {
     headers
         .get_all(X_FORWARDED_FOR)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
         .filter(|hop| !hop.is_empty())
         .collect()
 }
 
 /// The `for=` parameters of RFC 7239 `Forwarded` headers, in order.
-fn forwarded_for(headers: &HeaderMap) -> Vec<&str> {
+fn forwarded_for(headers: &HeaderMap) -> Vec<&[u8]> {
     headers
         .get_all(FORWARDED)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
         .filter_map(|element| {
-            element.split(';').find_map(|pair| {
-                let (name, value) = pair.trim().split_once('=')?;
-                name.eq_ignore_ascii_case("for")
-                    .then(|| value.trim().trim_matches('"'))
+            element.split(|&b| b == b';').find_map(|pair| {
+                let pair = pair.trim_ascii();
+                let at = pair.iter().position(|&b| b == b'=')?;
+                let (name, value) = pair.split_at(at);
+                name.trim_ascii()
+                    .eq_ignore_ascii_case(b"for")
+                    .then(|| trim_quotes(value[1..].trim_ascii()))
             })
         })
         .collect()
 }
 
+fn trim_quotes(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().position(|&b| b != b'"').unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|&b| b != b'"')
+        .map_or(start, |i| i + 1);
+    &bytes[start..end]
+}
+
 /// An address from a forwarding header: `1.2.3.4`, `1.2.3.4:80`, `[2001:db8::1]:80` or `2001:db8::1`.
-fn parse_hop(hop: &str) -> Option<IpAddr> {
-    let hop = hop.trim();
+fn parse_hop(hop: &[u8]) -> Option<IpAddr> {
+    let hop = std::str::from_utf8(hop).ok()?.trim();
     hop.parse::<IpAddr>()
         .or_else(|_| hop.parse::<SocketAddr>().map(|s| s.ip()))
         .or_else(|_| {

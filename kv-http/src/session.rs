@@ -274,8 +274,12 @@ impl<D: Send + Sync + 'static, St: Send + Sync> OptionalFromRequestParts<St> for
 /// Loads the session named by the request's cookie (sliding its expiry at most once per the
 /// manager's refresh interval) and hands it to handlers as a [`CurrentSession`].
 ///
-/// A missing, malformed, unknown or expired id means no session (the handler decides). A store
-/// that fails answers `503 Service Unavailable` rather than logging the user out.
+/// A missing, malformed, unknown or expired id means no session (the handler decides). A read
+/// that fails is answered rather than logging the user out: `503 Service Unavailable` when the
+/// store is unavailable (a retryable error), `500 Internal Server Error` otherwise. Sliding the
+/// expiry is best effort: when that write fails, the failure is logged and the request goes on
+/// with the session it read ([`SessionManager::get_and_refresh`]). No log line or error names
+/// the session id.
 ///
 /// ```
 /// use axum::{Router, routing::get};
@@ -405,11 +409,18 @@ where
                         });
                     }
                     Ok(None) => {}
-                    Err(error) => {
-                        tracing::warn!(target: "kvkit::http", %error, "session store unavailable");
+                    Err(error) if error.is_retryable() => {
+                        tracing::warn!(target: "kvkit::http", kind = %error.kind(), %error, "session store unavailable; answering 503");
                         return Ok(crate::json_error(
                             StatusCode::SERVICE_UNAVAILABLE,
                             "Session store unavailable",
+                        ));
+                    }
+                    Err(error) => {
+                        tracing::error!(target: "kvkit::http", kind = %error.kind(), %error, "reading the session failed; answering 500");
+                        return Ok(crate::json_error(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "Internal server error",
                         ));
                     }
                 }

@@ -20,6 +20,11 @@ const CREATE_ATTEMPTS: usize = 4;
 /// overwrites another session: it writes with [`put_if_absent`](KvStore::put_if_absent) and
 /// draws a new id on a collision.
 ///
+/// tower-sessions' errors hold only text, so a store's error becomes [`Error::Backend`] with
+/// all of it: the error, each of its sources (joined with `: `) and its
+/// [`ErrorKind`](kvkit_core::ErrorKind), as `redis: GET failed: connection refused (kind:
+/// unavailable)`; never a key, so never a session id.
+///
 /// ```
 /// use tower_sessions_core::session_store::SessionStore;
 /// use tower_sessions_core::session::{Id, Record};
@@ -33,6 +38,14 @@ const CREATE_ATTEMPTS: usize = 4;
 /// };
 /// store.create(&mut record).await?;
 /// assert_eq!(store.load(&record.id).await?, Some(record));
+///
+/// // A prefix too long for Cloudflare's 512-byte keys: every call fails, and says why.
+/// let tiny = kvkit_memory::MemoryStore::builder().cloudflare_limits().build();
+/// let store = kvkit_http::KvSessionStore::new(tiny).prefix(&"p".repeat(600));
+/// let Err(tower_sessions_core::session_store::Error::Backend(text)) = store.load(&Id::default()).await else {
+///     panic!("a key over the limit");
+/// };
+/// assert!(text.contains("the limit is 512 bytes (kind: invalid_input)"), "{text}");
 /// # Ok(()) }
 /// ```
 pub struct KvSessionStore<S> {
@@ -96,13 +109,28 @@ impl<S: KvStore> KvSessionStore<S> {
         let ttl = Duration::try_from(remaining)
             .unwrap_or(Duration::MAX)
             .max(self.store.capabilities().min_ttl);
-        let json = serde_json::to_vec(record).map_err(|e| Error::Encode(e.to_string()))?;
+        let json = serde_json::to_vec(record).map_err(|e| Error::Encode(chain(&e)))?;
         Ok(Some((Bytes::from(json), PutOptions::new().ttl(ttl))))
     }
 }
 
+/// `error` as tower-sessions' [`Error::Backend`], which holds only text: the error, then each of
+/// its sources, joined with `: `, then its [`ErrorKind`](kvkit_core::ErrorKind), so a log line
+/// of it keeps everything (and, as every `kvkit` error, no key: no session id).
 fn backend(error: kvkit_core::Error) -> Error {
-    Error::Backend(error.to_string())
+    Error::Backend(format!("{} (kind: {})", chain(&error), error.kind()))
+}
+
+/// `error` and each of its sources, joined with `: `.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
 }
 
 #[kvkit_core::backend::async_trait]
@@ -140,8 +168,7 @@ impl<S: KvStore> SessionStore for KvSessionStore<S> {
         let Some(raw) = self.store.get(&self.key(id)).await.map_err(backend)? else {
             return Ok(None);
         };
-        let record: Record =
-            serde_json::from_slice(&raw).map_err(|e| Error::Decode(e.to_string()))?;
+        let record: Record = serde_json::from_slice(&raw).map_err(|e| Error::Decode(chain(&e)))?;
         Ok((record.expiry_date > OffsetDateTime::now_utc()).then_some(record))
     }
 

@@ -12,6 +12,8 @@ use time::{Duration, OffsetDateTime};
 use tower_sessions_core::session::{Id, Record};
 use tower_sessions_core::session_store::SessionStore;
 
+mod support;
+
 fn record(expires_in: Duration) -> Record {
     let mut data = std::collections::HashMap::new();
     data.insert("cart".to_owned(), json!([1, 2, 3]));
@@ -115,4 +117,51 @@ async fn on_redis() {
     };
     let store = kvkit_redis::RedisStore::connect(&url).await.expect("redis");
     contract(Arc::new(store)).await;
+}
+
+/// A client library's error with a cause of its own.
+#[derive(Debug)]
+struct Refused(std::io::Error);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection refused")
+    }
+}
+
+impl std::error::Error for Refused {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+#[tokio::test]
+async fn errors_keep_their_whole_chain_and_kind() {
+    let store = KvSessionStore::new(support::Failing::with(|| {
+        let cause = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "os error 111");
+        kvkit_core::Error::backend("redis", "GET failed", true, Refused(cause))
+    }));
+    let mut record = record(Duration::hours(1));
+    let id = record.id;
+    let expected = "redis: GET failed: connection refused: os error 111 (kind: unavailable)";
+    let errors = [
+        store.load(&id).await.unwrap_err(),
+        store.save(&record).await.unwrap_err(),
+        store.delete(&id).await.unwrap_err(),
+        store.create(&mut record).await.unwrap_err(),
+    ];
+    for error in errors {
+        let tower_sessions_core::session_store::Error::Backend(text) = &error else {
+            panic!("a backend error: {error:?}");
+        };
+        assert_eq!(text, expected);
+        assert!(!text.contains(&id.to_string()), "no session id: {text}");
+    }
+
+    let down = KvSessionStore::new(support::Failing::down());
+    let error = down.load(&id).await.unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "down: connection refused: refused (kind: unavailable)"
+    );
 }

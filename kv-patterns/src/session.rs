@@ -520,34 +520,38 @@ impl<S: KvStore, D: SessionData> SessionManager<S, D> {
     /// Reads the session and slides its expiry, writing only when the last write is at least
     /// the refresh interval old: what a request handler calls on every request.
     ///
+    /// Only the read can fail the call. A refresh write that fails is logged (target
+    /// `kvkit::session`, at `warn`, with the error and its kind, never the id) and the session
+    /// is returned as read: the request goes on, and a later request slides the expiry. Use
+    /// [`refresh`](Self::refresh) to learn whether the write went through.
+    ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> kvkit_core::Result<()> {
     /// let sessions = kvkit_patterns::SessionManager::new(kvkit_memory::MemoryStore::new());
     /// let id = sessions.create_for("u1", "ada@example.com", "admin").await?;
-    /// assert!(sessions.get_and_refresh(id.as_str()).await?.is_some());
+    /// assert_eq!(sessions.get_and_refresh(id.as_str()).await?.unwrap().email, "ada@example.com");
+    /// assert_eq!(sessions.get_and_refresh("0f8c2a2e-5b7d-4e0a-9a4b-2c6d8e1f3a5b").await?, None);
     /// # Ok(()) }
     /// ```
     pub async fn get_and_refresh(&self, id: impl AsRef<str>) -> kvkit_core::Result<Option<D>> {
-        let Some(id) = SessionId::parse(id.as_ref()) else {
+        let Some((data, refreshed)) = self.read_and_refresh(id.as_ref()).await? else {
             return Ok(None);
         };
-        let Some(entry) = self.store.get_with_metadata(&id.key()).await? else {
-            return Ok(None);
-        };
-        let Some(data) = decode::<D>(&entry.value) else {
-            return Ok(None);
-        };
-        if self.refresh_due(entry.metadata.as_ref()) {
-            self.rewrite(&id, entry.value, entry.version, data.user_id())
-                .await?;
+        if let Err(error) = refreshed {
+            tracing::warn!(
+                target: "kvkit::session",
+                kind = %error.kind(),
+                %error,
+                "sliding the session's expiry failed; serving the session as read"
+            );
         }
         Ok(Some(data))
     }
 
     /// Slides the session's expiry to a full TTL from now, as the TypeScript pattern's
     /// `refresh`, but writes only when the last write is at least the refresh interval old.
-    /// Returns whether the session exists.
+    /// Returns whether the session exists; a failed write is an error.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -559,7 +563,34 @@ impl<S: KvStore, D: SessionData> SessionManager<S, D> {
     /// # Ok(()) }
     /// ```
     pub async fn refresh(&self, id: impl AsRef<str>) -> kvkit_core::Result<bool> {
-        Ok(self.get_and_refresh(id).await?.is_some())
+        match self.read_and_refresh(id.as_ref()).await? {
+            Some((_, refreshed)) => refreshed.map(|()| true),
+            None => Ok(false),
+        }
+    }
+
+    /// The session's data, and the outcome of the refresh write when one was due: an error of
+    /// the read is the call's, an error of the write is handed back beside the data.
+    async fn read_and_refresh(
+        &self,
+        id: &str,
+    ) -> kvkit_core::Result<Option<(D, kvkit_core::Result<()>)>> {
+        let Some(id) = SessionId::parse(id) else {
+            return Ok(None);
+        };
+        let Some(entry) = self.store.get_with_metadata(&id.key()).await? else {
+            return Ok(None);
+        };
+        let Some(data) = decode::<D>(&entry.value) else {
+            return Ok(None);
+        };
+        let refreshed = if self.refresh_due(entry.metadata.as_ref()) {
+            self.rewrite(&id, entry.value, entry.version, data.user_id())
+                .await
+        } else {
+            Ok(())
+        };
+        Ok(Some((data, refreshed)))
     }
 
     /// Deletes the session (and its index entry). Deleting an unknown id succeeds.
@@ -781,5 +812,79 @@ fn decode<D: DeserializeOwned>(raw: &[u8]) -> Option<D> {
             tracing::warn!(target: "kvkit::session", %error, "stored session did not decode; treating it as absent");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kvkit_core::{
+        Capabilities, CounterOptions, Entry, ErrorKind, ListOptions, ListPage, Result,
+    };
+    use kvkit_memory::MemoryStore;
+
+    use super::*;
+
+    /// A memory store whose writes fail as a store that went away does.
+    #[derive(Debug)]
+    struct WritesFail(MemoryStore);
+
+    fn down() -> Error {
+        Error::backend("test", "connection lost", true, "reset by peer")
+    }
+
+    #[kvkit_core::backend::async_trait]
+    impl KvStore for WritesFail {
+        fn capabilities(&self) -> &Capabilities {
+            self.0.capabilities()
+        }
+        async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+            self.0.get(key).await
+        }
+        async fn get_with_metadata(&self, key: &str) -> Result<Option<Entry>> {
+            self.0.get_with_metadata(key).await
+        }
+        async fn put(&self, _: &str, _: Bytes, _: PutOptions) -> Result<()> {
+            Err(down())
+        }
+        async fn put_if_absent(&self, _: &str, _: Bytes, _: PutOptions) -> Result<bool> {
+            Err(down())
+        }
+        async fn delete(&self, _: &str) -> Result<()> {
+            Err(down())
+        }
+        async fn delete_if_version(&self, _: &str, _: &Version) -> Result<()> {
+            Err(down())
+        }
+        async fn list(&self, options: ListOptions) -> Result<ListPage> {
+            self.0.list(options).await
+        }
+        async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>> {
+            self.0.get_many(keys).await
+        }
+        async fn put_many(&self, _: Vec<PutItem>) -> Result<()> {
+            Err(down())
+        }
+        async fn delete_many(&self, _: &[String]) -> Result<()> {
+            Err(down())
+        }
+        async fn increment(&self, _: &str, _: i64, _: CounterOptions) -> Result<i64> {
+            Err(down())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_refresh_write_fails_refresh_but_not_the_read() {
+        let memory = MemoryStore::new();
+        let id = SessionManager::new(memory.clone())
+            .create_for("u1", "ada@example.com", "admin")
+            .await
+            .expect("create");
+        let sessions = SessionManager::<_>::builder(WritesFail(memory))
+            .refresh_interval(Duration::ZERO)
+            .build();
+        let read = sessions.get_and_refresh(id.as_str()).await.expect("read");
+        assert_eq!(read.expect("live").email, "ada@example.com");
+        let error = sessions.refresh(id.as_str()).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Unavailable);
     }
 }
