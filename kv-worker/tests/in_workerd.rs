@@ -158,7 +158,7 @@ async fn every_case_passes_inside_workerd() {
     );
     // Cloudflare's counter and put-if-absent are best-effort and it has no conditional writes:
     // exactly the cases that need them skip themselves, and no other; the memory store skips
-    // nothing.
+    // only the refused session write, whose 512 MiB value limit is too large to reach here.
     skipped.sort();
     assert_eq!(
         skipped,
@@ -167,6 +167,7 @@ async fn every_case_passes_inside_workerd() {
             "kv/conformance/counter_exact_under_concurrency",
             "kv/conformance/put_if_absent_one_winner",
             "kv/patterns/ratelimit_exact_under_concurrency",
+            "memory/patterns/session_write_failure_hides_id",
         ]
     );
 }
