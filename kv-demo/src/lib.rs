@@ -259,7 +259,8 @@ struct AppState {
 /// ```no_run
 /// let config = kv_demo::Config::new(std::sync::Arc::new(kvkit::memory::MemoryStore::new()), "demo.sqlite3");
 /// let router = kv_demo::router(config).expect("database");
-/// # let _ = router;
+/// let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+/// # drop(service);
 /// ```
 pub fn router(config: Config) -> Result<Router, DemoError> {
     let catalog = Catalog::open(&config.database)?;

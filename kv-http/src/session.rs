@@ -97,7 +97,10 @@ impl SessionCookie {
     ///
     /// ```
     /// let c = kvkit_http::SessionCookie::new().domain("example.com");
-    /// # let _ = c;
+    /// let id = kvkit_patterns::SessionId::generate().unwrap();
+    /// let header = c.set(&id);
+    /// let header = header.to_str().unwrap();
+    /// assert!(header.contains("; Domain=example.com"), "{header}");
     /// ```
     pub fn domain(mut self, domain: &str) -> Self {
         self.domain = Some(domain.to_owned());
@@ -108,7 +111,10 @@ impl SessionCookie {
     ///
     /// ```
     /// let c = kvkit_http::SessionCookie::new().path("/app");
-    /// # let _ = c;
+    /// let id = kvkit_patterns::SessionId::generate().unwrap();
+    /// let header = c.set(&id);
+    /// let header = header.to_str().unwrap();
+    /// assert!(header.contains("; Path=/app"), "{header}");
     /// ```
     pub fn path(mut self, path: &str) -> Self {
         self.path = path.to_owned();
@@ -119,7 +125,11 @@ impl SessionCookie {
     ///
     /// ```
     /// let c = kvkit_http::SessionCookie::new().secure(false);
-    /// # let _ = c;
+    /// let id = kvkit_patterns::SessionId::generate().unwrap();
+    /// let header = c.set(&id);
+    /// let header = header.to_str().unwrap();
+    /// assert!(!header.contains("Secure"), "{header}");
+    /// assert!(kvkit_http::SessionCookie::new().set(&id).to_str().unwrap().contains("; Secure"));
     /// ```
     pub fn secure(mut self, secure: bool) -> Self {
         self.secure = secure;
@@ -130,7 +140,10 @@ impl SessionCookie {
     ///
     /// ```
     /// let c = kvkit_http::SessionCookie::new().same_site(kvkit_http::SameSite::Strict);
-    /// # let _ = c;
+    /// let id = kvkit_patterns::SessionId::generate().unwrap();
+    /// let header = c.set(&id);
+    /// let header = header.to_str().unwrap();
+    /// assert!(header.contains("; SameSite=Strict"), "{header}");
     /// ```
     pub fn same_site(mut self, same_site: SameSite) -> Self {
         self.same_site = same_site;
@@ -141,7 +154,10 @@ impl SessionCookie {
     ///
     /// ```
     /// let c = kvkit_http::SessionCookie::new().max_age(std::time::Duration::from_secs(86_400));
-    /// # let _ = c;
+    /// let id = kvkit_patterns::SessionId::generate().unwrap();
+    /// let header = c.set(&id);
+    /// let header = header.to_str().unwrap();
+    /// assert!(header.contains("; Max-Age=86400"), "{header}");
     /// ```
     pub fn max_age(mut self, max_age: Duration) -> Self {
         self.max_age = Some(max_age);
@@ -320,9 +336,9 @@ impl<S: KvStore, D: SessionData> SessionLayer<S, D> {
     /// ```
     /// let layer = kvkit_http::SessionLayer::new(
     ///     kvkit_patterns::SessionManager::new(kvkit_memory::MemoryStore::new()),
-    ///     kvkit_http::SessionCookie::new(),
+    ///     kvkit_http::SessionCookie::new().name("sid"),
     /// );
-    /// # let _ = layer;
+    /// assert!(format!("{layer:?}").contains(r#"name: "sid""#));
     /// ```
     pub fn new(manager: SessionManager<S, D>, cookie: SessionCookie) -> Self {
         Self::shared(Arc::new(manager), cookie)
@@ -334,7 +350,8 @@ impl<S: KvStore, D: SessionData> SessionLayer<S, D> {
     /// ```
     /// let manager = std::sync::Arc::new(kvkit_patterns::SessionManager::new(kvkit_memory::MemoryStore::new()));
     /// let layer = kvkit_http::SessionLayer::shared(manager.clone(), kvkit_http::SessionCookie::new());
-    /// # let _ = layer;
+    /// assert_eq!(std::sync::Arc::strong_count(&manager), 2, "the layer shares the manager");
+    /// # drop(layer);
     /// ```
     pub fn shared(manager: Arc<SessionManager<S, D>>, cookie: SessionCookie) -> Self {
         Self { manager, cookie }

@@ -76,7 +76,7 @@ impl<S: KvStore> KvSessionStore<S> {
     ///
     /// ```
     /// let store = kvkit_http::KvSessionStore::new(kvkit_memory::MemoryStore::new());
-    /// # let _ = store;
+    /// assert!(format!("{store:?}").contains(r#"prefix: "tower-session:""#));
     /// ```
     pub fn new(store: S) -> Self {
         Self {
@@ -89,7 +89,7 @@ impl<S: KvStore> KvSessionStore<S> {
     ///
     /// ```
     /// let store = kvkit_http::KvSessionStore::new(kvkit_memory::MemoryStore::new()).prefix("app1:sessions:");
-    /// # let _ = store;
+    /// assert!(format!("{store:?}").contains(r#"prefix: "app1:sessions:""#));
     /// ```
     pub fn prefix(mut self, prefix: &str) -> Self {
         self.prefix = prefix.to_owned();

@@ -315,7 +315,7 @@ impl<S: KvStore, D: SessionData> SessionManagerBuilder<S, D> {
     /// ```
     /// let b = kvkit_patterns::SessionManager::<_>::builder(kvkit_memory::MemoryStore::new())
     ///     .ttl(std::time::Duration::from_secs(600));
-    /// # let _ = b;
+    /// assert_eq!(b.build().ttl(), std::time::Duration::from_secs(600));
     /// ```
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.manager.ttl = ttl;
@@ -328,7 +328,7 @@ impl<S: KvStore, D: SessionData> SessionManagerBuilder<S, D> {
     /// ```
     /// let b = kvkit_patterns::SessionManager::<_>::builder(kvkit_memory::MemoryStore::new())
     ///     .refresh_interval(std::time::Duration::from_secs(5));
-    /// # let _ = b;
+    /// assert!(format!("{:?}", b.build()).contains("refresh_interval: 5s"));
     /// ```
     pub fn refresh_interval(mut self, interval: Duration) -> Self {
         self.manager.refresh_interval = interval;
@@ -338,9 +338,16 @@ impl<S: KvStore, D: SessionData> SessionManagerBuilder<S, D> {
     /// Whether to keep the per-user index (default on); without it, sessions cost one key each.
     ///
     /// ```
-    /// let b = kvkit_patterns::SessionManager::<_>::builder(kvkit_memory::MemoryStore::new())
-    ///     .user_index(false);
-    /// # let _ = b;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> kvkit_core::Result<()> {
+    /// let sessions = kvkit_patterns::SessionManager::<_>::builder(kvkit_memory::MemoryStore::new())
+    ///     .user_index(false)
+    ///     .build();
+    /// sessions.create_for("u1", "ada@example.com", "admin").await?;
+    /// assert!(sessions.user_sessions("u1").await?.is_empty(), "no index kept");
+    /// let listed = kvkit_core::KvStore::list(sessions.store(), Default::default()).await?;
+    /// assert_eq!(listed.keys.len(), 1, "one key per session");
+    /// # Ok(()) }
     /// ```
     pub fn user_index(mut self, enabled: bool) -> Self {
         self.manager.user_index = enabled;
@@ -350,9 +357,16 @@ impl<S: KvStore, D: SessionData> SessionManagerBuilder<S, D> {
     /// Reads time from `clock` (the default is the system clock).
     ///
     /// ```
-    /// let b = kvkit_patterns::SessionManager::<_>::builder(kvkit_memory::MemoryStore::new())
-    ///     .clock(kvkit_core::ManualClock::new());
-    /// # let _ = b;
+    /// use kvkit_core::Clock;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> kvkit_core::Result<()> {
+    /// let clock = kvkit_core::ManualClock::new();
+    /// let sessions = kvkit_patterns::SessionManager::<_>::builder(kvkit_memory::MemoryStore::new())
+    ///     .clock(clock.clone())
+    ///     .build();
+    /// let id = sessions.create_for("u1", "ada@example.com", "admin").await?;
+    /// assert_eq!(sessions.get(id.as_str()).await?.unwrap().created_at, clock.now());
+    /// # Ok(()) }
     /// ```
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.manager.clock = Arc::new(clock);
@@ -363,7 +377,7 @@ impl<S: KvStore, D: SessionData> SessionManagerBuilder<S, D> {
     ///
     /// ```
     /// let sessions = kvkit_patterns::SessionManager::<_>::builder(kvkit_memory::MemoryStore::new()).build();
-    /// # let _ = sessions;
+    /// assert_eq!(sessions.ttl(), std::time::Duration::from_secs(24 * 3600));
     /// ```
     pub fn build(self) -> SessionManager<S, D> {
         self.manager
@@ -415,7 +429,7 @@ impl<S: KvStore, D: SessionData> SessionManager<S, D> {
     ///
     /// ```
     /// let sessions = kvkit_patterns::SessionManager::<_>::builder(kvkit_memory::MemoryStore::new()).build();
-    /// # let _ = sessions;
+    /// assert!(format!("{sessions:?}").contains("user_index: true"));
     /// ```
     pub fn builder(store: S) -> SessionManagerBuilder<S, D> {
         SessionManagerBuilder {
