@@ -10,6 +10,12 @@
 //!   listing merges the shards' ordered ranges starting at the prefix (or after the cursor), so a
 //!   page of `limit` keys costs O(shards · log n + limit), never a scan of the whole store. Only a
 //!   put that creates a key touches the index; overwrites do not.
+//! - **Listings do not stall writers.** A listing holds one index shard's read lock at a time,
+//!   and only to copy a run of at most 257 names (a pointer and a reference count each, not the
+//!   strings); it looks them up once the lock is released. A put that creates a key, or a
+//!   delete, waits for one such copy at most, never for a page's lookups. The price: a page of
+//!   1,000 keys copies its names once more and descends the index a few more times, and a name
+//!   deleted between its copy and its lookup is skipped, as an expired one is.
 //! - **Expiry**: an expired entry is invisible to every read the moment its time passes. Entries
 //!   with an expiry are also queued, each once, in the one-second bucket it expires in; a
 //!   background task (on the tokio runtime the store was created on, or a thread when there is
@@ -41,8 +47,7 @@
 //! # Ok(()) }
 //! ```
 
-use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap};
+use std::collections::{BTreeSet, VecDeque};
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::ops::Bound;
@@ -75,6 +80,9 @@ fn now_ms(clock: &dyn Clock) -> u64 {
 
 /// Number of shards of the ordered key index and of the expiry queue.
 const INDEX_SHARDS: usize = 4;
+
+/// Most names a listing copies from one index shard while holding its read lock.
+const LIST_RUN: usize = 256;
 
 /// How often the background task reclaims expired entries, unless configured.
 const DEFAULT_REAP_INTERVAL: Duration = Duration::from_secs(1);
@@ -131,6 +139,14 @@ enum Step<R> {
     Keep(R),
     /// Replace (or create) the entry with this slot.
     Write(Slot, R),
+}
+
+/// A stretch of a listing: the names it found, in order, and where the next one starts.
+struct Stretch {
+    /// Every name under the prefix in `[lower, resume)` that was indexed when its shard was read.
+    names: Vec<IndexKey>,
+    /// The first name after the stretch; `None` when no shard has more under the prefix.
+    resume: Option<IndexKey>,
 }
 
 struct Inner {
@@ -446,56 +462,91 @@ impl Inner {
         Some(read(&slot))
     }
 
+    /// The indexed names under `prefix` from `lower` on, merged in order from every shard, each
+    /// shard's read lock held only while copying at most `run + 1` of its names.
+    fn stretch(&self, lower: Bound<&IndexKey>, prefix: &str, run: usize) -> Stretch {
+        let mut runs = Vec::with_capacity(INDEX_SHARDS);
+        let mut resume: Option<IndexKey> = None;
+        for shard in self.index.iter() {
+            let mut names: Vec<IndexKey> = read(shard)
+                .range((lower, Bound::Unbounded))
+                .take_while(|name| name.key().starts_with(prefix))
+                .take(run + 1)
+                .cloned()
+                .collect();
+            // A shard with more names than the run: its first one not merged is where the
+            // stretch must end, as the shard's names after it are not copied.
+            if names.len() > run
+                && let Some(next) = names.pop()
+                && resume.as_ref().is_none_or(|resume| next < *resume)
+            {
+                resume = Some(next);
+            }
+            runs.push(VecDeque::from(names));
+        }
+        let mut names = Vec::with_capacity(runs.iter().map(VecDeque::len).sum());
+        loop {
+            let first = runs
+                .iter()
+                .enumerate()
+                .filter_map(|(i, run)| run.front().map(|name| (i, name)))
+                .min_by(|(_, a), (_, b)| a.cmp(b))
+                .map(|(i, _)| i);
+            let Some(name) = first.and_then(|i| runs[i].pop_front()) else {
+                break;
+            };
+            if resume.as_ref().is_some_and(|resume| name >= *resume) {
+                break;
+            }
+            names.push(name);
+        }
+        Stretch { names, resume }
+    }
+
+    /// Lists a page: names are copied from the index a bounded run at a time (see
+    /// [`Self::stretch`]) and looked up in the map once every index lock is released, so a
+    /// listing never holds up writers for its lookups.
     fn list(&self, options: &ListOptions) -> Result<ListPage> {
         let limit = self.caps.check_list(options)?;
         let prefix = options.prefix.as_str();
-        let after = match &options.cursor {
-            None => None,
-            Some(cursor) => Some(cursor::decode(cursor, prefix)?),
-        };
-        let start = match after {
-            Some(last) => Bound::Excluded(IndexKey::new(Arc::from(last))),
+        let mut lower = match &options.cursor {
             None => Bound::Included(IndexKey::new(Arc::from(prefix))),
+            Some(cursor) => {
+                let last = cursor::decode(cursor, prefix)?;
+                Bound::Excluded(IndexKey::new(Arc::from(last)))
+            }
         };
         let now = now_ms(&*self.clock);
-        let shards: Vec<_> = self.index.iter().map(|shard| read(shard)).collect();
-        let mut ranges: Vec<_> = shards
-            .iter()
-            .map(|shard| shard.range((start.clone(), Bound::Unbounded)))
-            .collect();
-        let mut heap = BinaryHeap::with_capacity(ranges.len());
-        for (i, range) in ranges.iter_mut().enumerate() {
-            if let Some(key) = range.next() {
-                heap.push(Reverse((key, i)));
-            }
-        }
         let mut keys = Vec::new();
-        while let Some(Reverse((entry, i))) = heap.pop() {
-            let key = entry.key();
-            if !key.starts_with(prefix) {
-                heap.clear();
-                break;
+        let more = loop {
+            let need = limit - keys.len();
+            // A little over each shard's share of what the page still needs, so that one
+            // stretch usually fills it.
+            let run = (need / INDEX_SHARDS + need / 16 + 16).min(LIST_RUN);
+            let stretch = self.stretch(lower.as_ref(), prefix, run);
+            let mut names = stretch.names.into_iter();
+            for name in names.by_ref() {
+                if let Some(slot) = self.map.get(&**name.key())
+                    && !slot.is_expired_at(now)
+                {
+                    keys.push(KeyInfo::new(
+                        name.key().to_string(),
+                        slot.expiration(),
+                        slot.metadata.as_deref().cloned(),
+                    ));
+                    if keys.len() == limit {
+                        break;
+                    }
+                }
             }
             if keys.len() == limit {
-                heap.push(Reverse((entry, i)));
-                break;
+                break names.next().is_some() || stretch.resume.is_some();
             }
-            if let Some(next) = ranges[i].next() {
-                heap.push(Reverse((next, i)));
+            match stretch.resume {
+                Some(resume) => lower = Bound::Included(resume),
+                None => break false,
             }
-            if let Some(slot) = self.map.get(&**key)
-                && !slot.is_expired_at(now)
-            {
-                keys.push(KeyInfo::new(
-                    key.to_string(),
-                    slot.expiration(),
-                    slot.metadata.as_deref().cloned(),
-                ));
-            }
-        }
-        let more = heap
-            .peek()
-            .is_some_and(|Reverse((entry, _))| entry.key().starts_with(prefix));
+        };
         let cursor = match keys.last() {
             Some(last) if more => Some(cursor::encode(prefix, &last.name)),
             _ => None,
