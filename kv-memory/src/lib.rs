@@ -11,11 +11,12 @@
 //!   page of `limit` keys costs O(shards · log n + limit), never a scan of the whole store. Only a
 //!   put that creates a key touches the index; overwrites do not.
 //! - **Listings do not stall writers.** A listing holds one index shard's read lock at a time,
-//!   and only to copy a run of at most 257 names (a pointer and a reference count each, not the
+//!   and only to copy a run of at most 9 names (a pointer and a reference count each, not the
 //!   strings); it looks them up once the lock is released. A put that creates a key, or a
-//!   delete, waits for one such copy at most, never for a page's lookups. The price: a page of
-//!   1,000 keys copies its names once more and descends the index a few more times, and a name
-//!   deleted between its copy and its lookup is skipped, as an expired one is.
+//!   delete, waits for one such copy at most, never for a page's lookups. The price: a page
+//!   copies its names once more and descends a shard's index once per run of 8 names (for a
+//!   page of 1,000 keys, some 125 descents of a few hundred nanoseconds, a few percent of the
+//!   page), and a name deleted between its copy and its lookup is skipped, as an expired one is.
 //! - **Expiry**: an expired entry is invisible to every read the moment its time passes. Entries
 //!   with an expiry are also queued, each once, in the one-second bucket it expires in; a
 //!   background task (on the tokio runtime the store was created on, or a thread when there is
@@ -81,8 +82,10 @@ fn now_ms(clock: &dyn Clock) -> u64 {
 /// Number of shards of the ordered key index and of the expiry queue.
 const INDEX_SHARDS: usize = 4;
 
-/// Most names a listing copies from one index shard while holding its read lock.
-const LIST_RUN: usize = 256;
+/// How many names a listing copies from one index shard per read lock (one more to see whether
+/// the shard has more): few enough that a writer waiting for the lock gets it while still
+/// spinning, before it would sleep (`memory_put_p99_us_during_list` in BENCHMARKS.md).
+const LIST_RUN: usize = 8;
 
 /// How often the background task reclaims expired entries, unless configured.
 const DEFAULT_REAP_INTERVAL: Duration = Duration::from_secs(1);
@@ -462,12 +465,23 @@ impl Inner {
         Some(read(&slot))
     }
 
-    /// The indexed names under `prefix` from `lower` on, merged in order from every shard, each
-    /// shard's read lock held only while copying at most `run + 1` of its names.
-    fn stretch(&self, lower: Bound<&IndexKey>, prefix: &str, run: usize) -> Stretch {
+    /// The indexed names under `prefix` from `lower` on, merged in order from the shards not
+    /// yet `drained`, each shard's read lock held only while copying at most `run + 1` of its
+    /// names. A shard that has no more names is marked drained: a later stretch of the same
+    /// listing skips it, as a name indexed there since was not present for the whole listing.
+    fn stretch(
+        &self,
+        lower: Bound<&IndexKey>,
+        prefix: &str,
+        run: usize,
+        drained: &mut [bool; INDEX_SHARDS],
+    ) -> Stretch {
         let mut runs = Vec::with_capacity(INDEX_SHARDS);
         let mut resume: Option<IndexKey> = None;
-        for shard in self.index.iter() {
+        for (shard, drained) in self.index.iter().zip(drained.iter_mut()) {
+            if *drained {
+                continue;
+            }
             let mut names: Vec<IndexKey> = read(shard)
                 .range((lower, Bound::Unbounded))
                 .take_while(|name| name.key().starts_with(prefix))
@@ -476,8 +490,9 @@ impl Inner {
                 .collect();
             // A shard with more names than the run: its first one not merged is where the
             // stretch must end, as the shard's names after it are not copied.
-            if names.len() > run
-                && let Some(next) = names.pop()
+            if names.len() <= run {
+                *drained = true;
+            } else if let Some(next) = names.pop()
                 && resume.as_ref().is_none_or(|resume| next < *resume)
             {
                 resume = Some(next);
@@ -518,12 +533,10 @@ impl Inner {
         };
         let now = now_ms(&*self.clock);
         let mut keys = Vec::new();
+        let mut drained = [false; INDEX_SHARDS];
         let more = loop {
-            let need = limit - keys.len();
-            // A little over each shard's share of what the page still needs, so that one
-            // stretch usually fills it.
-            let run = (need / INDEX_SHARDS + need / 16 + 16).min(LIST_RUN);
-            let stretch = self.stretch(lower.as_ref(), prefix, run);
+            let run = (limit - keys.len()).min(LIST_RUN);
+            let stretch = self.stretch(lower.as_ref(), prefix, run, &mut drained);
             let mut names = stretch.names.into_iter();
             for name in names.by_ref() {
                 if let Some(slot) = self.map.get(&**name.key())
