@@ -2,6 +2,7 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -17,6 +18,14 @@ const VALUE_BYTES: usize = 100;
 const TASKS: usize = 2;
 const OPS_PER_TASK: usize = 1_000_000;
 const ROUNDS: usize = 3;
+/// Keys written and deleted again by the churn measurement.
+const CHURN_CYCLES: usize = 1_000_000;
+/// Long enough that nothing the churn writes expires while it runs.
+const CHURN_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Puts timed one by one, per round, for the writer latency lines.
+const TIMED_PUTS: usize = 20_000;
+/// The writer's pause after each put.
+const PUT_INTERVAL: Duration = Duration::from_micros(20);
 
 fn key(i: usize) -> String {
     format!("key:{i:08}")
@@ -134,6 +143,22 @@ pub(crate) async fn run() {
     let p50 = list_us[list_us.len() / 2];
     let p99 = list_us[list_us.len() * 99 / 100];
 
+    // Writers while listings run: the same puts timed alone and beside a lister, alternately.
+    let (mut put_p99, mut put_p99_listing) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        for listing in [round % 2 == 1, round % 2 == 0] {
+            let p99 = put_p99_us(&store, listing);
+            if listing {
+                put_p99_listing.push(p99);
+            } else {
+                put_p99.push(p99);
+            }
+        }
+    }
+    let (put_p99, put_p99_listing) = (median(put_p99), median(put_p99_listing));
+
+    let (ttl_bytes, churn_bytes) = churn(&keys).await;
+
     line("dashmap_get_ops_per_sec", format!("{dash_get:.0}"));
     line(
         "dashmap_get_borrow_ops_per_sec",
@@ -162,6 +187,11 @@ pub(crate) async fn run() {
     );
     line("memory_list_1m_p50_us", format!("{p50:.1}"));
     line("memory_list_1m_p99_us", format!("{p99:.1}"));
+    line("memory_put_p99_us", format!("{put_p99:.1}"));
+    line(
+        "memory_put_p99_us_during_list",
+        format!("{put_p99_listing:.1}"),
+    );
     line(
         "dashmap_bytes_per_key",
         format!("{:.1}", dash_bytes as f64 / KEYS as f64),
@@ -174,9 +204,113 @@ pub(crate) async fn run() {
         "memory_bytes_ratio_vs_dashmap",
         format!("{:.2}", mem_bytes as f64 / dash_bytes as f64),
     );
+    line("memory_ttl_bytes_per_key", format!("{ttl_bytes:.1}"));
+    line(
+        "memory_churn_bytes_per_live_key",
+        format!("{churn_bytes:.1}"),
+    );
+    line(
+        "memory_churn_ratio_vs_unchurned",
+        format!("{:.2}", churn_bytes / ttl_bytes),
+    );
     drop((map, store));
 
     expiry(&keys).await;
+}
+
+/// A current-thread runtime for one benchmark thread, to drive the store's futures.
+fn thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// Times `TIMED_PUTS` puts that create a key (each deleted again), the writes that enter the
+/// ordered index, with or without a thread listing 1,000-key pages meanwhile; returns the 99th
+/// percentile in microseconds. The writer pauses `PUT_INTERVAL` after each put, so its puts
+/// arrive at any moment of a listing, instead of queueing up behind one and then catching up.
+fn put_p99_us(store: &MemoryStore, listing: bool) -> f64 {
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        if listing {
+            scope.spawn(|| {
+                thread_runtime().block_on(async {
+                    let mut rng = Rng::new(0x1157);
+                    while !stop.load(Ordering::Relaxed) {
+                        let prefix = format!("key:00{:03}", rng.below(KEYS / 1000));
+                        let page = store
+                            .list(ListOptions::new().prefix(prefix))
+                            .await
+                            .expect("list");
+                        assert_eq!(page.keys.len(), 1000, "each prefix covers 1,000 keys");
+                    }
+                });
+            });
+        }
+        // On a thread of its own, like the lister: a runtime cannot start inside this one.
+        let writer = scope.spawn(|| {
+            thread_runtime().block_on(async {
+                let value = Bytes::from(value(0));
+                let mut put_us = Vec::with_capacity(TIMED_PUTS);
+                for i in 0..TIMED_PUTS {
+                    let key = format!("new:{i:08}");
+                    let start = Instant::now();
+                    store
+                        .put(&key, value.clone(), PutOptions::new())
+                        .await
+                        .expect("put");
+                    put_us.push(start.elapsed().as_secs_f64() * 1e6);
+                    store.delete(&key).await.expect("delete");
+                    let next = Instant::now() + PUT_INTERVAL;
+                    while Instant::now() < next {
+                        std::hint::spin_loop();
+                    }
+                }
+                put_us
+            })
+        });
+        let put_us = writer.join();
+        stop.store(true, Ordering::Relaxed);
+        let mut put_us = put_us.expect("writer thread");
+        put_us.sort_by(f64::total_cmp);
+        put_us[put_us.len() * 99 / 100]
+    })
+}
+
+/// Heap bytes per live key of a store holding `keys` with a 24 h TTL, as loaded and after 1M
+/// sessions (other keys, same TTL) were each written and deleted.
+async fn churn(keys: &[String]) -> (f64, f64) {
+    let before = live_bytes();
+    let store = MemoryStore::new();
+    for chunk in keys.chunks(10_000) {
+        let items = chunk
+            .iter()
+            .map(|k| {
+                PutItem::new(k.clone(), Bytes::from(value(0)))
+                    .options(PutOptions::new().ttl(CHURN_TTL))
+            })
+            .collect();
+        store.put_many(items).await.expect("put_many");
+    }
+    let loaded = live_bytes().saturating_sub(before);
+    let value = Bytes::from(value(0));
+    for i in 0..CHURN_CYCLES {
+        let session = format!("session:{i:08}");
+        let options = PutOptions::new().ttl(CHURN_TTL);
+        store
+            .put(&session, value.clone(), options)
+            .await
+            .expect("put");
+        store.delete(&session).await.expect("delete");
+    }
+    let churned = live_bytes().saturating_sub(before);
+    assert_eq!(
+        store.stored_entries(),
+        keys.len(),
+        "the churn keeps the loaded keys"
+    );
+    let live = keys.len() as f64;
+    (loaded as f64 / live, churned as f64 / live)
 }
 
 /// Writes 1M keys with a 1 s TTL and checks, 5 s later and without reading them, how many are

@@ -10,10 +10,24 @@
 //!   listing merges the shards' ordered ranges starting at the prefix (or after the cursor), so a
 //!   page of `limit` keys costs O(shards · log n + limit), never a scan of the whole store. Only a
 //!   put that creates a key touches the index; overwrites do not.
+//! - **Listings do not stall writers.** A listing holds one index shard's read lock at a time,
+//!   and only to copy a run of at most 9 names (a pointer and a reference count each, not the
+//!   strings); it looks them up once the lock is released. A put that creates a key, or a
+//!   delete, waits for one such copy at most, never for a page's lookups. The price: a page
+//!   copies its names once more and descends a shard's index once per run of 8 names (for a
+//!   page of 1,000 keys, some 125 descents of a few hundred nanoseconds, a few percent of the
+//!   page), and a name deleted between its copy and its lookup is skipped, as an expired one is.
 //! - **Expiry**: an expired entry is invisible to every read the moment its time passes. Entries
-//!   with an expiry are also queued in one-second buckets; a background task (on the tokio
-//!   runtime the store was created on, or a thread when there is none) removes the due ones every
-//!   second, so memory does not grow with dead keys even if they are never read again.
+//!   with an expiry are also queued, each once, in the one-second bucket it expires in; a
+//!   background task (on the tokio runtime the store was created on, or a thread when there is
+//!   none) removes the due ones every second, so memory does not grow with dead keys even if they
+//!   are never read again.
+//! - **Memory is bounded by the live keys.** A delete takes its key out of the expiry queue and a
+//!   rewrite that changes the expiry moves it, so keys created and deleted before they expire
+//!   (sessions, say) leave nothing behind. The price is paid by writes that move an expiry to
+//!   another second (a sliding session's refresh, a key gaining or losing its TTL) and deletes
+//!   of keys with one: a queue update, a hash-set removal and insertion under one of four locks.
+//!   Writes that keep no expiry or the same second, and every read, do not touch the queue.
 //! - **Time** comes from an injectable [`Clock`]: tests use a [`ManualClock`] and never sleep.
 //! - **Limits**: by default generous ([`Capabilities::new`]); [`MemoryBuilder::cloudflare_limits`]
 //!   enforces Cloudflare KV's (key ≤ 512 bytes, value ≤ 25 MiB, metadata ≤ 1024 bytes,
@@ -34,12 +48,11 @@
 //! # Ok(()) }
 //! ```
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::{BTreeSet, VecDeque};
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::ops::Bound;
-use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
+use std::sync::{Arc, PoisonError, RwLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -55,8 +68,10 @@ use serde_json::Value;
 #[cfg(doc)]
 use kvkit_core::ManualClock;
 
+mod expiry;
 mod index;
 
+use expiry::ExpiryQueue;
 use index::IndexKey;
 
 /// The clock's time in unix milliseconds, as entries keep their expiry.
@@ -66,6 +81,11 @@ fn now_ms(clock: &dyn Clock) -> u64 {
 
 /// Number of shards of the ordered key index and of the expiry queue.
 const INDEX_SHARDS: usize = 4;
+
+/// How many names a listing copies from one index shard per read lock (one more to see whether
+/// the shard has more): few enough that a writer waiting for the lock gets it while still
+/// spinning, before it would sleep (`memory_put_p99_us_during_list` in BENCHMARKS.md).
+const LIST_RUN: usize = 8;
 
 /// How often the background task reclaims expired entries, unless configured.
 const DEFAULT_REAP_INTERVAL: Duration = Duration::from_secs(1);
@@ -124,28 +144,24 @@ enum Step<R> {
     Write(Slot, R),
 }
 
-/// Whether replacing a slot expiring at `old` (`None` when there was none) by one expiring at
-/// `new` needs a new expiry-queue entry. An entry already queued at or before the new expiry is
-/// found by the reaper, which re-queues it at its real time; only an earlier expiry needs one.
-fn needs_schedule(old: Option<u64>, new: u64) -> bool {
-    new != 0 && !old.is_some_and(|old| old != 0 && old <= new)
+/// A stretch of a listing: the names it found, in order, and where the next one starts.
+struct Stretch {
+    /// Every name under the prefix in `[lower, resume)` that was indexed when its shard was read.
+    names: Vec<IndexKey>,
+    /// The first name after the stretch; `None` when no shard has more under the prefix.
+    resume: Option<IndexKey>,
 }
-
-/// The second-long bucket an expiry time belongs to: every entry in bucket `b` expires at or
-/// before `b * 1000` ms.
-fn bucket_of(expires_at_ms: u64) -> u64 {
-    expires_at_ms.div_ceil(1000)
-}
-
-type ExpiryQueue = BTreeMap<u64, Vec<Arc<str>>>;
 
 struct Inner {
     map: DashMap<Arc<str>, Slot, foldhash::quality::RandomState>,
     /// Every key present in `map` is in its index shard. A key may stay in the index briefly
     /// after leaving the map; readers skip it and removals clean it up.
     index: Box<[RwLock<BTreeSet<IndexKey>>]>,
-    /// Every entry with an expiry is queued at a bucket no later than its own.
-    expiry: Box<[Mutex<ExpiryQueue>]>,
+    /// Every entry with an expiry is queued once, in the bucket of its expiry, and nothing else
+    /// is (but for a deleted key until its delete updates the queue, and for the due buckets a
+    /// purge has taken out). Changed under the entry's map lock when it is written, after it
+    /// left the map when it is removed.
+    expiry: ExpiryQueue,
     caps: Capabilities,
     clock: Arc<dyn Clock>,
     /// Keys the hash that makes an entry's version, so nobody can choose a value whose version
@@ -292,9 +308,7 @@ impl MemoryBuilder {
             index: (0..INDEX_SHARDS)
                 .map(|_| RwLock::new(BTreeSet::new()))
                 .collect(),
-            expiry: (0..INDEX_SHARDS)
-                .map(|_| Mutex::new(BTreeMap::new()))
-                .collect(),
+            expiry: ExpiryQueue::new(INDEX_SHARDS),
             caps: self.caps,
             clock: self.clock,
             versions: foldhash::quality::RandomState::default(),
@@ -340,10 +354,6 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn lock<T>(lock: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    lock.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 impl Inner {
     fn shard(&self, key: &str) -> usize {
         // FNV-1a: the shard only spreads contention, so it needs no keyed hash.
@@ -352,12 +362,10 @@ impl Inner {
         (hash % INDEX_SHARDS as u64) as usize
     }
 
-    fn schedule(&self, key: Arc<str>, expires_at_ms: u64) {
-        let shard = self.shard(&key);
-        lock(&self.expiry[shard])
-            .entry(bucket_of(expires_at_ms))
-            .or_default()
-            .push(key);
+    /// Cleans up after `key` left the map with `slot`: its queue entry, its index entry.
+    fn forget(&self, key: Arc<str>, slot: &Slot) {
+        self.expiry.remove(&key, slot.expires_at_ms);
+        self.index_remove(key);
     }
 
     /// Drops `key` from the index unless it is (again) in the map. Holding the index lock while
@@ -374,14 +382,9 @@ impl Inner {
     /// Stores `slot` under `key`, maintaining the index and the expiry queue.
     fn store(&self, key: &str, slot: Slot) {
         if let Some(mut existing) = self.map.get_mut(key) {
-            let expires = slot.expires_at_ms;
-            let arc = needs_schedule(Some(existing.expires_at_ms), expires)
-                .then(|| existing.key().clone());
+            let (old, new) = (existing.expires_at_ms, slot.expires_at_ms);
             *existing = slot;
-            drop(existing);
-            if let Some(arc) = arc {
-                self.schedule(arc, expires);
-            }
+            self.expiry.reschedule(existing.key(), old, new);
             return;
         }
         self.upsert(key, |_| Step::Write(slot, ()));
@@ -389,85 +392,61 @@ impl Inner {
 
     /// Decides, under the map entry of `key`, whether to write, and does so while holding the
     /// key's index shard: a key the map gains is in the index before a listing can run, and a
-    /// concurrent `index_remove` sees the map and index change together. Then queues the expiry.
+    /// concurrent `index_remove` sees the map and index change together. The expiry queue
+    /// changes under the map entry too.
     fn upsert<R>(&self, key: &str, decide: impl FnOnce(Option<&mut Slot>) -> Step<R>) -> R {
         let arc: Arc<str> = Arc::from(key);
         let mut index = write(&self.index[self.shard(key)]);
-        let (result, schedule) = match self.map.entry(arc.clone()) {
+        match self.map.entry(arc.clone()) {
             MapEntry::Occupied(mut occupied) => match decide(Some(occupied.get_mut())) {
-                Step::Keep(result) => (result, None),
+                Step::Keep(result) => result,
                 Step::Write(slot, result) => {
                     let (old, new) = (occupied.get().expires_at_ms, slot.expires_at_ms);
                     occupied.insert(slot);
-                    (result, needs_schedule(Some(old), new).then_some(new))
+                    self.expiry.reschedule(occupied.key(), old, new);
+                    result
                 }
             },
             MapEntry::Vacant(vacant) => match decide(None) {
-                Step::Keep(result) => (result, None),
+                Step::Keep(result) => result,
                 Step::Write(slot, result) => {
                     let new = slot.expires_at_ms;
-                    vacant.insert(slot);
-                    index.insert(IndexKey::new(arc.clone()));
-                    (result, needs_schedule(None, new).then_some(new))
+                    let entry = vacant.insert(slot);
+                    self.expiry.reschedule(entry.key(), 0, new);
+                    drop(entry);
+                    index.insert(IndexKey::new(arc));
+                    result
                 }
             },
-        };
-        drop(index);
-        if let Some(expires) = schedule {
-            self.schedule(arc, expires);
         }
-        result
+    }
+
+    #[cfg(test)]
+    fn queued_expiries(&self) -> usize {
+        self.expiry.len()
     }
 
     fn remove(&self, key: &str) {
-        if let Some((key, _)) = self.map.remove(key) {
-            self.index_remove(key);
+        if let Some((key, slot)) = self.map.remove(key) {
+            self.forget(key, &slot);
         }
     }
 
     /// Removes every entry whose expiry has passed; returns how many were removed.
     fn purge_expired(&self) -> usize {
         let now = now_ms(&*self.clock);
-        let due_bucket = now / 1000;
         let mut removed = 0;
-        for queue in self.expiry.iter() {
-            let due = {
-                let mut queue = lock(queue);
-                let later = queue.split_off(&(due_bucket + 1));
-                std::mem::replace(&mut *queue, later)
-            };
-            // A key can sit in several due buckets (its expiry was shortened, or it was
-            // deleted and written again); handle it once, so duplicates never outlive a purge.
-            let mut due: Vec<Arc<str>> = due.into_values().flatten().collect();
-            due.sort_unstable();
-            due.dedup();
-            for key in due {
-                let requeue = match self.map.get(&*key) {
-                    None => continue,
-                    Some(slot) if slot.is_expired_at(now) => None,
-                    Some(slot) if slot.expires_at_ms == 0 => continue,
-                    Some(slot) => Some((slot.key().clone(), slot.expires_at_ms)),
+        for (bucket, keys) in self.expiry.take_due(now) {
+            for key in keys {
+                // An entry still expiring in this bucket (a due one) has expired. One rewritten
+                // since the bucket was taken out is queued at its new expiry, or needs no queue
+                // entry; a deleted one is gone.
+                let due = |_: &Arc<str>, slot: &Slot| {
+                    expiry::bucket_of(slot.expires_at_ms) == bucket && slot.is_expired_at(now)
                 };
-                if let Some((arc, expires)) = requeue {
-                    self.schedule(arc, expires);
-                    continue;
-                }
-                match self.map.remove_if(&*key, |_, slot| slot.is_expired_at(now)) {
-                    Some((key, _)) => {
-                        self.index_remove(key);
-                        removed += 1;
-                    }
-                    None => {
-                        // A write landed since we looked, and may rely on this queue entry.
-                        let current = self
-                            .map
-                            .get(&*key)
-                            .filter(|slot| slot.expires_at_ms != 0)
-                            .map(|slot| (slot.key().clone(), slot.expires_at_ms));
-                        if let Some((arc, expires)) = current {
-                            self.schedule(arc, expires);
-                        }
-                    }
+                if let Some((key, _)) = self.map.remove_if(&*key, due) {
+                    self.index_remove(key);
+                    removed += 1;
                 }
             }
         }
@@ -486,56 +465,101 @@ impl Inner {
         Some(read(&slot))
     }
 
+    /// The indexed names under `prefix` from `lower` on, merged in order from the shards not
+    /// yet `drained`, each shard's read lock held only while copying at most `run + 1` of its
+    /// names. A shard that has no more names is marked drained: a later stretch of the same
+    /// listing skips it, as a name indexed there since was not present for the whole listing.
+    fn stretch(
+        &self,
+        lower: Bound<&IndexKey>,
+        prefix: &str,
+        run: usize,
+        drained: &mut [bool; INDEX_SHARDS],
+    ) -> Stretch {
+        let mut runs = Vec::with_capacity(INDEX_SHARDS);
+        let mut resume: Option<IndexKey> = None;
+        for (shard, drained) in self.index.iter().zip(drained.iter_mut()) {
+            if *drained {
+                continue;
+            }
+            let mut names: Vec<IndexKey> = read(shard)
+                .range((lower, Bound::Unbounded))
+                .take_while(|name| name.key().starts_with(prefix))
+                .take(run + 1)
+                .cloned()
+                .collect();
+            // A shard with more names than the run: its first one not merged is where the
+            // stretch must end, as the shard's names after it are not copied.
+            if names.len() <= run {
+                *drained = true;
+            } else if let Some(next) = names.pop()
+                && resume.as_ref().is_none_or(|resume| next < *resume)
+            {
+                resume = Some(next);
+            }
+            runs.push(VecDeque::from(names));
+        }
+        let mut names = Vec::with_capacity(runs.iter().map(VecDeque::len).sum());
+        loop {
+            let first = runs
+                .iter()
+                .enumerate()
+                .filter_map(|(i, run)| run.front().map(|name| (i, name)))
+                .min_by(|(_, a), (_, b)| a.cmp(b))
+                .map(|(i, _)| i);
+            let Some(name) = first.and_then(|i| runs[i].pop_front()) else {
+                break;
+            };
+            if resume.as_ref().is_some_and(|resume| name >= *resume) {
+                break;
+            }
+            names.push(name);
+        }
+        Stretch { names, resume }
+    }
+
+    /// Lists a page: names are copied from the index a bounded run at a time (see
+    /// [`Self::stretch`]) and looked up in the map once every index lock is released, so a
+    /// listing never holds up writers for its lookups.
     fn list(&self, options: &ListOptions) -> Result<ListPage> {
         let limit = self.caps.check_list(options)?;
         let prefix = options.prefix.as_str();
-        let after = match &options.cursor {
-            None => None,
-            Some(cursor) => Some(cursor::decode(cursor, prefix)?),
-        };
-        let start = match after {
-            Some(last) => Bound::Excluded(IndexKey::new(Arc::from(last))),
+        let mut lower = match &options.cursor {
             None => Bound::Included(IndexKey::new(Arc::from(prefix))),
+            Some(cursor) => {
+                let last = cursor::decode(cursor, prefix)?;
+                Bound::Excluded(IndexKey::new(Arc::from(last)))
+            }
         };
         let now = now_ms(&*self.clock);
-        let shards: Vec<_> = self.index.iter().map(|shard| read(shard)).collect();
-        let mut ranges: Vec<_> = shards
-            .iter()
-            .map(|shard| shard.range((start.clone(), Bound::Unbounded)))
-            .collect();
-        let mut heap = BinaryHeap::with_capacity(ranges.len());
-        for (i, range) in ranges.iter_mut().enumerate() {
-            if let Some(key) = range.next() {
-                heap.push(Reverse((key, i)));
-            }
-        }
         let mut keys = Vec::new();
-        while let Some(Reverse((entry, i))) = heap.pop() {
-            let key = entry.key();
-            if !key.starts_with(prefix) {
-                heap.clear();
-                break;
+        let mut drained = [false; INDEX_SHARDS];
+        let more = loop {
+            let run = (limit - keys.len()).min(LIST_RUN);
+            let stretch = self.stretch(lower.as_ref(), prefix, run, &mut drained);
+            let mut names = stretch.names.into_iter();
+            for name in names.by_ref() {
+                if let Some(slot) = self.map.get(&**name.key())
+                    && !slot.is_expired_at(now)
+                {
+                    keys.push(KeyInfo::new(
+                        name.key().to_string(),
+                        slot.expiration(),
+                        slot.metadata.as_deref().cloned(),
+                    ));
+                    if keys.len() == limit {
+                        break;
+                    }
+                }
             }
             if keys.len() == limit {
-                heap.push(Reverse((entry, i)));
-                break;
+                break names.next().is_some() || stretch.resume.is_some();
             }
-            if let Some(next) = ranges[i].next() {
-                heap.push(Reverse((next, i)));
+            match stretch.resume {
+                Some(resume) => lower = Bound::Included(resume),
+                None => break false,
             }
-            if let Some(slot) = self.map.get(&**key)
-                && !slot.is_expired_at(now)
-            {
-                keys.push(KeyInfo::new(
-                    key.to_string(),
-                    slot.expiration(),
-                    slot.metadata.as_deref().cloned(),
-                ));
-            }
-        }
-        let more = heap
-            .peek()
-            .is_some_and(|Reverse((entry, _))| entry.key().starts_with(prefix));
+        };
         let cursor = match keys.last() {
             Some(last) if more => Some(cursor::encode(prefix, &last.name)),
             _ => None,
@@ -608,8 +632,8 @@ impl Inner {
         match self.map.remove_if(key, |_, slot| {
             !slot.is_expired_at(now) && self.version_of(slot) == version
         }) {
-            Some((key, _)) => {
-                self.index_remove(key);
+            Some((key, slot)) => {
+                self.forget(key, &slot);
                 true
             }
             None => false,
@@ -816,5 +840,176 @@ impl KvStore for MemoryStore {
         let expiry = inner.caps.check_expiry(options.expiry_on_create, now)?;
         let expires_at = inner.caps.expires_at(expiry, now).map(unix_ms);
         inner.increment(key, delta, expires_at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use kvkit_core::{KvStoreExt, ManualClock};
+
+    use super::*;
+
+    fn store() -> (MemoryStore, ManualClock) {
+        let clock = ManualClock::new();
+        let store = MemoryStore::builder()
+            .clock(clock.clone())
+            .reap_interval(Duration::from_secs(3600))
+            .build();
+        (store, clock)
+    }
+
+    const DAY: Duration = Duration::from_secs(24 * 3600);
+
+    /// Sessions created and destroyed leave nothing queued: the queue holds the live keys only
+    /// (a regression test: every deleted key's entry used to stay until its expiry).
+    #[tokio::test]
+    async fn deleted_keys_leave_the_expiry_queue() {
+        let (store, _clock) = store();
+        for i in 0..10 {
+            store
+                .put_with_ttl(&format!("live:{i}"), "v", DAY)
+                .await
+                .unwrap();
+        }
+        for i in 0..1000 {
+            let session = format!("session:{i}");
+            store.put_with_ttl(&session, "v", DAY).await.unwrap();
+            store.delete(&session).await.unwrap();
+        }
+        for _ in 0..1000 {
+            store.put_with_ttl("again", "v", DAY).await.unwrap();
+            store.delete("again").await.unwrap();
+        }
+        assert_eq!(store.inner.queued_expiries(), 10);
+        let many: Vec<String> = (0..10).map(|i| format!("live:{i}")).collect();
+        store.delete_many(&many).await.unwrap();
+        assert_eq!(store.inner.queued_expiries(), 0);
+    }
+
+    /// Every way of writing and removing a key keeps at most one queue entry for it, and none
+    /// once it has no expiry or is gone.
+    #[tokio::test]
+    async fn each_key_is_queued_at_most_once() {
+        let (store, clock) = store();
+        for i in 0..100u64 {
+            // Alternately shorter and longer, each an earlier second than the one before.
+            let ttl = Duration::from_secs(if i % 2 == 0 { 2000 - i } else { 1000 - i });
+            store.put_with_ttl("k", "v", ttl).await.unwrap();
+        }
+        assert_eq!(store.inner.queued_expiries(), 1);
+        store.put("k", "v".into(), PutOptions::new()).await.unwrap();
+        assert_eq!(
+            store.inner.queued_expiries(),
+            0,
+            "a key without expiry stays queued"
+        );
+
+        let counter = CounterOptions::new().ttl(Duration::from_secs(60));
+        store.increment("ctr", 1, counter).await.unwrap();
+        clock.advance(Duration::from_secs(61));
+        // Expired, not yet reclaimed: the increment creates the counter afresh.
+        store.increment("ctr", 1, counter).await.unwrap();
+        assert_eq!(store.inner.queued_expiries(), 1);
+
+        let ttl = PutOptions::new().ttl(Duration::from_secs(30));
+        store
+            .put_if_absent("cas", "v".into(), ttl.clone())
+            .await
+            .unwrap();
+        for _ in 0..10 {
+            let version = store
+                .get_with_metadata("cas")
+                .await
+                .unwrap()
+                .unwrap()
+                .version;
+            let shorter = PutOptions::new()
+                .ttl(Duration::from_secs(10))
+                .if_version(version.unwrap());
+            store.put("cas", "w".into(), shorter).await.unwrap();
+            let version = store
+                .get_with_metadata("cas")
+                .await
+                .unwrap()
+                .unwrap()
+                .version;
+            store
+                .delete_if_version("cas", &version.unwrap())
+                .await
+                .unwrap();
+            store
+                .put_if_absent("cas", "v".into(), ttl.clone())
+                .await
+                .unwrap();
+        }
+        assert_eq!(store.inner.queued_expiries(), 2);
+        clock.advance(DAY);
+        assert_eq!(store.purge_expired(), 2);
+        assert_eq!(store.inner.queued_expiries(), 0);
+    }
+
+    /// Writers racing on a few keys, with and without expiries, beside a reaper whose clock moves
+    /// on, leave exactly the stored keys that have an expiry queued, each once.
+    #[test]
+    fn racing_writers_and_reaper_keep_the_queue_exact() {
+        let (store, clock) = store();
+        let keys: Vec<String> = (0..16).map(|i| format!("race:{i}")).collect();
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    clock.advance(Duration::from_millis(700));
+                    store.purge_expired();
+                }
+            });
+            let writers: Vec<_> = (0..3)
+                .map(|t| {
+                    let (store, keys) = (&store, &keys);
+                    scope.spawn(move || {
+                        let runtime = tokio::runtime::Builder::new_current_thread()
+                            .build()
+                            .unwrap();
+                        for round in 0..20_000usize {
+                            let key = &keys[(round * 7 + t * 5) % keys.len()];
+                            let ttl = Duration::from_secs(1 + (round % 3) as u64);
+                            let write = async {
+                                match (round + t) % 5 {
+                                    0 => store.put_with_ttl(key, "1", ttl).await,
+                                    1 => store.put(key, "1".into(), PutOptions::new()).await,
+                                    2 => store.delete(key).await,
+                                    3 => {
+                                        let options = PutOptions::new().ttl(ttl);
+                                        store.put_if_absent(key, "1".into(), options).await?;
+                                        Ok(())
+                                    }
+                                    _ => {
+                                        let counter = CounterOptions::new().ttl(ttl);
+                                        store.increment(key, 1, counter).await.map(|_| ())
+                                    }
+                                }
+                            };
+                            runtime.block_on(write).unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for writer in writers {
+                writer.join().unwrap();
+            }
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+        let with_expiry = store
+            .inner
+            .map
+            .iter()
+            .filter(|entry| entry.expires_at_ms != 0)
+            .count();
+        assert_eq!(store.inner.queued_expiries(), with_expiry);
+        clock.advance(Duration::from_secs(10));
+        store.purge_expired();
+        assert_eq!(store.inner.queued_expiries(), 0);
+        assert!(store.inner.map.iter().all(|entry| entry.expires_at_ms == 0));
     }
 }

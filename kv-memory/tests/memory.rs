@@ -275,3 +275,117 @@ async fn alternating_ttls_are_reclaimed_with_the_key() {
     assert_eq!(store.purge_expired(), 1);
     assert_eq!(store.stored_entries(), 0);
 }
+
+/// Follows cursors through `prefix` with pages of `limit`; returns each page's key names.
+async fn pages(store: &MemoryStore, prefix: &str, limit: usize) -> Vec<Vec<String>> {
+    let mut pages = Vec::new();
+    let mut cursor = None;
+    loop {
+        let options = kvkit_core::ListOptions::new()
+            .prefix(prefix)
+            .limit(limit)
+            .cursor(cursor);
+        let page = store.list(options).await.unwrap();
+        pages.push(page.keys.into_iter().map(|k| k.name).collect());
+        cursor = page.cursor;
+        if cursor.is_none() {
+            return pages;
+        }
+    }
+}
+
+/// Expired keys (not yet reclaimed) among the live ones, far more of them than a listing copies
+/// from the index at a time: pages still come full, in order, with only the live keys.
+#[tokio::test]
+async fn listing_skips_expired_keys_in_long_runs() {
+    let clock = ManualClock::new();
+    let store = MemoryStore::builder()
+        .clock(clock.clone())
+        .reap_interval(Duration::from_secs(3600))
+        .build();
+    let mut live = Vec::new();
+    for i in 0..20_000 {
+        let key = format!("k/{i:05}");
+        // Long stretches of expired keys, and single ones between live keys.
+        if (i / 1000) % 3 == 1 || i % 7 == 3 {
+            store
+                .put_with_ttl(&key, "v", Duration::from_secs(1))
+                .await
+                .unwrap();
+        } else {
+            store
+                .put(&key, "v".into(), PutOptions::new())
+                .await
+                .unwrap();
+            live.push(key);
+        }
+    }
+    store
+        .put("k0", "outside".into(), PutOptions::new())
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(2));
+    for limit in [1, 3, 100, 1000] {
+        let pages = pages(&store, "k/", limit).await;
+        let (last, full) = pages.split_last().unwrap();
+        assert!(full.iter().all(|page| page.len() == limit), "a short page");
+        assert!(last.len() <= limit);
+        assert_eq!(pages.concat(), live, "limit {limit}");
+    }
+}
+
+/// Keys present for a whole listing come exactly once and in order while other threads create
+/// and delete keys between them, before them and after them.
+#[test]
+fn listing_under_churn_returns_every_stable_key_once() {
+    let store = MemoryStore::new();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let stable: Vec<String> = (0..3000).map(|i| format!("s/{i:05}")).collect();
+    for key in &stable {
+        runtime
+            .block_on(store.put(key, "v".into(), PutOptions::new()))
+            .unwrap();
+    }
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        for t in 0..2 {
+            let (store, stop) = (&store, &stop);
+            scope.spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap();
+                let mut i = 0usize;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    // Between stable keys, before the first, after the last.
+                    let key = match i % 3 {
+                        0 => format!("s/{:05}~{t}", (i * 7) % 3000),
+                        1 => format!("s/ {t}{i}"),
+                        _ => format!("s/~{t}{i}"),
+                    };
+                    let options = PutOptions::new().ttl(Duration::from_secs(3600));
+                    runtime
+                        .block_on(store.put(&key, "v".into(), options))
+                        .unwrap();
+                    runtime.block_on(store.delete(&key)).unwrap();
+                    i += 1;
+                }
+            });
+        }
+        for limit in [7, 1000] {
+            for _ in 0..5 {
+                let listed = runtime.block_on(pages(&store, "s/", limit)).concat();
+                assert!(
+                    listed.windows(2).all(|w| w[0] < w[1]),
+                    "out of order or twice"
+                );
+                let found: Vec<&String> =
+                    listed.iter().filter(|k| !k.contains(['~', ' '])).collect();
+                assert_eq!(found.len(), stable.len(), "limit {limit}");
+                assert!(found.iter().zip(&stable).all(|(a, b)| *a == b));
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+}
