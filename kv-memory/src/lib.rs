@@ -288,8 +288,19 @@ impl MemoryBuilder {
     ///
     /// ```
     /// use std::time::Duration;
-    /// let store = kvkit_memory::MemoryStore::builder().reap_interval(Duration::from_millis(100)).build();
-    /// # let _ = store;
+    /// use kvkit_core::KvStoreExt;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> kvkit_core::Result<()> {
+    /// let store = kvkit_memory::MemoryStore::builder().reap_interval(Duration::from_millis(10)).build();
+    /// store.put_with_ttl("k", "v", Duration::from_millis(1)).await?;
+    /// assert_eq!(store.stored_entries(), 1);
+    /// // Expired at once for every read; reclaimed by the background task soon after.
+    /// for _ in 0..2000 {
+    ///     if store.stored_entries() == 0 { break }
+    ///     tokio::time::sleep(Duration::from_millis(5)).await;
+    /// }
+    /// assert_eq!(store.stored_entries(), 0);
+    /// # Ok(()) }
     /// ```
     pub fn reap_interval(mut self, interval: Duration) -> Self {
         self.reap_interval = interval.max(Duration::from_millis(1));
