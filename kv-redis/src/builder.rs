@@ -200,7 +200,7 @@ impl RedisBuilder {
             })
     }
 
-    /// A [`RedisInvalidator`] for a [`TwoTier`](kvkit_layers::TwoTier) in front of the store
+    /// A [`RedisInvalidator`](crate::RedisInvalidator) for a [`TwoTier`](kvkit_layers::TwoTier) in front of the store
     /// this builder connects, on the same servers with the same settings (TLS roots, timeouts),
     /// announcing and listening on `channel` (feature `layers`). The namespace plays no part:
     /// give each application its own channel.
