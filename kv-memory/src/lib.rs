@@ -888,7 +888,7 @@ mod tests {
     async fn each_key_is_queued_at_most_once() {
         let (store, clock) = store();
         for i in 0..100u64 {
-            // Alternately shorter and longer, each an earlier second than the one before.
+            // Alternately longer and shorter, each a different second from every other one.
             let ttl = Duration::from_secs(if i % 2 == 0 { 2000 - i } else { 1000 - i });
             store.put_with_ttl("k", "v", ttl).await.unwrap();
         }
