@@ -649,8 +649,10 @@ impl MemoryStore {
     /// Starts configuring a store.
     ///
     /// ```
+    /// use kvkit_core::KvStore;
+    ///
     /// let store = kvkit_memory::MemoryStore::builder().cloudflare_limits().build();
-    /// # let _ = store;
+    /// assert_eq!(store.capabilities().max_value_bytes, 25 * 1024 * 1024);
     /// ```
     pub fn builder() -> MemoryBuilder {
         MemoryBuilder::default()

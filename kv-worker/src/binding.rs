@@ -97,7 +97,9 @@ impl WorkerKvStore {
     /// ```ignore
     /// # fn handler(env: worker::Env) -> kvkit_core::Result<()> {
     /// let store = kvkit_worker::WorkerKvStore::from_env(&env, "KV")?;
-    /// # let _ = store; Ok(()) }
+    /// assert!(format!("{store:?}").contains(r#"binding: "KV""#));
+    /// assert!(kvkit_worker::WorkerKvStore::from_env(&env, "NO_SUCH_BINDING").is_err());
+    /// # Ok(()) }
     /// ```
     pub fn from_env(env: &worker::Env, binding: &str) -> Result<Self> {
         let kv = env.kv(binding).map_err(|e| Error::Backend {
@@ -114,7 +116,8 @@ impl WorkerKvStore {
     /// ```ignore
     /// # fn handler(env: worker::Env) -> worker::Result<()> {
     /// let store = kvkit_worker::WorkerKvStore::new(env.kv("KV")?, "KV");
-    /// # let _ = store; Ok(()) }
+    /// assert!(!kvkit_core::KvStore::capabilities(&store).atomic_counter);
+    /// # Ok(()) }
     /// ```
     pub fn new(kv: worker::kv::KvStore, binding: &str) -> Self {
         Self {
@@ -131,9 +134,13 @@ impl WorkerKvStore {
     /// The binding this store calls.
     ///
     /// ```ignore
-    /// # fn handler(store: kvkit_worker::WorkerKvStore) {
+    /// # async fn handler(store: kvkit_worker::WorkerKvStore) -> Result<(), Box<dyn std::error::Error>> {
+    /// use kvkit_core::{KvStoreExt, PutOptions};
+    ///
+    /// store.put_text("greeting", "hello", PutOptions::new()).await?;
     /// let raw: &worker::kv::KvStore = store.binding();
-    /// # let _ = raw; }
+    /// assert_eq!(raw.get("greeting").text().await?.as_deref(), Some("hello"));
+    /// # Ok(()) }
     /// ```
     pub fn binding(&self) -> &worker::kv::KvStore {
         &self.kv
