@@ -75,7 +75,10 @@ fn new_ignores_the_environment_and_from_env_reads_it() {
 
     let none = in_child(&[]);
     assert!(none.contains(&format!("new={configuration}")), "{none}");
-    assert!(none.contains(&format!("from_env={configuration}")), "{none}");
+    assert!(
+        none.contains(&format!("from_env={configuration}")),
+        "{none}"
+    );
 
     // An empty variable counts as unset.
     let empty = in_child(&[
@@ -83,5 +86,8 @@ fn new_ignores_the_environment_and_from_env_reads_it() {
         ("CLOUDFLARE_KV_NAMESPACE_ID", "ns"),
         ("CLOUDFLARE_API_TOKEN", ""),
     ]);
-    assert!(empty.contains(&format!("from_env={configuration}")), "{empty}");
+    assert!(
+        empty.contains(&format!("from_env={configuration}")),
+        "{empty}"
+    );
 }

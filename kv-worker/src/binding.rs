@@ -7,9 +7,9 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use futures_util::future::{join_all, try_join, try_join_all};
 use kvkit_core::backend::cloudflare::{
-    ListCursor, counter_expiry, last_per_key, refuse_conditional_delete,
+    ListCursor, WriteExpiry, counter_expiry, last_per_key, refuse_conditional_delete, write_expiry,
 };
-use kvkit_core::backend::{from_unix_secs, unix_ms, unix_secs_ceil};
+use kvkit_core::backend::from_unix_secs;
 use kvkit_core::{
     Capabilities, Clock, CounterOptions, Entry, Error, Expiry, KeyInfo, KvStore, ListOptions,
     ListPage, PutItem, PutOptions, Result, SystemClock, Version,
@@ -76,16 +76,10 @@ fn expiry_options(
     expiry: Option<Expiry>,
     now: SystemTime,
 ) -> worker::kv::PutOptionsBuilder {
-    match expiry {
+    match expiry.map(|expiry| write_expiry(expiry, now)) {
         None => builder,
-        // Whole seconds already: Capabilities round expirations up to the second.
-        Some(Expiry::At(at)) => builder.expiration(unix_secs_ceil(at)),
-        Some(Expiry::Ttl(ttl)) => {
-            // Whole seconds (Capabilities round the TTL up); Cloudflare adds them to its current
-            // whole second, so the started part of ours keeps the full TTL.
-            let started = u64::from(!unix_ms(now).is_multiple_of(1000));
-            builder.expiration_ttl(ttl.as_secs().saturating_add(started))
-        }
+        Some(WriteExpiry::Expiration(secs)) => builder.expiration(secs),
+        Some(WriteExpiry::ExpirationTtl(secs)) => builder.expiration_ttl(secs),
     }
 }
 
