@@ -104,6 +104,7 @@ pub struct SqliteBuilder {
     pub(crate) readers: usize,
     pub(crate) busy_timeout: Duration,
     pub(crate) reap_interval: Duration,
+    pub(crate) max_size: Option<u64>,
 }
 
 impl fmt::Debug for SqliteBuilder {
@@ -115,6 +116,7 @@ impl fmt::Debug for SqliteBuilder {
             .field("readers", &self.readers)
             .field("busy_timeout", &self.busy_timeout)
             .field("reap_interval", &self.reap_interval)
+            .field("max_size", &self.max_size)
             .finish_non_exhaustive()
     }
 }
@@ -129,6 +131,7 @@ impl Default for SqliteBuilder {
             readers: DEFAULT_READERS,
             busy_timeout: Duration::from_secs(5),
             reap_interval: Duration::from_secs(1),
+            max_size: None,
         }
     }
 }
@@ -318,6 +321,28 @@ impl SqliteBuilder {
     /// ```
     pub fn reap_interval(mut self, interval: Duration) -> Self {
         self.reap_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Caps the database at about `bytes` (SQLite's `max_page_count`, in whole pages): a write
+    /// that would grow it further fails as a full disk does, with a retryable
+    /// [`Error::Backend`] (kind [`Unavailable`](kvkit_core::ErrorKind::Unavailable)) and nothing of
+    /// its transaction written, until deletes (or the reclamation of expired rows) free pages.
+    /// Default: no limit but the disk's.
+    ///
+    /// ```
+    /// use kvkit_core::{ErrorKind, KvStore, PutOptions};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> kvkit_core::Result<()> {
+    /// let store = kvkit_sqlite::SqliteStore::builder().in_memory().max_size(64 * 1024).open().await?;
+    /// let big = vec![7u8; 128 * 1024];
+    /// let err = store.put("big", big.into(), PutOptions::new()).await.unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::Unavailable);
+    /// assert_eq!(store.get("big").await?, None);
+    /// # Ok(()) }
+    /// ```
+    pub fn max_size(mut self, bytes: u64) -> Self {
+        self.max_size = Some(bytes);
         self
     }
 

@@ -38,12 +38,14 @@ pub(crate) enum Role {
 }
 
 /// Opens one connection to `location` with the store's pragmas; the writer also checks the file
-/// and migrates its schema, so that readers open a database that is ready.
+/// and migrates its schema, so that readers open a database that is ready, and caps the
+/// database at `max_size` bytes (only the writer grows it, so only the writer needs the cap).
 pub(crate) fn connect(
     location: &Location,
     durability: Durability,
     busy_timeout: Duration,
     role: Role,
+    max_size: Option<u64>,
 ) -> Result<Connection> {
     let fail = |operation| move |e| sqlite_error(operation, busy_timeout, e);
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -87,7 +89,17 @@ pub(crate) fn connect(
     conn.pragma_update(None, "synchronous", durability.pragma())
         .map_err(fail("open"))?;
     match role {
-        Role::Writer => migrate(&conn, busy_timeout)?,
+        Role::Writer => {
+            migrate(&conn, busy_timeout)?;
+            if let Some(bytes) = max_size {
+                let page_size: u64 = conn
+                    .pragma_query_value(None, "page_size", |row| row.get(0))
+                    .map_err(fail("open"))?;
+                let pages = (bytes / page_size.max(1)).max(1);
+                conn.pragma_update(None, "max_page_count", pages)
+                    .map_err(fail("open"))?;
+            }
+        }
         Role::Reader => conn
             .pragma_update(None, "query_only", true)
             .map_err(fail("open"))?,
@@ -144,6 +156,7 @@ mod tests {
             Durability::Full,
             Duration::from_secs(1),
             Role::Writer,
+            None,
         )
         .unwrap();
         let version: i64 = conn

@@ -140,13 +140,14 @@ impl SqliteStore {
             ));
         };
         let (durability, busy_timeout) = (builder.durability, builder.busy_timeout);
+        let max_size = builder.max_size;
         let (writes, jobs) = mpsc::channel();
         let writer = {
             let (location, clock) = (location.clone(), builder.clock.clone());
             let reap_interval = builder.reap_interval;
             spawn(
                 "kvkit-sqlite-writer",
-                move || connect(&location, durability, busy_timeout, Role::Writer),
+                move || connect(&location, durability, busy_timeout, Role::Writer, max_size),
                 move |conn| {
                     let writer = Writer {
                         conn,
@@ -168,7 +169,7 @@ impl SqliteStore {
                     let (location, jobs) = (location.clone(), jobs.clone());
                     started.push(spawn(
                         "kvkit-sqlite-reader",
-                        move || connect(&location, durability, busy_timeout, Role::Reader),
+                        move || connect(&location, durability, busy_timeout, Role::Reader, None),
                         move |conn| reader::serve(&conn, &jobs),
                     )?);
                 }
