@@ -70,7 +70,8 @@
 //! - **The table** is keyed by the key as a BLOB (SQLite compares BLOBs with `memcmp`: the
 //!   byte order of UTF-8 that listings promise), `WITHOUT ROWID`, with the value, the metadata
 //!   as JSON text, the expiry in unix milliseconds and a version from a counter the object
-//!   keeps in the same storage (every write gives its entry a version that entry never had).
+//!   keeps in the same storage (an epoch raised at every start, and the number of the write in
+//!   it: every write gives its entry a version no entry of the object had before).
 //!   Listings are ranges of the primary key.
 //! - **Expiry.** Reads filter on the object's clock, so an expired entry is invisible at once.
 //!   A write that expires sets the object's alarm for its expiry when it is earlier than the
@@ -119,36 +120,48 @@ pub use object::Shard;
 pub use store::{DurableBuilder, DurableKvStore, ShardKey};
 
 /// Declares the Durable Object class `$name` and exports it from the Worker: a struct holding a
-/// [`Shard`] whose `fetch` and `alarm` it serves. Invoke it once, at the top level of the
-/// Worker's crate (which depends on `worker`), and bind the class in `wrangler.toml` (see the
-/// crate docs).
+/// [`Shard`] whose `fetch` and `alarm` it serves. Invoke it once in the Worker's crate (which
+/// depends on `worker`), and bind the class in `wrangler.toml` (see the crate docs).
 ///
 /// ```ignore
 /// kvkit_durable::durable_object!(KvShard);
-/// # fn check(state: worker::State, env: worker::Env) {
+/// # async fn check(state: worker::State, env: worker::Env) -> worker::Result<()> {
 /// let shard = <KvShard as worker::DurableObject>::new(state, env);
-/// assert!(format!("{:?}", shard.0).starts_with("Shard"));
-/// # }
+/// // With no expired entry, the alarm deletes nothing and sets no new alarm.
+/// let done = worker::DurableObject::alarm(&shard).await?;
+/// assert_eq!(done.status_code(), 200);
+/// # Ok(()) }
 /// ```
 #[macro_export]
 macro_rules! durable_object {
     ($name:ident) => {
-        /// The Durable Object class of `kvkit_durable::DurableKvStore`.
-        #[::worker::durable_object(alarm)]
-        pub struct $name(pub $crate::Shard);
+        // A module of its own, so that the code `#[durable_object]` generates finds
+        // `wasm_bindgen` without the Worker depending on it.
+        #[doc(hidden)]
+        mod __kvkit_durable_object {
+            use ::worker::wasm_bindgen;
 
-        impl ::worker::DurableObject for $name {
-            fn new(state: ::worker::State, env: ::worker::Env) -> Self {
-                Self($crate::Shard::new(state, env))
-            }
+            /// The Durable Object class of `kvkit_durable::DurableKvStore`.
+            #[::worker::durable_object(alarm)]
+            pub struct $name($crate::Shard);
 
-            async fn fetch(&self, req: ::worker::Request) -> ::worker::Result<::worker::Response> {
-                self.0.fetch(req).await
-            }
+            impl ::worker::DurableObject for $name {
+                fn new(state: ::worker::State, env: ::worker::Env) -> Self {
+                    Self($crate::Shard::new(state, env))
+                }
 
-            async fn alarm(&self) -> ::worker::Result<::worker::Response> {
-                self.0.alarm().await
+                async fn fetch(
+                    &self,
+                    req: ::worker::Request,
+                ) -> ::worker::Result<::worker::Response> {
+                    self.0.fetch(req).await
+                }
+
+                async fn alarm(&self) -> ::worker::Result<::worker::Response> {
+                    self.0.alarm().await
+                }
             }
         }
+        pub use __kvkit_durable_object::$name;
     };
 }

@@ -12,6 +12,15 @@ use crate::wire::{
     Condition, Failure, Listed, PATH, Reply, Request as WireRequest, Row, StoredEntry,
 };
 
+/// Versions are `epoch << WRITE_BITS | write`: the object's epoch, which it raises (and stores)
+/// each time it starts and after every 2^24 writes, and the number of the write in the epoch.
+/// So every write gives its entry a version no entry of this object had before, across restarts,
+/// with one storage write per epoch rather than one per write.
+const WRITE_BITS: u32 = 24;
+
+/// Versions stay below 2^53, the integers JavaScript (and so the storage API) holds exactly.
+const MAX_EPOCH: u64 = 1 << (53 - WRITE_BITS);
+
 /// The most expired rows one alarm deletes; when more are due, the next alarm runs at once.
 const RECLAIM_BATCH: i64 = 256;
 
@@ -25,11 +34,15 @@ const SCHEMA: [&str; 4] = [
      WHERE expires_at IS NOT NULL",
     "CREATE TABLE IF NOT EXISTS kvkit_meta (name TEXT PRIMARY KEY NOT NULL, \
      value INTEGER NOT NULL) WITHOUT ROWID",
-    "INSERT OR IGNORE INTO kvkit_meta (name, value) VALUES ('schema', 1), ('next_version', 1)",
+    "INSERT OR IGNORE INTO kvkit_meta (name, value) VALUES ('schema', 1), ('epoch', 0)",
 ];
 
 /// The condition that selects a live row at the time bound as `?2`.
-const LIVE: &str = "(expires_at IS NULL OR expires_at > ?2)";
+macro_rules! live {
+    () => {
+        "(expires_at IS NULL OR expires_at > ?2)"
+    };
+}
 
 /// One shard of a store: the state behind the Durable Object class that
 /// [`durable_object!`](crate::durable_object) declares. Every request is one operation, served
@@ -57,8 +70,9 @@ const LIVE: &str = "(expires_at IS NULL OR expires_at > ?2)";
 pub struct Shard {
     state: State,
     sql: SqlStorage,
-    /// The version the next written entry gets (persisted in `kvkit_meta` with every write).
-    next_version: Cell<u64>,
+    /// The current epoch (stored in `kvkit_meta`) and the writes made in it.
+    epoch: Cell<u64>,
+    writes: Cell<u64>,
     /// When the alarm is set for, as far as this instance knows (`None`: no alarm).
     alarm: Rc<Cell<Option<i64>>>,
     /// Why the tables could not be set up, if they could not: every request then fails so.
@@ -68,7 +82,7 @@ pub struct Shard {
 impl fmt::Debug for Shard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Shard")
-            .field("next_version", &self.next_version.get())
+            .field("epoch", &self.epoch.get())
             .field("alarm", &self.alarm.get())
             .finish_non_exhaustive()
     }
@@ -152,34 +166,52 @@ impl Shard {
         let mut shard = Self {
             state,
             sql,
-            next_version: Cell::new(1),
+            epoch: Cell::new(0),
+            writes: Cell::new(0),
             alarm,
             broken: None,
         };
         match shard.set_up() {
-            Ok(next) => shard.next_version.set(next),
+            Ok(()) => {}
             Err(Failure::Storage(why) | Failure::BadRequest(why)) => shard.broken = Some(why),
             Err(other) => shard.broken = Some(format!("{other:?}")),
         }
         shard
     }
 
-    fn set_up(&self) -> Served<u64> {
+    /// Creates the tables when they are missing and starts a new epoch.
+    fn set_up(&self) -> Served<()> {
         for statement in SCHEMA {
             self.rows(statement, vec![])?;
         }
-        let rows = self.rows(
-            "SELECT value FROM kvkit_meta WHERE name = 'next_version'",
-            vec![],
-        )?;
-        let next = rows
+        let rows = self.rows("SELECT value FROM kvkit_meta WHERE name = 'epoch'", vec![])?;
+        let epoch = rows
             .first()
             .and_then(|row| row.first())
             .map(int_of)
             .transpose()?
             .flatten()
-            .unwrap_or(1);
-        Ok(u64::try_from(next).unwrap_or(1))
+            .and_then(|epoch| u64::try_from(epoch).ok())
+            .ok_or_else(|| Failure::Storage("no epoch in kvkit_meta".to_owned()))?;
+        self.epoch.set(epoch);
+        self.next_epoch()
+    }
+
+    /// Raises and stores the epoch, and starts counting its writes.
+    fn next_epoch(&self) -> Served<()> {
+        let epoch = self.epoch.get() + 1;
+        if epoch >= MAX_EPOCH {
+            return Err(Failure::Storage(
+                "the object has used up its versions".to_owned(),
+            ));
+        }
+        self.rows(
+            "UPDATE kvkit_meta SET value = ?1 WHERE name = 'epoch'",
+            vec![version_value(epoch)],
+        )?;
+        self.epoch.set(epoch);
+        self.writes.set(0);
+        Ok(())
     }
 
     /// Runs one statement to completion and returns its rows.
@@ -260,19 +292,14 @@ impl Shard {
             .await
     }
 
-    fn take_version(&self) -> u64 {
-        let version = self.next_version.get();
-        self.next_version.set(version + 1);
-        version
-    }
-
-    /// Persists the next version, after the writes that took versions.
-    fn save_versions(&self) -> Served<()> {
-        self.rows(
-            "UPDATE kvkit_meta SET value = ?1 WHERE name = 'next_version'",
-            vec![version_value(self.next_version.get())],
-        )
-        .map(drop)
+    /// A version no entry of this object had before.
+    fn take_version(&self) -> Served<u64> {
+        if self.writes.get() == 1 << WRITE_BITS {
+            self.next_epoch()?;
+        }
+        let write = self.writes.get();
+        self.writes.set(write + 1);
+        Ok(self.epoch.get() << WRITE_BITS | write)
     }
 
     fn apply(&self, request: WireRequest, now: i64) -> Served<Reply> {
@@ -280,11 +307,12 @@ impl Shard {
         match request {
             WireRequest::Get { key } => Ok(Reply::Value(self.value(&key, now)?)),
             WireRequest::GetEntry { key } => {
-                let sql = format!(
-                    "SELECT value, metadata, expires_at, version FROM kvkit_entries \
-                     WHERE key = ?1 AND {LIVE}"
+                let sql = concat!(
+                    "SELECT value, metadata, expires_at, version FROM kvkit_entries ",
+                    "WHERE key = ?1 AND ",
+                    live!()
                 );
-                let rows = self.rows(&sql, vec![key_value(&key), now_value()])?;
+                let rows = self.rows(sql, vec![key_value(&key), now_value()])?;
                 let entry = rows
                     .first()
                     .map(|row| -> Served<StoredEntry> {
@@ -318,14 +346,12 @@ impl Shard {
                         self.update_if_version(&row, expected, now)?
                     }
                 };
-                self.save_versions()?;
                 Ok(Reply::Applied(applied))
             }
             WireRequest::PutMany { rows } => {
                 for row in &rows {
                     self.upsert(row)?;
                 }
-                self.save_versions()?;
                 Ok(Reply::Done)
             }
             WireRequest::Delete { key } => {
@@ -333,12 +359,13 @@ impl Shard {
                 Ok(Reply::Done)
             }
             WireRequest::DeleteIfVersion { key, version } => {
-                let sql = format!(
-                    "DELETE FROM kvkit_entries WHERE key = ?1 AND {LIVE} AND version = ?3 \
-                     RETURNING 1"
+                let sql = concat!(
+                    "DELETE FROM kvkit_entries WHERE key = ?1 AND ",
+                    live!(),
+                    " AND version = ?3 RETURNING 1"
                 );
                 let deleted = self.rows(
-                    &sql,
+                    sql,
                     vec![key_value(&key), now_value(), version_value(version)],
                 )?;
                 Ok(Reply::Applied(!deleted.is_empty()))
@@ -369,7 +396,7 @@ impl Shard {
                             kvkit_core::Error::CounterOverflow { .. } => Failure::CounterOverflow,
                             _ => Failure::NotACounter,
                         })?;
-                        let version = self.take_version();
+                        let version = self.take_version()?;
                         self.rows(
                             "UPDATE kvkit_entries SET value = ?2, version = ?3 WHERE key = ?1",
                             vec![
@@ -381,7 +408,6 @@ impl Shard {
                         next
                     }
                 };
-                self.save_versions()?;
                 Ok(Reply::Counter(next))
             }
             WireRequest::List {
@@ -393,19 +419,22 @@ impl Shard {
     }
 
     fn value(&self, key: &str, now: i64) -> Served<Option<Vec<u8>>> {
-        let sql = format!("SELECT value FROM kvkit_entries WHERE key = ?1 AND {LIVE}");
-        let rows = self.rows(&sql, vec![key_value(key), SqlStorageValue::Integer(now)])?;
+        let sql = concat!(
+            "SELECT value FROM kvkit_entries WHERE key = ?1 AND ",
+            live!()
+        );
+        let rows = self.rows(sql, vec![key_value(key), SqlStorageValue::Integer(now)])?;
         rows.first().map(|row| bytes_of(&row[0])).transpose()
     }
 
-    fn row_values(&self, row: &Row) -> Vec<SqlStorageValue> {
-        vec![
+    fn row_values(&self, row: &Row) -> Served<Vec<SqlStorageValue>> {
+        Ok(vec![
             key_value(&row.key),
             blob(&row.value),
             row.metadata.clone().into(),
             optional_int(row.expires_at),
-            version_value(self.take_version()),
-        ]
+            version_value(self.take_version()?),
+        ])
     }
 
     fn upsert(&self, row: &Row) -> Served<()> {
@@ -414,14 +443,14 @@ impl Shard {
              VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (key) DO UPDATE SET value = excluded.value, \
              metadata = excluded.metadata, expires_at = excluded.expires_at, \
              version = excluded.version",
-            self.row_values(row),
+            self.row_values(row)?,
         )
         .map(drop)
     }
 
     /// Inserts, or replaces only a row that has expired by `now`; returns whether it wrote.
     fn insert_if_absent(&self, row: &Row, now: i64) -> Served<bool> {
-        let mut values = self.row_values(row);
+        let mut values = self.row_values(row)?;
         values.push(SqlStorageValue::Integer(now));
         let written = self.rows(
             "INSERT INTO kvkit_entries (key, value, metadata, expires_at, version) \
@@ -437,7 +466,7 @@ impl Shard {
 
     /// Replaces the row only if it is live at `now` with version `expected`.
     fn update_if_version(&self, row: &Row, expected: u64, now: i64) -> Served<bool> {
-        let mut values = self.row_values(row);
+        let mut values = self.row_values(row)?;
         values.push(version_value(expected));
         values.push(SqlStorageValue::Integer(now));
         let written = self.rows(
@@ -473,7 +502,7 @@ impl Shard {
         values.insert(2, SqlStorageValue::Integer(i64::from(limit) + 1));
         let sql = format!(
             "SELECT key, metadata, expires_at FROM kvkit_entries WHERE key {from} ?1 {upper} \
-             AND {LIVE} ORDER BY key LIMIT ?3"
+             AND (expires_at IS NULL OR expires_at > ?2) ORDER BY key LIMIT ?3"
         );
         let rows = self.rows(&sql, values)?;
         let more = rows.len() > limit as usize;

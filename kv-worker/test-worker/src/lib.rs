@@ -6,14 +6,27 @@
 //! Cloudflare emulator. It answers:
 //!
 //! - `GET …/cases`: the names of the cases, `{"conformance": [...], "patterns": [...]}`;
-//! - `GET …/run/{store}/{suite}/{case}`: runs one case on `kv` (the binding) or `memory` (a
-//!   `MemoryStore` behind `Namespaced` and `Observed`, fresh for the request, which shows the memory
-//!   store and those wrappers working inside a Worker), `{"case": …, "outcome": "passed"}` or
-//!   `{"outcome": "skipped", "reason": …}`. A failing case panics: the panic message goes to the
-//!   console, the request fails, and the next request starts from a fresh instance.
+//! - `GET …/run/{store}/{suite}/{case}`: runs one case on `kv` (the binding), `durable` (a
+//!   `kvkit_durable::DurableKvStore` over four objects of the Durable Object namespace bound as
+//!   `KVKIT`, whose class `KvShard` this Worker exports with `kvkit_durable::durable_object!`) or
+//!   `memory` (a `MemoryStore` behind `Namespaced` and `Observed`, fresh for the request, which
+//!   shows the memory store and those wrappers working inside a Worker), `{"case": …, "outcome":
+//!   "passed"}` or `{"outcome": "skipped", "reason": …}`. A failing case panics: the panic
+//!   message goes to the console, the request fails, and the next request starts from a fresh
+//!   instance.
+//! - `…/probe/…`: single operations on the Durable Object store, for the host's tests of
+//!   concurrency and persistence (`probe.rs`).
+//! - `POST …/bench/{ops}`: the same operations through the store and by hand on the object's
+//!   storage, timed, for the benchmark (`bench.rs`).
+
+#[cfg(target_arch = "wasm32")]
+mod bench;
+#[cfg(target_arch = "wasm32")]
+mod probe;
 
 #[cfg(target_arch = "wasm32")]
 mod run {
+    use kvkit_durable::DurableKvStore;
     use kvkit_layers::Layered;
     use kvkit_memory::MemoryStore;
     use kvkit_testsuite::{Case, Harness};
@@ -40,6 +53,19 @@ mod run {
         }));
     }
 
+    kvkit_durable::durable_object!(KvShard);
+
+    fn kv_error(e: impl std::fmt::Display) -> worker::Error {
+        worker::Error::RustError(e.to_string())
+    }
+
+    /// The Durable Object store the suites run on: four shards, so that listings merge.
+    fn durable_store(env: &Env) -> Result<DurableKvStore> {
+        DurableKvStore::builder(env, "KVKIT")
+            .and_then(|b| b.name("suite").shards(4).build())
+            .map_err(kv_error)
+    }
+
     #[event(fetch)]
     async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
         let url = req.url()?;
@@ -47,7 +73,16 @@ mod run {
             .path_segments()
             .map(Iterator::collect)
             .unwrap_or_default();
+        if let Some(at) = path.iter().position(|segment| *segment == "probe") {
+            return crate::probe::serve(req, &durable_store(&env)?, &path[at + 1..]).await;
+        }
         match path.as_slice() {
+            [.., "bench", ops] => {
+                let Ok(ops) = ops.parse::<u32>() else {
+                    return Response::error("the operation count is a number", 400);
+                };
+                crate::bench::run(&env, ops).await
+            }
             [.., "cases"] => Response::from_json(&json!({
                 "conformance": names(kvkit_testsuite::cases::all()),
                 "patterns": names(kvkit_testsuite::patterns::all()),
@@ -59,10 +94,10 @@ mod run {
                     return Response::error(format!("no case {suite_name}/{case_name}"), 404);
                 };
                 let harness = match *store_name {
-                    "kv" => Harness::real_time(
-                        WorkerKvStore::from_env(&env, "KV")
-                            .map_err(|e| worker::Error::RustError(e.to_string()))?,
-                    ),
+                    "kv" => {
+                        Harness::real_time(WorkerKvStore::from_env(&env, "KV").map_err(kv_error)?)
+                    }
+                    "durable" => Harness::real_time(durable_store(&env)?),
                     "memory" => {
                         Harness::real_time(MemoryStore::new().namespaced("worker/").observed())
                     }
