@@ -670,3 +670,205 @@ pub fn shared_cf_url() -> Option<String> {
         .as_ref()
         .map(CfEmulator::api_url)
 }
+
+/// Options of a [`WorkerdEmulator`]: the Rust Workers it runs, the Durable Object classes they
+/// export and bind, and where it keeps their data.
+///
+/// ```
+/// let builder = kvkit_test_servers::WorkerdEmulator::builder()
+///     .worker("suite", "kv-worker/test-worker/build/index.js")
+///     .durable_object("suite", "KVKIT", "KvShard");
+/// assert!(format!("{builder:?}").contains(r#"("suite", "KVKIT", "KvShard")"#));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct WorkerdEmulatorBuilder {
+    workers: Vec<(String, PathBuf)>,
+    objects: Vec<(String, String, String)>,
+    persist: Option<PathBuf>,
+}
+
+impl WorkerdEmulatorBuilder {
+    /// Runs the Worker in `script` (worker-build's `build/index.js`); requests to
+    /// `/workers/{name}/…` go to it. Each Worker has a KV namespace bound as `KV` and a D1
+    /// database bound as `DB` of its own.
+    ///
+    /// ```
+    /// let builder = kvkit_test_servers::WorkerdEmulator::builder().worker("w", "build/index.js");
+    /// assert!(format!("{builder:?}").contains(r#"("w", "build/index.js")"#));
+    /// ```
+    pub fn worker(mut self, name: impl Into<String>, script: impl Into<PathBuf>) -> Self {
+        self.workers.push((name.into(), script.into()));
+        self
+    }
+
+    /// Binds the Durable Object class `class`, which Worker `worker` exports, to it as
+    /// `binding`, SQLite-backed.
+    ///
+    /// ```
+    /// let builder = kvkit_test_servers::WorkerdEmulator::builder().durable_object("w", "KVKIT", "KvShard");
+    /// assert!(format!("{builder:?}").contains("KvShard"));
+    /// ```
+    pub fn durable_object(
+        mut self,
+        worker: impl Into<String>,
+        binding: impl Into<String>,
+        class: impl Into<String>,
+    ) -> Self {
+        self.objects
+            .push((worker.into(), binding.into(), class.into()));
+        self
+    }
+
+    /// Keeps the KV namespaces, databases and objects in `dir`, so that an emulator started
+    /// again with the same `dir` finds them (by default they live in a scratch directory removed
+    /// when the emulator stops).
+    ///
+    /// ```
+    /// let builder = kvkit_test_servers::WorkerdEmulator::builder().persist("/tmp/state");
+    /// assert!(format!("{builder:?}").contains(r#"persist: Some("/tmp/state")"#));
+    /// ```
+    pub fn persist(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.persist = Some(dir.into());
+        self
+    }
+
+    /// Starts the emulator on a free loopback port. `None` when the user opted out with
+    /// `KV_TEST_SKIP_CF=1`; panics with install instructions when `node` or the emulator's
+    /// `node_modules` is missing.
+    ///
+    /// ```no_run
+    /// let emulator = kvkit_test_servers::WorkerdEmulator::builder()
+    ///     .worker("w", "build/index.js")
+    ///     .start()
+    ///     .expect("not opted out");
+    /// assert!(emulator.worker_url("w").starts_with("http://127.0.0.1:"));
+    /// ```
+    pub fn start(self) -> Option<WorkerdEmulator> {
+        let dir = cf_emulator_dir();
+        if !on_path("node") || !dir.join("node_modules").join("miniflare").is_dir() {
+            if skip_cf() {
+                return None;
+            }
+            panic!("node or the Cloudflare emulator's packages are missing. {CF_INSTALL_HINT}");
+        }
+        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join("kv-worker")
+            .join("test-worker")
+            .join("serve.mjs");
+        let mut command = Command::new("node");
+        command.arg(script);
+        for (name, path) in &self.workers {
+            command
+                .arg("--worker")
+                .arg(format!("{name}={}", path.display()));
+        }
+        for (worker, binding, class) in &self.objects {
+            command
+                .arg("--object")
+                .arg(format!("{worker}:{binding}={class}"));
+        }
+        if let Some(dir) = &self.persist {
+            command.arg("--persist").arg(dir);
+        }
+        // The emulator stops when its stdin closes: when this value is dropped or the process
+        // exits, however it exits.
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting node");
+        let stdout = child.stdout.take().expect("the emulator's stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            let read = reader.read_line(&mut line);
+            let _ = tx.send((read.map(|_| line), reader));
+        });
+        let (line, mut stdout) = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok((Ok(line), stdout)) if !line.trim().is_empty() => (line, stdout),
+            _ => {
+                let _ = child.kill();
+                panic!("the workerd emulator did not start (its errors are above)");
+            }
+        };
+        let ready: serde_json::Value =
+            serde_json::from_str(&line).expect("the emulator's ready line is JSON");
+        let url = ready["url"]
+            .as_str()
+            .expect("url in the ready line")
+            .to_owned();
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::stderr()));
+        Some(WorkerdEmulator { url, child })
+    }
+}
+
+/// Rust Workers on workerd, through Miniflare (`kv-worker/test-worker/serve.mjs`), with
+/// SQLite-backed Durable Objects, on a free loopback port; stopped when this value is dropped or
+/// the process exits.
+///
+/// ```no_run
+/// let emulator = kvkit_test_servers::WorkerdEmulator::builder()
+///     .worker("suite", "kv-worker/test-worker/build/index.js")
+///     .durable_object("suite", "KVKIT", "KvShard")
+///     .start()
+///     .expect("not opted out");
+/// println!("{}", emulator.worker_url("suite"));
+/// ```
+#[derive(Debug)]
+pub struct WorkerdEmulator {
+    url: String,
+    child: Child,
+}
+
+impl WorkerdEmulator {
+    /// Options for an emulator.
+    ///
+    /// ```
+    /// let builder = kvkit_test_servers::WorkerdEmulator::builder();
+    /// assert!(format!("{builder:?}").contains("workers: []"));
+    /// ```
+    pub fn builder() -> WorkerdEmulatorBuilder {
+        WorkerdEmulatorBuilder::default()
+    }
+
+    /// Where requests to the Worker `name` go: `http://127.0.0.1:{port}/workers/{name}`.
+    ///
+    /// ```no_run
+    /// let emulator = kvkit_test_servers::WorkerdEmulator::builder()
+    ///     .worker("w", "build/index.js")
+    ///     .start()
+    ///     .expect("not opted out");
+    /// assert!(emulator.worker_url("w").ends_with("/workers/w"));
+    /// ```
+    pub fn worker_url(&self, name: &str) -> String {
+        format!("{}/workers/{name}", self.url)
+    }
+
+    /// Stops the emulator and waits until it has written everything it keeps.
+    ///
+    /// ```no_run
+    /// let emulator = kvkit_test_servers::WorkerdEmulator::builder()
+    ///     .worker("w", "build/index.js")
+    ///     .persist("/tmp/state")
+    ///     .start()
+    ///     .expect("not opted out");
+    /// emulator.stop();
+    /// ```
+    pub fn stop(mut self) {
+        self.shut_down();
+    }
+
+    fn shut_down(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for WorkerdEmulator {
+    fn drop(&mut self) {
+        self.shut_down();
+    }
+}
