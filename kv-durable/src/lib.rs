@@ -101,6 +101,13 @@
 //! says so with a dependency and one macro line. The price is one more crate to depend on
 //! beside `kvkit-worker` when a Worker uses both stores (the example Worker does).
 
+// The store and the class exist on wasm32 only: the docs link them there (docs.rs builds for
+// wasm32), and natively the links have nothing to point at.
+#![cfg_attr(
+    not(target_arch = "wasm32"),
+    allow(rustdoc::broken_intra_doc_links)
+)]
+
 mod limits;
 #[cfg(target_arch = "wasm32")]
 mod object;

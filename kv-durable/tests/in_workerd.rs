@@ -60,7 +60,7 @@ fn emulator(persist: Option<&std::path::Path>) -> Option<(WorkerdEmulator, Strin
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
-        .timeout(Duration::from_secs(300))
+        .timeout(Duration::from_secs(120))
         // A connection per request: Node closes idle connections after 5 s, and a request sent
         // on one it is closing would fail without reaching the Worker.
         .pool_max_idle_per_host(0)
@@ -68,11 +68,17 @@ fn client() -> reqwest::Client {
         .expect("an HTTP client")
 }
 
+/// Sends `request` and returns its status and body, or why it got none.
+async fn try_send(request: reqwest::RequestBuilder) -> Result<(u16, String), String> {
+    let response = request.send().await.map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let body = response.text().await.map_err(|e| e.to_string())?;
+    Ok((status, body))
+}
+
 /// Sends `request` and returns its status and body.
 async fn send(request: reqwest::RequestBuilder) -> (u16, String) {
-    let response = request.send().await.expect("a response from the Worker");
-    let status = response.status().as_u16();
-    (status, response.text().await.expect("a body"))
+    try_send(request).await.expect("a response from the Worker")
 }
 
 /// A key no other run uses.
@@ -120,27 +126,33 @@ async fn every_case_passes_on_durable_objects_with_no_skips() {
         .map(|c| ("conformance", c.clone()))
         .chain(patterns.iter().map(|c| ("patterns", c.clone())))
         .collect();
-    let outcomes: Vec<(String, u16, String)> = futures_util::stream::iter(&all)
+    let outcomes: Vec<(String, Result<(u16, String), String>)> = futures_util::stream::iter(&all)
         .map(|(suite, case)| {
             let (client, base) = (&client, &base);
             async move {
                 let url = format!("{base}/run/durable/{suite}/{case}");
-                let (status, body) = send(client.get(url)).await;
-                (format!("{suite}/{case}"), status, body)
+                let outcome = try_send(client.get(url)).await;
+                (format!("{suite}/{case}"), outcome)
             }
         })
         .buffer_unordered(IN_FLIGHT)
         .collect()
         .await;
     let mut failed = Vec::new();
-    for (case, status, body) in &outcomes {
-        let report: Value = serde_json::from_str(body).unwrap_or(Value::Null);
-        if *status == 200 && report["outcome"] == "passed" {
-            eprintln!("durable objects: {case}: passed");
-        } else {
-            // A failing case panics inside the Worker: its message is on the emulator's console.
-            let excerpt: String = body.chars().take(400).collect();
-            failed.push(format!("{case}: HTTP {status}: {excerpt}"));
+    for (case, outcome) in &outcomes {
+        match outcome {
+            Ok((200, body))
+                if serde_json::from_str::<Value>(body).is_ok_and(|r| r["outcome"] == "passed") =>
+            {
+                eprintln!("durable objects: {case}: passed");
+            }
+            Ok((status, body)) => {
+                // A failing case panics inside the Worker: its message is on the emulator's
+                // console.
+                let excerpt: String = body.chars().take(400).collect();
+                failed.push(format!("{case}: HTTP {status}: {excerpt}"));
+            }
+            Err(why) => failed.push(format!("{case}: {why}")),
         }
     }
     assert_eq!(outcomes.len(), all.len());

@@ -4,8 +4,10 @@
 //! [`WorkerKvStore`](https://docs.rs/kv-worker) and reports the outcome; this test asks for every
 //! case and asserts that each passed (or skipped itself for a capability Cloudflare lacks).
 //!
-//! A second test drives the example Worker (`examples/worker`, the seed's product endpoint and
-//! rate-limit middleware) over HTTP.
+//! Two more drive the example Worker (`examples/worker`, the seed's product endpoint, cached on
+//! KV, and rate-limit middleware, exact on Durable Objects) over HTTP, with SQLite-backed
+//! objects: one request after another, then 300 at once from one client, of which exactly the
+//! limit are admitted.
 //!
 //! `KV_TEST_SKIP_WORKER=1` skips them, visibly, when the Workers are not built.
 
@@ -13,7 +15,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use kvkit_test_servers::{self as servers, CfEmulator};
+use kvkit_test_servers::{self as servers, CfEmulator, WorkerdEmulator};
 use serde_json::Value;
 
 /// Cases run at once: enough for the ones that wait a minute of real time to overlap.
@@ -197,6 +199,15 @@ fn header<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {name} header"))
 }
 
+/// The example Worker with its bindings: KV and D1 of its own, and the rate limiter's objects.
+fn example_emulator(script: &std::path::Path) -> WorkerdEmulator {
+    WorkerdEmulator::builder()
+        .worker("example", script)
+        .durable_object("example", "KVKIT", "KvShard")
+        .start()
+        .expect("the emulator (not opted out)")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn example_worker_serves_products_through_the_cache_and_rate_limits() {
     let Some(script) = built_worker("../examples/worker") else {
@@ -206,10 +217,7 @@ async fn example_worker_serves_products_through_the_cache_and_rate_limits() {
         eprintln!("kvkit-worker: SKIPPED the example Worker: KV_TEST_SKIP_CF is set");
         return;
     }
-    let emulator = CfEmulator::builder()
-        .worker("example", &script)
-        .start()
-        .expect("the emulator (not opted out)");
+    let emulator = example_emulator(&script);
     let base = emulator.worker_url("example");
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
@@ -266,4 +274,54 @@ async fn example_worker_serves_products_through_the_cache_and_rate_limits() {
     assert_eq!(header(&headers, "X-RateLimit-Remaining"), "0");
     let (status, _, _) = get(&client, &format!("{base}/products/2"), "198.51.100.7").await;
     assert_eq!(status, 200, "another client has its own quota");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn example_worker_admits_exactly_its_limit_of_300_concurrent_requests() {
+    let Some(script) = built_worker("../examples/worker") else {
+        return;
+    };
+    if servers::skip_cf() {
+        eprintln!("kvkit-worker: SKIPPED the example Worker: KV_TEST_SKIP_CF is set");
+        return;
+    }
+    let emulator = example_emulator(&script);
+    let base = emulator.worker_url("example");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("an HTTP client");
+    // The seed's window is a fixed minute: start the burst well inside one.
+    let into_minute = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+        % 60;
+    if into_minute > 40 {
+        tokio::time::sleep(Duration::from_secs(61 - into_minute)).await;
+    }
+    let ip = format!("198.51.100.{}", 1 + std::process::id() % 250);
+    let statuses = futures_util::future::join_all((0..300).map(|_| {
+        let request = client
+            .get(format!("{base}/products/3"))
+            .header("CF-Connecting-IP", &ip);
+        async move {
+            request
+                .send()
+                .await
+                .expect("a response from the example Worker")
+                .status()
+                .as_u16()
+        }
+    }))
+    .await;
+    let admitted = statuses.iter().filter(|s| **s == 200).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    eprintln!(
+        "example Worker: 300 concurrent requests, limit 100: admitted {admitted}, refused \
+         {refused} (admitted / limit = {:.2})",
+        admitted as f64 / 100.0
+    );
+    assert_eq!((admitted, refused), (100, 200), "{statuses:?}");
 }

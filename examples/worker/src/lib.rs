@@ -6,16 +6,23 @@
 //!   `X-Cache` header (`HIT`, `STALE` or `MISS`). An unknown id is a 404, cached for a minute.
 //! - Every request first passes the seed's rate limit: 100 requests a minute per
 //!   `CF-Connecting-IP`, with `X-RateLimit-Remaining` and `X-RateLimit-Reset`, and a 429
-//!   `{"error": "Too many requests"}` past it.
+//!   `{"error": "Too many requests"}` past it. The limit is exact: its counters live in Durable
+//!   Objects (`kvkit_durable::DurableKvStore` over the namespace bound as `KVKIT`, 16 objects,
+//!   each client's counters in one of them), so however many requests arrive at once, exactly
+//!   100 a minute are admitted. On Workers KV, concurrent requests would read the same count and
+//!   all be admitted.
 //!
-//! KV is the namespace bound as `KV`. The database is created and seeded on first use, so the
-//! example runs as it is in `wrangler dev` or Miniflare. Build it with `cargo xtask worker`, or
-//! `worker-build --release` in this directory.
+//! Each store does what it is good at: the cache stays on Workers KV (the namespace bound as
+//! `KV`: reads served from the edge, a stale entry harmless), the counters go to the objects.
+//! The database is created and seeded on first use, so the example runs as it is in `wrangler
+//! dev` or Miniflare (`wrangler.toml` beside this crate has the bindings). Build it with `cargo
+//! xtask worker`, or `worker-build --release` in this directory.
 
 #[cfg(target_arch = "wasm32")]
 mod app {
     use std::time::Duration;
 
+    use kvkit_durable::DurableKvStore;
     use kvkit_patterns::{Cache, CacheOptions, RateLimiter};
     use kvkit_worker::{WaitUntil, WorkerKvStore};
     use serde_json::{Value, json};
@@ -25,6 +32,15 @@ mod app {
          (id INTEGER PRIMARY KEY, name TEXT NOT NULL, price_cents INTEGER NOT NULL)";
     const SEED: &str = "INSERT OR IGNORE INTO products (id, name, price_cents) VALUES \
          (1, 'Widget', 1999), (2, 'Gadget', 4999), (3, 'Gizmo', 999)";
+
+    // The Durable Object class the rate limiter's store runs on, bound as `KVKIT`.
+    kvkit_durable::durable_object!(KvShard);
+
+    /// A rate-limit counter's key, `ratelimit:{client}:{window}`, without its window: all of one
+    /// client's counters go to one object.
+    fn client_of(key: &str) -> &str {
+        key.rsplit_once(':').map_or(key, |(client, _window)| client)
+    }
 
     fn kv_error(e: impl std::fmt::Display) -> worker::Error {
         worker::Error::RustError(e.to_string())
@@ -45,13 +61,16 @@ mod app {
     #[event(fetch)]
     async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
         let store = WorkerKvStore::from_env(&env, "KV").map_err(kv_error)?;
+        let counters = DurableKvStore::builder(&env, "KVKIT")
+            .and_then(|b| b.name("ratelimit").shards(16).shard_key(client_of).build())
+            .map_err(kv_error)?;
 
-        // The seed's middleware: 100 requests a minute per client address.
+        // The seed's middleware: 100 requests a minute per client address, exactly.
         let ip = req
             .headers()
             .get("CF-Connecting-IP")?
             .unwrap_or_else(|| "unknown".to_owned());
-        let limiter = RateLimiter::fixed_window(store.clone(), 100, Duration::from_secs(60));
+        let limiter = RateLimiter::fixed_window(counters, 100, Duration::from_secs(60));
         let limit = limiter.check(&ip).await.map_err(kv_error)?;
         let mut response = if limit.allowed {
             route(&req, &env, ctx, store).await?

@@ -8,7 +8,8 @@
 //! - `GET …/cases`: the names of the cases, `{"conformance": [...], "patterns": [...]}`;
 //! - `GET …/run/{store}/{suite}/{case}`: runs one case on `kv` (the binding), `durable` (a
 //!   `kvkit_durable::DurableKvStore` over four objects of the Durable Object namespace bound as
-//!   `KVKIT`, whose class `KvShard` this Worker exports with `kvkit_durable::durable_object!`) or
+//!   `KVKIT`, whose class `KvShard` this Worker exports with `kvkit_durable::durable_object!`;
+//!   objects of its own for each case) or
 //!   `memory` (a `MemoryStore` behind `Namespaced` and `Observed`, fresh for the request, which
 //!   shows the memory store and those wrappers working inside a Worker), `{"case": …, "outcome":
 //!   "passed"}` or `{"outcome": "skipped", "reason": …}`. A failing case panics: the panic
@@ -59,10 +60,12 @@ mod run {
         worker::Error::RustError(e.to_string())
     }
 
-    /// The Durable Object store the suites run on: four shards, so that listings merge.
-    fn durable_store(env: &Env) -> Result<DurableKvStore> {
+    /// A Durable Object store over four objects (so that listings merge) of their own, named
+    /// after `name`: each case gets objects of its own, as it gets a fresh memory store, so
+    /// that cases sharing a fixed key (a session id) cannot meet.
+    fn durable_store(env: &Env, name: &str) -> Result<DurableKvStore> {
         DurableKvStore::builder(env, "KVKIT")
-            .and_then(|b| b.name("suite").shards(4).build())
+            .and_then(|b| b.name(name).shards(4).build())
             .map_err(kv_error)
     }
 
@@ -74,7 +77,7 @@ mod run {
             .map(Iterator::collect)
             .unwrap_or_default();
         if let Some(at) = path.iter().position(|segment| *segment == "probe") {
-            return crate::probe::serve(req, &durable_store(&env)?, &path[at + 1..]).await;
+            return crate::probe::serve(req, &durable_store(&env, "probe")?, &path[at + 1..]).await;
         }
         match path.as_slice() {
             [.., "bench", ops] => {
@@ -97,7 +100,9 @@ mod run {
                     "kv" => {
                         Harness::real_time(WorkerKvStore::from_env(&env, "KV").map_err(kv_error)?)
                     }
-                    "durable" => Harness::real_time(durable_store(&env)?),
+                    "durable" => {
+                        Harness::real_time(durable_store(&env, &format!("suite/{case_name}"))?)
+                    }
                     "memory" => {
                         Harness::real_time(MemoryStore::new().namespaced("worker/").observed())
                     }
