@@ -3,12 +3,14 @@
 //!
 //! `cargo run --release -p kv-bench -- memory` (or `redis`, `wrappers`, `patterns`, `http`: the Redis
 //! ones start their own `redis-server` unless `KV_BENCH_REDIS_URL` is set; or `cloudflare`: starts
-//! the KV REST emulator unless `KV_BENCH_CF_URL` is set)
+//! the KV REST emulator unless `KV_BENCH_CF_URL` is set; or `durable`: the Durable Object store
+//! inside workerd, which needs the Workers built by `cargo xtask worker`)
 
 use std::process::ExitCode;
 
 mod alloc;
 mod cloudflare;
+mod durable;
 mod http;
 mod memory;
 mod patterns;
@@ -154,8 +156,9 @@ fn main() -> ExitCode {
         "patterns" => runtime.block_on(patterns::run()),
         "http" => runtime.block_on(http::run()),
         "cloudflare" => runtime.block_on(cloudflare::run()),
+        "durable" => runtime.block_on(durable::run()),
         _ => {
-            eprintln!("usage: kv-bench memory|redis|wrappers|patterns|http|cloudflare");
+            eprintln!("usage: kv-bench memory|redis|wrappers|patterns|http|cloudflare|durable");
             return ExitCode::FAILURE;
         }
     }

@@ -103,10 +103,7 @@
 
 // The store and the class exist on wasm32 only: the docs link them there (docs.rs builds for
 // wasm32), and natively the links have nothing to point at.
-#![cfg_attr(
-    not(target_arch = "wasm32"),
-    allow(rustdoc::broken_intra_doc_links)
-)]
+#![cfg_attr(not(target_arch = "wasm32"), allow(rustdoc::broken_intra_doc_links))]
 
 mod limits;
 #[cfg(target_arch = "wasm32")]

@@ -68,8 +68,11 @@ fn client() -> reqwest::Client {
         .expect("an HTTP client")
 }
 
+/// A response's status and body, or why there was none.
+type Answer = Result<(u16, String), String>;
+
 /// Sends `request` and returns its status and body, or why it got none.
-async fn try_send(request: reqwest::RequestBuilder) -> Result<(u16, String), String> {
+async fn try_send(request: reqwest::RequestBuilder) -> Answer {
     let response = request.send().await.map_err(|e| e.to_string())?;
     let status = response.status().as_u16();
     let body = response.text().await.map_err(|e| e.to_string())?;
@@ -126,7 +129,7 @@ async fn every_case_passes_on_durable_objects_with_no_skips() {
         .map(|c| ("conformance", c.clone()))
         .chain(patterns.iter().map(|c| ("patterns", c.clone())))
         .collect();
-    let outcomes: Vec<(String, Result<(u16, String), String>)> = futures_util::stream::iter(&all)
+    let outcomes: Vec<(String, Answer)> = futures_util::stream::iter(&all)
         .map(|(suite, case)| {
             let (client, base) = (&client, &base);
             async move {
