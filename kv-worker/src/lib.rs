@@ -59,7 +59,8 @@
 //!   and `delete` per key, a few at a time: the binding has no bulk writes. A Worker invocation
 //!   may make 1,000 KV operations; a bulk read counts as one.
 //! - `increment` reads the counter and writes it back with its metadata and expiration, as the
-//!   REST backend does; route a hot counter through one Durable Object when it must be exact.
+//!   REST backend does; where a counter must be exact, `kvkit-durable` keeps it in Durable
+//!   Objects.
 //!
 //! Errors thrown by the binding become [`Error::RateLimited`](kvkit_core::Error::RateLimited) for
 //! Cloudflare's one-write-per-second-per-key limit (HTTP 429), a retryable
