@@ -6,6 +6,7 @@
 //! - every conformance and pattern case on the store over four objects, none skipped;
 //! - many requests (each a Worker invocation of its own) racing on one key: increments all
 //!   count, and of the compare-and-sets against one version exactly one wins, round after round;
+//! - expired entries are removed by the object's alarm, in batches, without any read;
 //! - what was written survives a restart of the emulator with persistence on.
 //!
 //! `KV_TEST_SKIP_WORKER=1` skips them, visibly, when the Worker is not built.
@@ -224,6 +225,28 @@ async fn concurrent_requests_count_exactly_and_one_compare_and_set_wins_per_vers
     }
     eprintln!(
         "durable objects: 200 concurrent increments exact; 5 rounds of 50 compare-and-sets, one winner each"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_entries_are_removed_by_the_alarm_in_batches() {
+    let Some((_emulator, base)) = emulator(None) else {
+        return;
+    };
+    let client = client();
+    // 600 keys expiring together: more than two of the alarm's batches of 256.
+    let (status, rows) = send(client.post(format!("{base}/probe/expiring/600"))).await;
+    assert_eq!((status, rows.as_str()), (200, "600"));
+    let started = std::time::Instant::now();
+    let mut left = rows;
+    while left != "0" && started.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        left = send(client.get(format!("{base}/probe/rows"))).await.1;
+    }
+    assert_eq!(left, "0", "the alarm removed every expired row");
+    eprintln!(
+        "durable objects: 600 expired rows removed by the alarm {:.1} s after the write",
+        started.elapsed().as_secs_f64()
     );
 }
 

@@ -3,9 +3,10 @@
 //! operation either way, timed in the same invocation.
 //!
 //! The object is `BenchShard`: the store's `Shard`, which also counts the store's requests it
-//! serves (`GET /stats`), and serves the hand-written operations (`/direct/{op}/{key}`: one SQL
-//! statement each, on a table of its own, with no expiry, metadata or version), the smallest
-//! Durable Object a user would write for them.
+//! serves (`GET /stats`) and the rows its table holds, expired ones not yet reclaimed included
+//! (`GET /rows`, for the test of the alarm), and serves the hand-written operations
+//! (`/direct/{op}/{key}`: one SQL statement each, on a table of its own, with no expiry,
+//! metadata or version), the smallest Durable Object a user would write for them.
 
 use std::cell::Cell;
 
@@ -53,6 +54,17 @@ impl DurableObject for BenchShard {
         let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         match parts.as_slice() {
             ["stats"] => Response::ok(self.served.get().to_string()),
+            ["rows"] => {
+                let rows = self
+                    .sql
+                    .exec("SELECT count(*) FROM kvkit_entries", None)?
+                    .raw()
+                    .collect::<Result<Vec<_>>>()?;
+                match rows.first().and_then(|row| row.first()) {
+                    Some(SqlStorageValue::Integer(n)) => Response::ok(n.to_string()),
+                    _ => Response::error("no count", 500),
+                }
+            }
             ["direct", op, key] => {
                 let body = req.bytes().await?;
                 self.direct(op, key, body)
@@ -171,7 +183,7 @@ async fn by_hand(stub: &Stub, ops: u32) -> Result<()> {
         };
         let mut init = RequestInit::new();
         init.with_method(method).with_body(body.map(Into::into));
-        let response = stub
+        let mut response = stub
             .fetch_with_request(Request::new_with_init(&url, &init)?)
             .await?;
         if response.status_code() >= 500 {
@@ -180,6 +192,8 @@ async fn by_hand(stub: &Stub, ops: u32) -> Result<()> {
                 response.status_code()
             )));
         }
+        // The answer is read, as the store reads its replies: a get's value, a counter.
+        drop(response.bytes().await?);
     }
     Ok(())
 }

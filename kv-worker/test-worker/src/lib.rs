@@ -77,7 +77,8 @@ mod run {
             .map(Iterator::collect)
             .unwrap_or_default();
         if let Some(at) = path.iter().position(|segment| *segment == "probe") {
-            return crate::probe::serve(req, &durable_store(&env, "probe")?, &path[at + 1..]).await;
+            return crate::probe::serve(req, &env, &durable_store(&env, "probe")?, &path[at + 1..])
+                .await;
         }
         match path.as_slice() {
             [.., "bench", ops] => {

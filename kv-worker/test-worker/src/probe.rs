@@ -7,23 +7,49 @@
 //! - `POST …/probe/incr/{key}` adds one and answers the new value;
 //! - `GET …/probe/version/{key}` answers the entry's version;
 //! - `POST …/probe/cas/{key}/{version}` writes the body only if the entry still has that
-//!   version: 200 when it did, 409 when the condition failed.
+//!   version: 200 when it did, 409 when the condition failed;
+//! - `POST …/probe/expiring/{n}` writes `n` keys that expire in 300 ms to the object
+//!   `reclaim/0` of the benchmark's namespace (`BENCH`), and `GET …/probe/rows` answers how many
+//!   rows that object's table holds, expired ones included: the alarm's work, seen from outside.
 
-use kvkit_core::{CounterOptions, Error, KvStore, PutOptions, Version};
+use std::time::Duration;
+
+use kvkit_core::{CounterOptions, Error, KvStore, PutItem, PutOptions, Version};
 use kvkit_durable::DurableKvStore;
-use worker::{Method, Request, Response, Result};
+use worker::{Env, Method, Request, Response, Result};
 
 fn failed(e: &Error) -> Result<Response> {
     Response::error(e.to_string(), 500)
 }
 
+/// The object whose alarm the reclamation probe watches.
+const RECLAIM_OBJECT: &str = "reclaim/0";
+
 /// Serves the operation `rest` names (the path after `probe/`).
 pub(crate) async fn serve(
     mut req: Request,
+    env: &Env,
     store: &DurableKvStore,
     rest: &[&str],
 ) -> Result<Response> {
     match (req.method(), rest) {
+        (Method::Post, ["expiring", n]) => {
+            let Ok(n) = n.parse::<usize>() else {
+                return Response::error("a number of keys", 400);
+            };
+            let reclaimed = DurableKvStore::builder(env, "BENCH")
+                .and_then(|b| b.name("reclaim").build())
+                .map_err(|e| worker::Error::RustError(e.to_string()))?;
+            let soon = PutOptions::new().ttl(Duration::from_millis(300));
+            let items = (0..n)
+                .map(|i| PutItem::new(format!("expiring/{i}"), "x").options(soon.clone()))
+                .collect();
+            match reclaimed.put_many(items).await {
+                Ok(()) => rows(env).await,
+                Err(e) => failed(&e),
+            }
+        }
+        (Method::Get, ["rows"]) => rows(env).await,
         (Method::Post, ["put", key]) => {
             let body = req.bytes().await?;
             match store.put(key, body.into(), PutOptions::new()).await {
@@ -63,4 +89,11 @@ pub(crate) async fn serve(
         }
         _ => Response::error("no such operation", 404),
     }
+}
+
+/// How many rows the reclamation probe's object holds.
+async fn rows(env: &Env) -> Result<Response> {
+    let stub = env.durable_object("BENCH")?.get_by_name(RECLAIM_OBJECT)?;
+    let mut response = stub.fetch_with_str("http://bench/rows").await?;
+    Response::ok(response.text().await?)
 }
