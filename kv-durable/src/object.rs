@@ -51,7 +51,7 @@ macro_rules! live {
 /// conditional writes are exact.
 ///
 /// ```ignore
-/// // What `kvkit_durable::durable_object!(KvShard)` expands to, in short:
+/// // What `kvkit_durable::durable_object!(KvShard)` declares, in short:
 /// #[worker::durable_object(alarm)]
 /// pub struct KvShard(kvkit_durable::Shard);
 /// impl worker::DurableObject for KvShard {
@@ -65,7 +65,6 @@ macro_rules! live {
 ///         self.0.alarm().await
 ///     }
 /// }
-/// # let _ = KvShard::new; // built only on wasm32, inside a Worker
 /// ```
 pub struct Shard {
     state: State,

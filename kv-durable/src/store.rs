@@ -18,6 +18,14 @@ use crate::plan;
 use crate::wire::{Condition, Failure, Listed, PATH, Reply, Request as WireRequest, Row};
 
 /// Picks the part of a key that chooses its object (see [`DurableBuilder::shard_key`]).
+///
+/// ```ignore
+/// fn tenant(key: &str) -> &str {
+///     key.split_once('/').map_or(key, |(tenant, _rest)| tenant)
+/// }
+/// let pick: kvkit_durable::ShardKey = tenant;
+/// assert_eq!(pick("acme/users/1"), "acme");
+/// ```
 pub type ShardKey = fn(&str) -> &str;
 
 /// The whole key chooses its object.
