@@ -279,7 +279,12 @@ impl Shard {
         }
         // Noted before the await, so that a request served meanwhile sees it.
         self.alarm.set(Some(at));
-        self.set_alarm(at).await
+        let set = self.set_alarm(at).await;
+        if set.is_err() {
+            // Not known to be set: the next write that expires sets it again.
+            self.alarm.set(None);
+        }
+        set
     }
 
     async fn set_alarm(&self, at: i64) -> worker::Result<()> {
