@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use kvkit_core::backend::unix_ms;
 use kvkit_core::{Clock, Error, Result};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
@@ -242,7 +241,7 @@ impl Writer {
     /// be more. A failure (another process holding the lock past the busy timeout, a full disk)
     /// leaves the rows for the next round: they are invisible to reads meanwhile.
     fn reap(&self) -> bool {
-        let now = i64::try_from(unix_ms(self.clock.now())).unwrap_or(i64::MAX);
+        let now = crate::store::ms(self.clock.now());
         let deleted = (|| {
             self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
             let deleted = reclaim(&self.conn, now)?;
