@@ -22,7 +22,7 @@ const CONCURRENCY: usize = 64;
 /// Connections in the raw pool, and reader connections of the store.
 const CONNECTIONS: usize = 4;
 const ROUND: Duration = Duration::from_secs(2);
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 const LISTS: usize = 2000;
 const EXPIRING: usize = 100_000;
 
