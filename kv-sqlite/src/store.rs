@@ -204,7 +204,7 @@ impl SqliteStore {
     /// assert_eq!(store.stored_entries().await?, 1);
     /// # Ok(()) }
     /// ```
-    pub async fn stored_entries(&self) -> Result<u64> {
+    pub async fn stored_entries(&self) -> Result<usize> {
         self.read("count", reader::count).await
     }
 

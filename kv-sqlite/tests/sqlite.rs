@@ -102,9 +102,11 @@ async fn a_read_only_file_is_refused_at_open() {
     store.put("k", "v".into(), PutOptions::new()).await.unwrap();
     drop(store);
     // Let the last connection close, which checkpoints the WAL into the file and removes it.
-    while path.with_extension("db-wal").exists() {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let wal = path.with_extension("db-wal");
+    assert!(
+        eventually(async || !wal.exists()).await,
+        "the WAL outlived the store"
+    );
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444)).unwrap();
     // Root ignores permissions; the immutable attribute stops it (where the file system has one).
     let mut _immutable = None;
@@ -264,8 +266,9 @@ async fn another_process_lock_is_waited_for_then_reported_and_reads_go_on() {
     );
 }
 
-/// Waits, up to a generous bound, until `done` holds: the reclamation runs on its own thread
-/// on real time, so there is nothing to await.
+/// Waits, up to a generous bound, until `done` holds: the store's threads (which reclaim
+/// expired rows, and close the connections of a dropped store) run on their own, so there is
+/// nothing to await.
 async fn eventually(mut done: impl AsyncFnMut() -> bool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
