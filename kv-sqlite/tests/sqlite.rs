@@ -409,3 +409,35 @@ async fn a_refused_session_write_hides_the_id() {
     assert!(matches!(error, Error::ValueTooLarge { .. }), "{error:?}");
     assert_hides_session_id(&error, None);
 }
+
+/// Concurrent writes share commits: 64 puts at once leave far fewer WAL frames than the two
+/// (the row's leaf page and the version counter's) that each would write in a commit of its
+/// own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_share_commits() {
+    let dir = TempDir::new();
+    let path = dir.path().join("kv.db");
+    let store = open(&path).await.unwrap();
+    let wal = path.with_extension("db-wal");
+    let frames = || {
+        let bytes = std::fs::metadata(&wal).map_or(0, |m| m.len());
+        // A 32-byte header, then frames of a 24-byte header and a 4096-byte page.
+        bytes.saturating_sub(32) / (24 + 4096)
+    };
+    let before = frames();
+    let writes = (0..64).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .put(&format!("k{i:02}"), "v".into(), PutOptions::new())
+                .await
+        })
+    });
+    for write in futures_util::future::join_all(writes).await {
+        write.unwrap().unwrap();
+    }
+    let written = frames() - before;
+    println!("64 concurrent puts wrote {written} WAL frames");
+    assert!(written < 64, "{written} frames: the puts were not grouped");
+    assert_eq!(store.stored_entries().await.unwrap(), 64);
+}
