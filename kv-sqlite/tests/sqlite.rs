@@ -441,3 +441,51 @@ async fn concurrent_writes_share_commits() {
     assert!(written < 64, "{written} frames: the puts were not grouped");
     assert_eq!(store.stored_entries().await.unwrap(), 64);
 }
+
+/// A prefix ending in a multi-byte character has an upper bound that is not UTF-8 (its last
+/// byte incremented); the range still holds exactly the keys with the prefix, in byte order,
+/// NUL characters included.
+#[tokio::test]
+async fn listing_ranges_hold_multi_byte_and_nul_keys() {
+    let store = SqliteStore::builder().in_memory().open().await.unwrap();
+    let keys = [
+        "é",
+        "é\u{0}",
+        "é\u{0}a",
+        "éa",
+        "é\u{10ffff}",
+        "ê",
+        "e\u{301}",
+        "f",
+        "\u{0}",
+    ];
+    for key in keys {
+        store.put(key, key.into(), PutOptions::new()).await.unwrap();
+    }
+    let listed = |prefix: &'static str| {
+        let store = store.clone();
+        async move {
+            let page = store
+                .list(kvkit_core::ListOptions::new().prefix(prefix))
+                .await
+                .unwrap();
+            page.keys.into_iter().map(|k| k.name).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        listed("é").await,
+        ["é", "é\u{0}", "é\u{0}a", "éa", "é\u{10ffff}"]
+    );
+    assert_eq!(listed("é\u{0}").await, ["é\u{0}", "é\u{0}a"]);
+    assert_eq!(listed("\u{0}").await, ["\u{0}"]);
+    let all = listed("").await;
+    let mut sorted: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
+    sorted.sort();
+    assert_eq!(all, sorted);
+    for key in keys {
+        assert_eq!(
+            store.get(key).await.unwrap().as_deref(),
+            Some(key.as_bytes())
+        );
+    }
+}
