@@ -239,8 +239,8 @@ impl Writer {
         }
         let outcome = self.transaction(batch);
         if outcome.is_err() && !self.conn.is_autocommit() {
-            // Undoing a transaction that failed: if even that fails, the connection rolls it
-            // back when the next BEGIN finds it open.
+            // Undoing a transaction that failed; if even that fails, the next transaction
+            // rolls it back before it begins.
             let _ = self.conn.execute_batch("ROLLBACK");
         }
         for job in batch.drain(..) {
@@ -250,7 +250,7 @@ impl Writer {
 
     fn transaction(&self, batch: &mut [Box<dyn WriteJob>]) -> rusqlite::Result<()> {
         let conn = &self.conn;
-        conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        self.begin()?;
         let first: i64 = conn
             .prepare_cached("SELECT value FROM kv_meta WHERE name = 'next_version'")?
             .query_row([], |row| row.get(0))?;
@@ -281,13 +281,23 @@ impl Writer {
         Ok(())
     }
 
+    /// Starts a write transaction, first rolling back one a failed rollback left open, so that
+    /// no failure leaves the connection stuck inside a transaction.
+    fn begin(&self) -> rusqlite::Result<()> {
+        if !self.conn.is_autocommit() {
+            self.conn.execute_batch("ROLLBACK")?;
+        }
+        self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        Ok(())
+    }
+
     /// Deletes one batch of expired rows in a transaction of its own; returns whether there may
     /// be more. A failure (another process holding the lock past the busy timeout, a full disk)
     /// leaves the rows for the next round: they are invisible to reads meanwhile.
     fn reap(&self) -> bool {
         let now = crate::store::ms(self.clock.now());
         let deleted = (|| {
-            self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+            self.begin()?;
             let deleted = reclaim(&self.conn, now)?;
             self.conn.prepare_cached("COMMIT")?.execute([])?;
             Ok::<_, rusqlite::Error>(deleted)
