@@ -3,7 +3,8 @@
 //!
 //! `cargo run --release -p kv-bench -- memory` (or `redis`, `wrappers`, `patterns`, `http`: the Redis
 //! ones start their own `redis-server` unless `KV_BENCH_REDIS_URL` is set; or `cloudflare`: starts
-//! the KV REST emulator unless `KV_BENCH_CF_URL` is set)
+//! the KV REST emulator unless `KV_BENCH_CF_URL` is set; or `sqlite`: its files in a temporary
+//! directory)
 
 use std::process::ExitCode;
 
@@ -13,6 +14,7 @@ mod http;
 mod memory;
 mod patterns;
 mod redis;
+mod sqlite;
 mod wrappers;
 
 #[global_allocator]
@@ -154,8 +156,9 @@ fn main() -> ExitCode {
         "patterns" => runtime.block_on(patterns::run()),
         "http" => runtime.block_on(http::run()),
         "cloudflare" => runtime.block_on(cloudflare::run()),
+        "sqlite" => runtime.block_on(sqlite::run()),
         _ => {
-            eprintln!("usage: kv-bench memory|redis|wrappers|patterns|http|cloudflare");
+            eprintln!("usage: kv-bench memory|redis|wrappers|patterns|http|cloudflare|sqlite");
             return ExitCode::FAILURE;
         }
     }

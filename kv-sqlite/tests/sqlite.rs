@@ -77,6 +77,22 @@ async fn a_newer_schema_is_refused_and_an_older_one_migrated() {
     assert_eq!(store.get("k").await.unwrap().as_deref(), Some(&b"v"[..]));
 }
 
+/// Undoes `chattr +i` on drop, so the directory can be removed.
+struct Immutable<'a>(&'a Path);
+
+impl Drop for Immutable<'_> {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr")
+            .arg("-i")
+            .arg(self.0)
+            .status();
+    }
+}
+
+fn writable(path: &Path) -> bool {
+    std::fs::OpenOptions::new().write(true).open(path).is_ok()
+}
+
 #[tokio::test]
 async fn a_read_only_file_is_refused_at_open() {
     use std::os::unix::fs::PermissionsExt;
@@ -86,17 +102,30 @@ async fn a_read_only_file_is_refused_at_open() {
     store.put("k", "v".into(), PutOptions::new()).await.unwrap();
     drop(store);
     // Let the last connection close, which checkpoints the WAL into the file and removes it.
-    while path.with_extension("db-wal").exists() {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let wal = path.with_extension("db-wal");
+    assert!(
+        eventually(async || !wal.exists()).await,
+        "the WAL outlived the store"
+    );
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444)).unwrap();
-    if std::fs::OpenOptions::new().write(true).open(&path).is_ok() {
-        // Root ignores file permissions, so there is no read-only file to open.
+    // Root ignores permissions; the immutable attribute stops it (where the file system has one).
+    let mut _immutable = None;
+    if writable(&path) {
+        let status = std::process::Command::new("chattr")
+            .arg("+i")
+            .arg(&path)
+            .status();
+        if status.is_ok_and(|s| s.success()) {
+            _immutable = Some(Immutable(&path));
+        }
+    }
+    if writable(&path) {
         eprintln!("SKIPPED a_read_only_file_is_refused_at_open: this user can write any file");
         return;
     }
     let err = open(&path).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err:?}");
+    drop(_immutable);
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
     let store = open(&path).await.unwrap();
     assert_eq!(store.get("k").await.unwrap().as_deref(), Some(&b"v"[..]));
@@ -237,8 +266,9 @@ async fn another_process_lock_is_waited_for_then_reported_and_reads_go_on() {
     );
 }
 
-/// Waits, up to a generous bound, until `done` holds: the reclamation runs on its own thread
-/// on real time, so there is nothing to await.
+/// Waits, up to a generous bound, until `done` holds: the store's threads (which reclaim
+/// expired rows, and close the connections of a dropped store) run on their own, so there is
+/// nothing to await.
 async fn eventually(mut done: impl AsyncFnMut() -> bool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
