@@ -422,7 +422,7 @@ impl Capabilities {
     /// assert_eq!(Capabilities::new("x").expires_at(None, now), None);
     /// ```
     pub fn expires_at(&self, expiry: Option<Expiry>, now: SystemTime) -> Option<SystemTime> {
-        expires_at(expiry, now).map(|at| crate::time::round_up(at, self.ttl_precision))
+        expiry.map(|expiry| crate::time::round_up(expiry.ends_at(now), self.ttl_precision))
     }
 
     /// Checks the limit of a listing and returns the page size to use.
@@ -528,15 +528,8 @@ impl CheckedPut {
     /// assert_eq!(checked.expires_at(now), Some(UNIX_EPOCH + Duration::from_secs(61)));
     /// ```
     pub fn expires_at(&self, now: SystemTime) -> Option<SystemTime> {
-        expires_at(self.expiry, now).map(|at| crate::time::round_up(at, self.precision))
-    }
-}
-
-/// When `expiry`, applied at `now`, ends.
-fn expires_at(expiry: Option<Expiry>, now: SystemTime) -> Option<SystemTime> {
-    match expiry? {
-        Expiry::Ttl(ttl) => Some(saturating_add(now, ttl)),
-        Expiry::At(at) => Some(at),
+        self.expiry
+            .map(|expiry| crate::time::round_up(expiry.ends_at(now), self.precision))
     }
 }
 
@@ -643,8 +636,8 @@ mod tests {
     fn huge_expiries_never_overflow() {
         use std::time::UNIX_EPOCH;
         let far = crate::time::from_unix_ms(u64::MAX);
-        assert_eq!(expires_at(Some(Expiry::At(far)), UNIX_EPOCH), Some(far));
-        assert!(expires_at(Some(Expiry::Ttl(Duration::MAX)), far) >= Some(far));
+        assert_eq!(Expiry::At(far).ends_at(UNIX_EPOCH), far);
+        assert!(Expiry::Ttl(Duration::MAX).ends_at(far) >= far);
         let caps = Capabilities::new("x").with_min_ttl(Duration::MAX);
         assert!(matches!(
             caps.check_expiry(Some(Expiry::At(far)), far),

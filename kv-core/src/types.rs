@@ -30,6 +30,27 @@ pub enum Expiry {
     At(SystemTime),
 }
 
+impl Expiry {
+    /// The instant this expiry ends for a write made at `now` (saturating far in the future),
+    /// before any backend rounds it to its precision
+    /// ([`Capabilities::expires_at`](crate::Capabilities::expires_at) does both).
+    ///
+    /// ```
+    /// use std::time::{Duration, UNIX_EPOCH};
+    /// use kvkit_core::Expiry;
+    /// let now = UNIX_EPOCH + Duration::from_millis(1_500);
+    /// assert_eq!(Expiry::Ttl(Duration::from_secs(60)).ends_at(now), now + Duration::from_secs(60));
+    /// let new_year = UNIX_EPOCH + Duration::from_secs(1_798_761_600);
+    /// assert_eq!(Expiry::At(new_year).ends_at(now), new_year);
+    /// ```
+    pub fn ends_at(self, now: SystemTime) -> SystemTime {
+        match self {
+            Expiry::Ttl(ttl) => crate::time::saturating_add(now, ttl),
+            Expiry::At(at) => at,
+        }
+    }
+}
+
 /// `a TTL of 60s` or the instant in RFC 3339 form (`2038-01-19T03:14:07Z`).
 ///
 /// ```

@@ -8,15 +8,16 @@
 //!   keys rarely contend and there is no global lock on the hot path.
 //! - **Ordered listing** uses a second index: the keys in sorted sets, sharded by key hash. A
 //!   listing merges the shards' ordered ranges starting at the prefix (or after the cursor), so a
-//!   page of `limit` keys costs O(shards · log n + limit), never a scan of the whole store. Only a
-//!   put that creates a key touches the index; overwrites do not.
+//!   page of `limit` keys costs O((shards + limit / 8) · log n + limit), never a scan of the
+//!   whole store. Only a put that creates a key touches the index; overwrites do not.
 //! - **Listings do not stall writers.** A listing holds one index shard's read lock at a time,
-//!   and only to copy a run of at most 9 names (a pointer and a reference count each, not the
+//!   and only to copy a run of at most 8 names (a pointer and a reference count each, not the
 //!   strings); it looks them up once the lock is released. A put that creates a key, or a
 //!   delete, waits for one such copy at most, never for a page's lookups. The price: a page
 //!   copies its names once more and descends a shard's index once per run of 8 names (for a
-//!   page of 1,000 keys, some 125 descents of a few hundred nanoseconds, a few percent of the
-//!   page), and a name deleted between its copy and its lookup is skipped, as an expired one is.
+//!   page of 1,000 keys, some 125 descents of a few hundred nanoseconds; measured side by side,
+//!   pages take no longer than when every lock was held throughout), and a name deleted
+//!   between its copy and its lookup is skipped, as an expired one is.
 //! - **Expiry**: an expired entry is invisible to every read the moment its time passes. Entries
 //!   with an expiry are also queued, each once, in the one-second bucket it expires in; a
 //!   background task (on the tokio runtime the store was created on, or a thread when there is
@@ -28,6 +29,9 @@
 //!   another second (a sliding session's refresh, a key gaining or losing its TTL) and deletes
 //!   of keys with one: a queue update, a hash-set removal and insertion under one of four locks.
 //!   Writes that keep no expiry or the same second, and every read, do not touch the queue.
+//!   Bounded is not constant: when the hash map's table is nearly full, churn can still double
+//!   it once, as it does a bare `DashMap`'s (hashbrown answers the tombstones deletes leave by
+//!   growing rather than by rehashing in place); BENCHMARKS.md has the figures.
 //! - **Time** comes from an injectable [`Clock`]: tests use a [`ManualClock`] and never sleep.
 //! - **Limits**: by default generous ([`Capabilities::new`]); [`MemoryBuilder::cloudflare_limits`]
 //!   enforces Cloudflare KV's (key ≤ 512 bytes, value ≤ 25 MiB, metadata ≤ 1024 bytes,
@@ -82,9 +86,9 @@ fn now_ms(clock: &dyn Clock) -> u64 {
 /// Number of shards of the ordered key index and of the expiry queue.
 const INDEX_SHARDS: usize = 4;
 
-/// How many names a listing copies from one index shard per read lock (one more to see whether
-/// the shard has more): few enough that a writer waiting for the lock gets it while still
-/// spinning, before it would sleep (`memory_put_p99_us_during_list` in BENCHMARKS.md).
+/// How many names a listing copies from one index shard per read lock: few enough that a writer
+/// waiting for the lock gets it while still spinning, before it would sleep
+/// (`memory_put_p99_us_during_list` in BENCHMARKS.md).
 const LIST_RUN: usize = 8;
 
 /// How often the background task reclaims expired entries, unless configured.
@@ -144,12 +148,39 @@ enum Step<R> {
     Write(Slot, R),
 }
 
-/// A stretch of a listing: the names it found, in order, and where the next one starts.
-struct Stretch {
-    /// Every name under the prefix in `[lower, resume)` that was indexed when its shard was read.
-    names: Vec<IndexKey>,
-    /// The first name after the stretch; `None` when no shard has more under the prefix.
-    resume: Option<IndexKey>,
+/// One index shard as a listing reads it: in runs of `LIST_RUN` names, each copied under the
+/// shard's read lock and released before the listing looks any of them up.
+struct ShardReader<'a> {
+    shard: &'a RwLock<BTreeSet<IndexKey>>,
+    /// The names of the current run not yet merged, in order.
+    names: VecDeque<IndexKey>,
+    /// Where the next run starts; `None` once the shard had no more names under the prefix.
+    from: Option<Bound<IndexKey>>,
+}
+
+impl ShardReader<'_> {
+    /// The shard's next name under `prefix`, copying the next run first if this one is used up.
+    /// Each run starts right after the last name of the one before, so a name present for the
+    /// whole listing is in exactly one run; a name indexed only after its place was read was
+    /// not present for the whole listing, and a listing need not return it.
+    fn peek(&mut self, prefix: &str) -> Option<&IndexKey> {
+        if self.names.is_empty()
+            && let Some(from) = self.from.take()
+        {
+            self.names.extend(
+                read(self.shard)
+                    .range((from.as_ref(), Bound::Unbounded))
+                    .take_while(|name| name.key().starts_with(prefix))
+                    .take(LIST_RUN)
+                    .cloned(),
+            );
+            // A short run means the shard had no more names under the prefix.
+            if self.names.len() == LIST_RUN {
+                self.from = self.names.back().cloned().map(Bound::Excluded);
+            }
+        }
+        self.names.front()
+    }
 }
 
 struct Inner {
@@ -476,66 +507,13 @@ impl Inner {
         Some(read(&slot))
     }
 
-    /// The indexed names under `prefix` from `lower` on, merged in order from the shards not
-    /// yet `drained`, each shard's read lock held only while copying at most `run + 1` of its
-    /// names. A shard that has no more names is marked drained: a later stretch of the same
-    /// listing skips it, as a name indexed there since was not present for the whole listing.
-    fn stretch(
-        &self,
-        lower: Bound<&IndexKey>,
-        prefix: &str,
-        run: usize,
-        drained: &mut [bool; INDEX_SHARDS],
-    ) -> Stretch {
-        let mut runs = Vec::with_capacity(INDEX_SHARDS);
-        let mut resume: Option<IndexKey> = None;
-        for (shard, drained) in self.index.iter().zip(drained.iter_mut()) {
-            if *drained {
-                continue;
-            }
-            let mut names: Vec<IndexKey> = read(shard)
-                .range((lower, Bound::Unbounded))
-                .take_while(|name| name.key().starts_with(prefix))
-                .take(run + 1)
-                .cloned()
-                .collect();
-            // A shard with more names than the run: its first one not merged is where the
-            // stretch must end, as the shard's names after it are not copied.
-            if names.len() <= run {
-                *drained = true;
-            } else if let Some(next) = names.pop()
-                && resume.as_ref().is_none_or(|resume| next < *resume)
-            {
-                resume = Some(next);
-            }
-            runs.push(VecDeque::from(names));
-        }
-        let mut names = Vec::with_capacity(runs.iter().map(VecDeque::len).sum());
-        loop {
-            let first = runs
-                .iter()
-                .enumerate()
-                .filter_map(|(i, run)| run.front().map(|name| (i, name)))
-                .min_by(|(_, a), (_, b)| a.cmp(b))
-                .map(|(i, _)| i);
-            let Some(name) = first.and_then(|i| runs[i].pop_front()) else {
-                break;
-            };
-            if resume.as_ref().is_some_and(|resume| name >= *resume) {
-                break;
-            }
-            names.push(name);
-        }
-        Stretch { names, resume }
-    }
-
-    /// Lists a page: names are copied from the index a bounded run at a time (see
-    /// [`Self::stretch`]) and looked up in the map once every index lock is released, so a
-    /// listing never holds up writers for its lookups.
+    /// Lists a page: merges the index shards' names in order, reading each shard a short run at
+    /// a time ([`ShardReader`]), and looks the names up in the map with no index lock held, so
+    /// a listing never holds up writers for its lookups.
     fn list(&self, options: &ListOptions) -> Result<ListPage> {
         let limit = self.caps.check_list(options)?;
         let prefix = options.prefix.as_str();
-        let mut lower = match &options.cursor {
+        let lower = match &options.cursor {
             None => Bound::Included(IndexKey::new(Arc::from(prefix))),
             Some(cursor) => {
                 let last = cursor::decode(cursor, prefix)?;
@@ -543,32 +521,37 @@ impl Inner {
             }
         };
         let now = now_ms(&*self.clock);
+        let mut shards: Vec<ShardReader<'_>> = self
+            .index
+            .iter()
+            .map(|shard| ShardReader {
+                shard,
+                names: VecDeque::new(),
+                from: Some(lower.clone()),
+            })
+            .collect();
         let mut keys = Vec::new();
-        let mut drained = [false; INDEX_SHARDS];
         let more = loop {
-            let run = (limit - keys.len()).min(LIST_RUN);
-            let stretch = self.stretch(lower.as_ref(), prefix, run, &mut drained);
-            let mut names = stretch.names.into_iter();
-            for name in names.by_ref() {
-                if let Some(slot) = self.map.get(&**name.key())
-                    && !slot.is_expired_at(now)
-                {
-                    keys.push(KeyInfo::new(
-                        name.key().to_string(),
-                        slot.expiration(),
-                        slot.metadata.as_deref().cloned(),
-                    ));
-                    if keys.len() == limit {
-                        break;
-                    }
-                }
-            }
+            let next = shards
+                .iter_mut()
+                .enumerate()
+                .filter_map(|(i, shard)| shard.peek(prefix).map(|name| (i, name)))
+                .min_by(|(_, a), (_, b)| a.cmp(b))
+                .map(|(i, _)| i);
+            let Some(name) = next.and_then(|i| shards[i].names.pop_front()) else {
+                break false;
+            };
             if keys.len() == limit {
-                break names.next().is_some() || stretch.resume.is_some();
+                break true;
             }
-            match stretch.resume {
-                Some(resume) => lower = Bound::Included(resume),
-                None => break false,
+            if let Some(slot) = self.map.get(&**name.key())
+                && !slot.is_expired_at(now)
+            {
+                keys.push(KeyInfo::new(
+                    name.key().to_string(),
+                    slot.expiration(),
+                    slot.metadata.as_deref().cloned(),
+                ));
             }
         };
         let cursor = match keys.last() {
@@ -666,8 +649,10 @@ impl MemoryStore {
     /// Starts configuring a store.
     ///
     /// ```
+    /// use kvkit_core::KvStore;
+    ///
     /// let store = kvkit_memory::MemoryStore::builder().cloudflare_limits().build();
-    /// # let _ = store;
+    /// assert_eq!(store.capabilities().max_value_bytes, 25 * 1024 * 1024);
     /// ```
     pub fn builder() -> MemoryBuilder {
         MemoryBuilder::default()
@@ -905,7 +890,7 @@ mod tests {
     async fn each_key_is_queued_at_most_once() {
         let (store, clock) = store();
         for i in 0..100u64 {
-            // Alternately shorter and longer, each an earlier second than the one before.
+            // Alternately longer and shorter, each a different second from every other one.
             let ttl = Duration::from_secs(if i % 2 == 0 { 2000 - i } else { 1000 - i });
             store.put_with_ttl("k", "v", ttl).await.unwrap();
         }

@@ -27,12 +27,7 @@ impl Write {
     /// The expiry as a unix-ms score for the expiry index (refined by sweeps to the server's
     /// own time).
     pub(crate) fn expires_at_ms(&self, now: SystemTime) -> Option<u64> {
-        self.expiry.map(|expiry| match expiry {
-            Expiry::Ttl(ttl) => {
-                unix_ms(now).saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
-            }
-            Expiry::At(at) => unix_ms(at),
-        })
+        self.expiry.map(|expiry| unix_ms(expiry.ends_at(now)))
     }
 }
 

@@ -27,8 +27,9 @@ KV_TEST_REDIS_URL at a running server, or set KV_TEST_SKIP_REDIS=1 to skip the R
 /// Whether the user opted out of tests that need Redis.
 ///
 /// ```
-/// // Unset in a normal run.
-/// let _ = kvkit_test_servers::skip_redis();
+/// // True only when KV_TEST_SKIP_REDIS is `1` or `true`.
+/// let opted_out = matches!(std::env::var("KV_TEST_SKIP_REDIS").as_deref(), Ok("1" | "true"));
+/// assert_eq!(kvkit_test_servers::skip_redis(), opted_out);
 /// ```
 pub fn skip_redis() -> bool {
     std::env::var("KV_TEST_SKIP_REDIS").is_ok_and(|v| v == "1" || v == "true")
@@ -393,8 +394,9 @@ pub const CF_EMULATOR_TOKEN: &str = "test-token";
 /// Whether the user opted out of tests that need the Cloudflare emulator.
 ///
 /// ```
-/// // Unset in a normal run.
-/// let _ = kvkit_test_servers::skip_cf();
+/// // True only when KV_TEST_SKIP_CF is `1` or `true`.
+/// let opted_out = matches!(std::env::var("KV_TEST_SKIP_CF").as_deref(), Ok("1" | "true"));
+/// assert_eq!(kvkit_test_servers::skip_cf(), opted_out);
 /// ```
 pub fn skip_cf() -> bool {
     std::env::var("KV_TEST_SKIP_CF").is_ok_and(|v| v == "1" || v == "true")
@@ -436,7 +438,7 @@ impl CfEmulatorBuilder {
     ///
     /// ```
     /// let builder = kvkit_test_servers::CfEmulator::builder().token("my-token");
-    /// # let _ = builder;
+    /// assert!(format!("{builder:?}").contains(r#"token: "my-token""#));
     /// ```
     pub fn token(mut self, token: impl Into<String>) -> Self {
         self.token = token.into();
@@ -448,7 +450,7 @@ impl CfEmulatorBuilder {
     ///
     /// ```
     /// let builder = kvkit_test_servers::CfEmulator::builder().read_only_token("reader");
-    /// # let _ = builder;
+    /// assert!(format!("{builder:?}").contains(r#"read_only_token: Some("reader")"#));
     /// ```
     pub fn read_only_token(mut self, token: impl Into<String>) -> Self {
         self.read_only_token = Some(token.into());
@@ -462,7 +464,7 @@ impl CfEmulatorBuilder {
     ///
     /// ```
     /// let builder = kvkit_test_servers::CfEmulator::builder().worker("seed", "tests/seed.js");
-    /// # let _ = builder;
+    /// assert!(format!("{builder:?}").contains(r#"("seed", "tests/seed.js")"#));
     /// ```
     pub fn worker(mut self, name: impl Into<String>, script: impl Into<PathBuf>) -> Self {
         self.workers.push((name.into(), script.into()));
@@ -473,7 +475,7 @@ impl CfEmulatorBuilder {
     ///
     /// ```
     /// let builder = kvkit_test_servers::CfEmulator::builder().binding("CACHE");
-    /// # let _ = builder;
+    /// assert!(format!("{builder:?}").contains(r#"binding: "CACHE""#));
     /// ```
     pub fn binding(mut self, name: impl Into<String>) -> Self {
         self.binding = name.into();
@@ -486,7 +488,7 @@ impl CfEmulatorBuilder {
     ///
     /// ```no_run
     /// let emulator = kvkit_test_servers::CfEmulator::builder().start().expect("not opted out");
-    /// # let _ = emulator;
+    /// assert!(emulator.url().starts_with("http://127.0.0.1:"));
     /// ```
     pub fn start(self) -> Option<CfEmulator> {
         let dir = cf_emulator_dir();
@@ -575,7 +577,8 @@ impl CfEmulator {
     ///
     /// ```
     /// let builder = kvkit_test_servers::CfEmulator::builder();
-    /// # let _ = builder;
+    /// let shown = format!("{builder:?}");
+    /// assert!(shown.contains(r#"token: "test-token""#) && shown.contains(r#"binding: "KV""#), "{shown}");
     /// ```
     pub fn builder() -> CfEmulatorBuilder {
         CfEmulatorBuilder {
@@ -591,7 +594,7 @@ impl CfEmulator {
     ///
     /// ```no_run
     /// let emulator = kvkit_test_servers::CfEmulator::start().expect("not opted out");
-    /// # let _ = emulator;
+    /// assert_eq!(emulator.token(), kvkit_test_servers::CF_EMULATOR_TOKEN);
     /// ```
     pub fn start() -> Option<Self> {
         Self::builder().start()

@@ -7,9 +7,9 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use futures_util::future::{join_all, try_join, try_join_all};
 use kvkit_core::backend::cloudflare::{
-    ListCursor, counter_expiry, last_per_key, refuse_conditional_delete,
+    ListCursor, WriteExpiry, counter_expiry, last_per_key, refuse_conditional_delete, write_expiry,
 };
-use kvkit_core::backend::{from_unix_secs, unix_ms, unix_secs_ceil};
+use kvkit_core::backend::from_unix_secs;
 use kvkit_core::{
     Capabilities, Clock, CounterOptions, Entry, Error, Expiry, KeyInfo, KvStore, ListOptions,
     ListPage, PutItem, PutOptions, Result, SystemClock, Version,
@@ -76,16 +76,10 @@ fn expiry_options(
     expiry: Option<Expiry>,
     now: SystemTime,
 ) -> worker::kv::PutOptionsBuilder {
-    match expiry {
+    match expiry.map(|expiry| write_expiry(expiry, now)) {
         None => builder,
-        // Whole seconds already: Capabilities round expirations up to the second.
-        Some(Expiry::At(at)) => builder.expiration(unix_secs_ceil(at)),
-        Some(Expiry::Ttl(ttl)) => {
-            // Whole seconds (Capabilities round the TTL up); Cloudflare adds them to its current
-            // whole second, so the started part of ours keeps the full TTL.
-            let started = u64::from(!unix_ms(now).is_multiple_of(1000));
-            builder.expiration_ttl(ttl.as_secs().saturating_add(started))
-        }
+        Some(WriteExpiry::Expiration(secs)) => builder.expiration(secs),
+        Some(WriteExpiry::ExpirationTtl(secs)) => builder.expiration_ttl(secs),
     }
 }
 
@@ -97,7 +91,9 @@ impl WorkerKvStore {
     /// ```ignore
     /// # fn handler(env: worker::Env) -> kvkit_core::Result<()> {
     /// let store = kvkit_worker::WorkerKvStore::from_env(&env, "KV")?;
-    /// # let _ = store; Ok(()) }
+    /// assert!(format!("{store:?}").contains(r#"binding: "KV""#));
+    /// assert!(kvkit_worker::WorkerKvStore::from_env(&env, "NO_SUCH_BINDING").is_err());
+    /// # Ok(()) }
     /// ```
     pub fn from_env(env: &worker::Env, binding: &str) -> Result<Self> {
         let kv = env.kv(binding).map_err(|e| Error::Backend {
@@ -114,7 +110,8 @@ impl WorkerKvStore {
     /// ```ignore
     /// # fn handler(env: worker::Env) -> worker::Result<()> {
     /// let store = kvkit_worker::WorkerKvStore::new(env.kv("KV")?, "KV");
-    /// # let _ = store; Ok(()) }
+    /// assert!(!kvkit_core::KvStore::capabilities(&store).atomic_counter);
+    /// # Ok(()) }
     /// ```
     pub fn new(kv: worker::kv::KvStore, binding: &str) -> Self {
         Self {
@@ -131,9 +128,13 @@ impl WorkerKvStore {
     /// The binding this store calls.
     ///
     /// ```ignore
-    /// # fn handler(store: kvkit_worker::WorkerKvStore) {
+    /// # async fn handler(store: kvkit_worker::WorkerKvStore) -> Result<(), Box<dyn std::error::Error>> {
+    /// use kvkit_core::{KvStoreExt, PutOptions};
+    ///
+    /// store.put_text("greeting", "hello", PutOptions::new()).await?;
     /// let raw: &worker::kv::KvStore = store.binding();
-    /// # let _ = raw; }
+    /// assert_eq!(raw.get("greeting").text().await?.as_deref(), Some("hello"));
+    /// # Ok(()) }
     /// ```
     pub fn binding(&self) -> &worker::kv::KvStore {
         &self.kv

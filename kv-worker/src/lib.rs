@@ -3,11 +3,15 @@
 //! round trip and no API token.
 //!
 //! Everything in this crate exists on `wasm32` only; on other targets it is empty, so a workspace
-//! that builds both a service and a Worker can depend on it unconditionally.
+//! that builds both a service and a Worker can depend on it unconditionally. For the same reason
+//! its examples are marked `ignore`: a doc test cannot run inside a Worker. The store, the
+//! spawner and the patterns they show run inside workerd instead, in the test Worker
+//! (`kv-worker/test-worker`) and the example Worker (`examples/worker`) that `cargo xtask test`
+//! builds and drives.
 //!
 //! ```ignore
 //! use std::time::Duration;
-//! use kvkit_patterns::{Cache, RateLimiter};
+//! use kvkit_patterns::{Cache, CacheOptions, RateLimiter};
 //! use kvkit_worker::{WaitUntil, WorkerKvStore};
 //! use worker::{event, Context, Env, Request, Response, Result};
 //!
@@ -19,9 +23,16 @@
 //!     if !limiter.check(&client).await.map_err(|e| e.to_string())?.allowed {
 //!         return Response::error("Too Many Requests", 429);
 //!     }
+//!     // A stale page is served at once and refreshed after the response, kept alive by
+//!     // `waitUntil`.
 //!     let cache = Cache::builder(store).spawner(WaitUntil::new(ctx)).build();
-//!     # let _ = cache;
-//!     Response::ok("hello")
+//!     let options = CacheOptions::new(Duration::from_secs(300));
+//!     let page: String = cache
+//!         .cached("page:home", &options, || async { Ok::<_, String>("hello".to_owned()) })
+//!         .await
+//!         .map_err(|e| e.to_string())?;
+//!     assert_eq!(page, "hello");
+//!     Response::ok(page)
 //! }
 //! ```
 //!

@@ -17,7 +17,8 @@ use kvkit_patterns::{Spawn, Task};
 /// let cache = kvkit_patterns::Cache::builder(store)
 ///     .spawner(kvkit_worker::WaitUntil::new(ctx))
 ///     .build();
-/// # let _ = cache; }
+/// assert!(format!("{cache:?}").contains("WorkerKvStore"));
+/// # }
 /// ```
 #[derive(Clone)]
 pub struct WaitUntil {
@@ -30,7 +31,8 @@ impl WaitUntil {
     /// ```ignore
     /// # fn handler(ctx: worker::Context) {
     /// let spawner = kvkit_worker::WaitUntil::new(ctx);
-    /// # let _ = spawner; }
+    /// spawner.context().wait_until(async { /* runs after the response is sent */ });
+    /// # }
     /// ```
     pub fn new(ctx: worker::Context) -> Self {
         Self { ctx: Arc::new(ctx) }

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{cursor, from_unix_secs, stable_hash, unix_ms};
+use crate::backend::{cursor, from_unix_secs, stable_hash, unix_ms, unix_secs_ceil};
 use crate::{Capabilities, Error, Expiry, RedactedKey, Result};
 
 /// The longest key, in bytes.
@@ -62,6 +62,43 @@ pub fn counter_expiry(expiration: SystemTime, now: SystemTime) -> Expiry {
         Expiry::At(expiration)
     } else {
         Expiry::Ttl(MIN_TTL)
+    }
+}
+
+/// What a write sends Cloudflare for its expiry: the `expiration` or the `expiration_ttl` of the
+/// REST API and of the binding's put options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteExpiry {
+    /// `expiration`: an absolute time, in unix seconds.
+    Expiration(u64),
+    /// `expiration_ttl`: seconds after Cloudflare's current whole second.
+    ExpirationTtl(u64),
+}
+
+/// The expiry a write made at `now` sends for `expiry` (already checked by
+/// [`Capabilities::check_expiry`], so whole seconds). An absolute expiration goes as it is. A TTL
+/// gets one second more when `now` is inside a second: Cloudflare adds the TTL to its current
+/// whole second, so without it the entry would live up to a second less than asked.
+///
+/// ```
+/// use std::time::{Duration, UNIX_EPOCH};
+/// use kvkit_core::Expiry;
+/// use kvkit_core::backend::cloudflare::{WriteExpiry, write_expiry};
+/// let ttl = Expiry::Ttl(Duration::from_secs(60));
+/// let whole = UNIX_EPOCH + Duration::from_secs(1_000);
+/// assert_eq!(write_expiry(ttl, whole), WriteExpiry::ExpirationTtl(60));
+/// let started = whole + Duration::from_millis(1);
+/// assert_eq!(write_expiry(ttl, started), WriteExpiry::ExpirationTtl(61));
+/// let at = Expiry::At(UNIX_EPOCH + Duration::from_secs(5_000));
+/// assert_eq!(write_expiry(at, started), WriteExpiry::Expiration(5_000));
+/// ```
+pub fn write_expiry(expiry: Expiry, now: SystemTime) -> WriteExpiry {
+    match expiry {
+        Expiry::At(at) => WriteExpiry::Expiration(unix_secs_ceil(at)),
+        Expiry::Ttl(ttl) => {
+            let started = u64::from(!unix_ms(now).is_multiple_of(1000));
+            WriteExpiry::ExpirationTtl(ttl.as_secs().saturating_add(started))
+        }
     }
 }
 
