@@ -87,8 +87,9 @@ impl RedisStore {
         version: Option<&str>,
     ) -> Result<bool> {
         let call = conditional_write_call(script, self.keys_of(key), key, w, version);
+        let ack = self.inner.ack;
         let written: i64 = self
-            .run(operation, self.inner.conn.eval(script, &call))
+            .run_write(operation, self.inner.conn.eval_write(script, &call, ack))
             .await?;
         if written == 1 && w.expiry.is_some() {
             self.maybe_sweep(self.inner.layout.shard_of(key)).await;

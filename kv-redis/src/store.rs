@@ -21,6 +21,7 @@ use crate::errors::{bounded, within};
 use crate::framing::{parse_metadata, unframe};
 use crate::layout::{Layout, ShardKeys};
 use crate::scripts::DELETE_IF_VERSION;
+use crate::replication::Ack;
 use crate::writes::{BATCH_CHUNK, set_command};
 
 /// The backend's name, in capabilities and errors.
@@ -29,6 +30,10 @@ pub(crate) const BACKEND: &str = "redis";
 /// What every clone of a store shares.
 pub(crate) struct Inner {
     pub(crate) conn: Conn,
+    /// Where reads go: a replica's connection with replica reads on, else `conn`.
+    pub(crate) reads: Conn,
+    /// How many replicas must confirm every write, if any.
+    pub(crate) ack: Option<Ack>,
     pub(crate) layout: Layout,
     /// The Redis key names of every shard, computed once.
     pub(crate) shards: Vec<ShardKeys>,
@@ -163,7 +168,7 @@ impl KvStore for RedisStore {
         self.inner.caps.check_key(key)?;
         let mut cmd = redis::cmd("GET");
         cmd.arg(self.keys_of(key).value_arg(key));
-        let stored: Option<Bytes> = self.run("get", self.inner.conn.query(&cmd)).await?;
+        let stored: Option<Bytes> = self.run("get", self.inner.reads.query(&cmd)).await?;
         Ok(stored.map(|stored| unframe(stored).0))
     }
 
@@ -177,7 +182,7 @@ impl KvStore for RedisStore {
             .cmd("PEXPIRETIME")
             .arg(&value_key);
         let (stored, at): (Option<Bytes>, i64) = self
-            .run("get_with_metadata", self.inner.conn.pipeline(&pipe))
+            .run("get_with_metadata", self.inner.reads.pipeline(&pipe))
             .await?;
         let Some(stored) = stored else {
             return Ok(None);
@@ -219,7 +224,11 @@ impl KvStore for RedisStore {
         // expiring key, its expiry-index score goes in the same round trip.
         let set = set_command(keys.value_arg(key), &w, true);
         let overwritten: Option<()> = match expires_at {
-            None => self.run("put", self.inner.conn.query(&set)).await?,
+            None => {
+                let ack = self.inner.ack;
+                self.run_write("put", self.inner.conn.write_query(&set, ack))
+                    .await?
+            }
             // The rarer paths are boxed, so the common future stays small.
             Some(at) => Box::pin(self.overwrite_expiring(set, keys, key, at)).await?,
         };
@@ -250,9 +259,11 @@ impl KvStore for RedisStore {
         };
         let call = delete_if_version_call(self.keys_of(key), key, token);
         let deleted: i64 = self
-            .run(
+            .run_write(
                 "delete_if_version",
-                self.inner.conn.eval(&DELETE_IF_VERSION, &call),
+                self.inner
+                    .conn
+                    .eval_write(&DELETE_IF_VERSION, &call, self.inner.ack),
             )
             .await?;
         match deleted {
@@ -281,7 +292,7 @@ impl KvStore for RedisStore {
             }
             async move {
                 let values: Vec<Option<Bytes>> =
-                    self.run("get_many", self.inner.conn.query(&cmd)).await?;
+                    self.run("get_many", self.inner.reads.query(&cmd)).await?;
                 Ok::<_, Error>((group, values))
             }
         });
@@ -335,7 +346,8 @@ impl KvStore for RedisStore {
                 pipe.add_command(unindex).ignore();
                 pipe.add_command(unexpire).ignore();
                 async move {
-                    self.run("delete", self.inner.conn.pipeline::<()>(&pipe))
+                    let ack = self.inner.ack;
+                    self.run_write("delete", self.inner.conn.write_transaction(&pipe, ack))
                         .await
                 }
             })
@@ -352,10 +364,10 @@ impl KvStore for RedisStore {
         // needs the script that creates it with its expiry and index entries.
         let result = self.add_to_existing(key, delta);
         // The Redis error is inspected in `counter_error`, so only the timeout is mapped here.
-        match within("increment", self.inner.timeout, result).await? {
-            Ok(Some(n)) => Ok(n),
+        match within("increment", self.write_timeout(), result).await? {
+            Ok((Some(n), replicas)) => self.confirm("increment", replicas).map(|()| n),
             // The rarer path is boxed, so the common future stays small.
-            Ok(None) => Box::pin(self.increment_absent(key, delta, options, expiry)).await,
+            Ok((None, _)) => Box::pin(self.increment_absent(key, delta, options, expiry)).await,
             Err(e) => Box::pin(self.counter_error(key, delta, options, e)).await,
         }
     }

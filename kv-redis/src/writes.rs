@@ -100,7 +100,11 @@ impl RedisStore {
                 if any_expiring {
                     pipe.add_command(expiring).ignore();
                 }
-                async move { self.run("put", self.inner.conn.pipeline::<()>(&pipe)).await }
+                async move {
+                    let ack = self.inner.ack;
+                    self.run_write("put", self.inner.conn.write_transaction(&pipe, ack))
+                        .await
+                }
             })
         });
         try_join_all(calls.collect::<Vec<_>>()).await?;
@@ -126,8 +130,9 @@ impl RedisStore {
             .arg(at)
             .arg(key)
             .ignore();
+        let ack = self.inner.ack;
         let (overwritten,): (Option<()>,) = self
-            .run("put", self.inner.conn.pipeline(&overwrite))
+            .run_write("put", self.inner.conn.write_pipeline(&overwrite, ack))
             .await?;
         Ok(overwritten)
     }
@@ -154,7 +159,8 @@ impl RedisStore {
                 .arg(key)
                 .ignore();
         }
-        self.run("put", self.inner.conn.pipeline::<()>(&create))
+        let ack = self.inner.ack;
+        self.run_write("put", self.inner.conn.write_transaction(&create, ack))
             .await
     }
 }
