@@ -10,8 +10,8 @@ use redis::{Cmd, RedisError};
 use crate::errors::{redis_error, within};
 use crate::framing::{frame, unframe};
 use crate::layout::ShardKeys;
-use crate::scripts::{INCR, INCR_EXISTING, SWAP, expiry_args, refuses_functions, script_call};
 use crate::replication::Acked;
+use crate::scripts::{INCR, INCR_EXISTING, SWAP, expiry_args, refuses_functions, script_call};
 use crate::store::RedisStore;
 
 /// The call of the short routine (`incr_existing.lua`) for the counter `key`, as a function or,
@@ -128,7 +128,10 @@ impl RedisStore {
         expiry: Option<Expiry>,
     ) -> Result<i64> {
         let call = create_counter_call(self.keys_of(key), key, delta, expiry);
-        let result = self.inner.conn.eval_write::<i64>(&INCR, &call, self.inner.ack);
+        let result = self
+            .inner
+            .conn
+            .eval_write::<i64>(&INCR, &call, self.inner.ack);
         match within("increment", self.write_timeout(), result).await? {
             Ok((n, replicas)) => {
                 self.confirm("increment", replicas)?;

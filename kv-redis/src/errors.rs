@@ -104,7 +104,9 @@ pub(crate) fn redis_error(operation: &'static str, e: RedisError) -> Error {
         ErrorKind::Io | ErrorKind::ClusterConnectionNotFound
     ) || failover_answer(server_kind)
         || e.clone().into_server_errors().is_some_and(|errors| {
-            errors.iter().any(|(_, error)| failover_answer(error.kind()))
+            errors
+                .iter()
+                .any(|(_, error)| failover_answer(error.kind()))
         })
         || !matches!(e.retry_method(), RetryMethod::NoRetry);
     Error::backend(BACKEND, format!("{operation} failed"), transient, e)

@@ -28,7 +28,9 @@ impl Ack {
     fn wait(&self) -> Cmd {
         let mut wait = redis::cmd("WAIT");
         // Redis reads 0 as "wait forever": at least 1 ms.
-        let ms = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX).max(1);
+        let ms = u64::try_from(self.timeout.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
         wait.arg(self.replicas).arg(ms);
         wait
     }
@@ -45,9 +47,11 @@ fn split_wait(mut replies: Vec<Value>) -> redis::RedisResult<(Vec<Value>, u32)> 
 /// The first server error's detail, also inside a pipeline's errors.
 fn detail(e: &redis::RedisError) -> Option<String> {
     e.detail().map(str::to_owned).or_else(|| {
-        e.clone()
-            .into_server_errors()
-            .and_then(|errors| errors.first().and_then(|(_, e)| e.details().map(str::to_owned)))
+        e.clone().into_server_errors().and_then(|errors| {
+            errors
+                .first()
+                .and_then(|(_, e)| e.details().map(str::to_owned))
+        })
     })
 }
 

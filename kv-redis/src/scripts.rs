@@ -143,7 +143,10 @@ impl Conn {
         match self {
             Conn::Single(c) => script.load_async(&mut c.clone()).await,
             Conn::Cluster(c) => script.load_async(&mut c.clone()).await,
-            Conn::Sentinel(f) => f.run(|mut c| async move { script.load_async(&mut c).await }).await,
+            Conn::Sentinel(f) => {
+                f.run(|mut c| async move { script.load_async(&mut c).await })
+                    .await
+            }
         }
     }
 }

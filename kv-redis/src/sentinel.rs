@@ -47,7 +47,9 @@ fn percent_decode(text: &str) -> Result<String> {
             let hex = text
                 .get(i + 1..i + 3)
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| invalid("a `%` in the credentials is not followed by two hex digits"))?;
+                .ok_or_else(|| {
+                    invalid("a `%` in the credentials is not followed by two hex digits")
+                })?;
             out.push(hex);
             i += 3;
         } else {
@@ -81,7 +83,9 @@ impl SentinelUrl {
             None => (None, None),
             Some(credentials) => {
                 let (user, password) = credentials.split_once(':').unwrap_or((credentials, ""));
-                let user = (!user.is_empty()).then(|| percent_decode(user)).transpose()?;
+                let user = (!user.is_empty())
+                    .then(|| percent_decode(user))
+                    .transpose()?;
                 let password = (!password.is_empty())
                     .then(|| percent_decode(password))
                     .transpose()?;
@@ -120,7 +124,9 @@ impl SentinelUrl {
                 .map_err(|_| invalid("the database is not a number"))?,
         };
         if segments.next().is_some() {
-            return Err(invalid("the URL has more path segments than service and database"));
+            return Err(invalid(
+                "the URL has more path segments than service and database",
+            ));
         }
         Ok(Self {
             tls,
@@ -301,7 +307,10 @@ mod tests {
 
         let url = parse("rediss+sentinel://:secret@h:1/svc").unwrap();
         assert!(url.tls);
-        assert_eq!((url.db, url.username, url.password.as_deref()), (0, None, Some("secret")));
+        assert_eq!(
+            (url.db, url.username, url.password.as_deref()),
+            (0, None, Some("secret"))
+        );
         assert!(SentinelUrl::parse("redis://h:1").is_none());
     }
 

@@ -20,8 +20,8 @@ use crate::connection::Conn;
 use crate::errors::{bounded, within};
 use crate::framing::{parse_metadata, unframe};
 use crate::layout::{Layout, ShardKeys};
-use crate::scripts::DELETE_IF_VERSION;
 use crate::replication::Ack;
+use crate::scripts::DELETE_IF_VERSION;
 use crate::writes::{BATCH_CHUNK, set_command};
 
 /// The backend's name, in capabilities and errors.

@@ -1,5 +1,6 @@
 //! Real servers for tests and benchmarks: Debian's `redis-server`, started on free loopback ports
-//! (alone, or as a 3-master cluster), and the Cloudflare KV REST emulator (a Worker on workerd,
+//! (alone, as a cluster with or without replicas, or as a Sentinel-managed primary with replicas
+//! and three sentinels), and the Cloudflare KV REST emulator (a Worker on workerd,
 //! through Miniflare, from `kv-cloudflare/emulator`), all stopped when the process that started
 //! them exits.
 //!
@@ -18,6 +19,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+mod sentinel;
+
+pub use sentinel::{RedisSentinels, SENTINEL_SERVICE};
 
 /// Why no server is available.
 const INSTALL_HINT: &str = "redis-server was not found on PATH. Install it with \
@@ -52,12 +57,42 @@ pub fn free_port() -> u16 {
 
 /// Sends one inline command and returns the first line of the reply.
 fn command(port: u16, cmd: &str) -> Option<String> {
+    command_as(port, None, cmd)
+}
+
+/// Sends one inline command, after `AUTH password` if given, and returns what one read of the
+/// reply gets (enough for the short replies these helpers read).
+fn command_as(port: u16, password: Option<&str>, cmd: &str) -> Option<String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let mut buf = vec![0u8; 16384];
+    if let Some(password) = password {
+        stream
+            .write_all(format!("AUTH {password}\r\n").as_bytes())
+            .ok()?;
+        let n = stream.read(&mut buf).ok()?;
+        if !buf[..n].starts_with(b"+OK") {
+            return None;
+        }
+    }
     stream.write_all(format!("{cmd}\r\n").as_bytes()).ok()?;
-    let mut buf = vec![0u8; 4096];
     let n = stream.read(&mut buf).ok()?;
     Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+/// The value after `field` in a reply listing fields and values (`INFO`'s `field:value` lines,
+/// or a RESP array of field and value bulk strings, as `SENTINEL MASTER` answers).
+fn field<'a>(reply: &'a str, field: &str) -> Option<&'a str> {
+    let lines: Vec<&str> = reply.lines().collect();
+    lines.iter().enumerate().find_map(|(i, line)| {
+        if let Some(value) = line.strip_prefix(field).and_then(|v| v.strip_prefix(':')) {
+            return Some(value);
+        }
+        // In RESP, the value's `$len` line follows the field's line.
+        (*line == field)
+            .then(|| lines.get(i + 2).copied())
+            .flatten()
+    })
 }
 
 fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
@@ -79,6 +114,8 @@ fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
 pub struct RedisServer {
     port: u16,
     dir: PathBuf,
+    /// Arguments before the listening options: a configuration file, and `--sentinel`.
+    leading: Vec<String>,
     args: Vec<String>,
     tls: bool,
     guard: Option<Child>,
@@ -108,6 +145,7 @@ impl RedisServer {
         Some(Self {
             port,
             dir,
+            leading: Vec::new(),
             args: args.iter().map(|a| (*a).to_owned()).collect(),
             tls: false,
             guard: None,
@@ -214,6 +252,7 @@ impl RedisServer {
             .arg("-c")
             .arg(script)
             .arg("sh")
+            .args(&self.leading)
             .args(&listen)
             .args(["--bind", "127.0.0.1", "--save", "", "--dir"])
             .arg(&self.dir)
@@ -245,7 +284,10 @@ impl RedisServer {
                         .output()
                         .is_ok_and(|out| out.stdout.starts_with(b"PONG"))
                 } else {
-                    command(port, "PING").is_some_and(|reply| reply.starts_with("+PONG"))
+                    // A server with a password answers NOAUTH: it is up.
+                    command(port, "PING").is_some_and(|reply| {
+                        reply.starts_with("+PONG") || reply.starts_with("-NOAUTH")
+                    })
                 }
             },
         );
@@ -308,7 +350,8 @@ pub fn shared_redis_url() -> Option<String> {
         .map(RedisServer::url)
 }
 
-/// A Redis Cluster of masters without replicas, each a [`RedisServer`] on its own port.
+/// A Redis Cluster of masters, with or without replicas, each node a [`RedisServer`] on its own
+/// port (`cluster-node-timeout` 2 s, so a replica takes over a dead master within a few seconds).
 #[derive(Debug)]
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
@@ -318,8 +361,22 @@ impl RedisCluster {
     /// Starts `masters` cluster-enabled servers and joins them with `redis-cli --cluster create`.
     /// `None` when opted out; panics with install instructions when the binaries are missing.
     pub fn start(masters: usize) -> Option<Self> {
-        let mut nodes = Vec::with_capacity(masters);
-        for _ in 0..masters {
+        Self::start_with_replicas(masters, 0)
+    }
+
+    /// Starts `masters` masters with `replicas` replicas each, joined with `redis-cli --cluster
+    /// create --cluster-replicas`, and waits until every replica is in sync. `None` when opted
+    /// out; panics with install instructions when the binaries are missing.
+    ///
+    /// ```no_run
+    /// let cluster = kvkit_test_servers::RedisCluster::start_with_replicas(3, 1).expect("not opted out");
+    /// assert_eq!(cluster.urls().len(), 6);
+    /// assert_eq!(cluster.master_ports().len(), 3);
+    /// ```
+    pub fn start_with_replicas(masters: usize, replicas: usize) -> Option<Self> {
+        let count = masters * (1 + replicas);
+        let mut nodes = Vec::with_capacity(count);
+        for _ in 0..count {
             nodes.push(RedisServer::start(&[
                 "--cluster-enabled",
                 "yes",
@@ -329,6 +386,9 @@ impl RedisCluster {
                 "2000",
                 "--appendonly",
                 "no",
+                // A replica syncs at once, not after the default 5 s wait for others to join it.
+                "--repl-diskless-sync-delay",
+                "0",
             ])?);
         }
         let addresses: Vec<String> = nodes
@@ -338,7 +398,7 @@ impl RedisCluster {
         let status = Command::new("redis-cli")
             .args(["--cluster", "create"])
             .args(&addresses)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
@@ -350,7 +410,131 @@ impl RedisCluster {
                 command(port, "CLUSTER INFO").is_some_and(|info| info.contains("cluster_state:ok"))
             });
         }
-        Some(Self { nodes })
+        let cluster = Self { nodes };
+        cluster.wait_for_replicas(replicas);
+        Some(cluster)
+    }
+
+    /// Waits until every master has `replicas` replicas connected and every replica's link to
+    /// its master is up.
+    fn wait_for_replicas(&self, replicas: usize) {
+        for node in &self.nodes {
+            let port = node.port();
+            wait_until("the replicas to sync", Duration::from_secs(30), || {
+                command(port, "INFO replication").is_some_and(|info| match field(&info, "role") {
+                    Some("master") => info.matches("state=online").count() == replicas,
+                    Some("slave") => field(&info, "master_link_status") == Some("up"),
+                    _ => false,
+                })
+            });
+        }
+    }
+
+    /// The ports of the nodes that are up and masters now.
+    pub fn master_ports(&self) -> Vec<u16> {
+        self.nodes
+            .iter()
+            .map(RedisServer::port)
+            .filter(|&port| {
+                command(port, "INFO replication")
+                    .is_some_and(|info| field(&info, "role") == Some("master"))
+            })
+            .collect()
+    }
+
+    fn node_mut(&mut self, port: u16) -> &mut RedisServer {
+        self.nodes
+            .iter_mut()
+            .find(|node| node.port() == port)
+            .expect("a node of this cluster")
+    }
+
+    /// Kills the node on `port` (`kill -9`), as a crash would.
+    pub fn kill(&mut self, port: u16) {
+        self.node_mut(port).kill();
+    }
+
+    /// Starts the node on `port` again, with its data directory and cluster configuration: a
+    /// master that lost its slots comes back as a replica of the one that took over.
+    pub fn restart(&mut self, port: u16) {
+        self.node_mut(port).restart();
+    }
+
+    /// Waits until the cluster serves every slot again without the node on `port` (killed): a
+    /// replica took over its slots. Panics after `timeout`.
+    pub fn wait_for_failover(&self, port: u16, timeout: Duration) {
+        let live: Vec<u16> = self
+            .nodes
+            .iter()
+            .map(RedisServer::port)
+            .filter(|&p| p != port)
+            .collect();
+        wait_until("a replica to take over", timeout, || {
+            live.iter().all(|&p| {
+                command(p, "CLUSTER INFO").is_some_and(|info| {
+                    field(&info, "cluster_state") == Some("ok")
+                        && field(&info, "cluster_slots_ok") == Some("16384")
+                })
+            }) && command(live[0], "CLUSTER NODES").is_some_and(|nodes| {
+                nodes.lines().any(|line| {
+                    let fields: Vec<&str> = line.split(' ').collect();
+                    // id, address, flags, master, ping, pong, epoch, link state, then slots.
+                    fields
+                        .get(1)
+                        .is_some_and(|a| a.starts_with(&format!("127.0.0.1:{port}@")))
+                        && fields.len() <= 8
+                })
+            })
+        });
+    }
+
+    /// Waits until the node on `port` (restarted) is a replica in sync with its master.
+    pub fn wait_for_replica(&self, port: u16, timeout: Duration) {
+        wait_until("the node to sync as a replica", timeout, || {
+            command(port, "INFO replication").is_some_and(|info| {
+                field(&info, "role") == Some("slave")
+                    && field(&info, "master_link_status") == Some("up")
+            })
+        });
+    }
+
+    /// Moves `slots` hash slots from the master on `from` to the master on `to`, keys and all,
+    /// with `redis-cli --cluster reshard` (which runs `CLUSTER SETSLOT … IMPORTING/MIGRATING`,
+    /// `MIGRATE` and `CLUSTER SETSLOT … NODE` for each slot), returning when it is done.
+    pub fn reshard(&self, from: u16, to: u16, slots: usize) {
+        let id = |port: u16| {
+            command(port, "CLUSTER MYID")
+                .and_then(|reply| reply.lines().nth(1).map(str::to_owned))
+                .expect("the node's id")
+        };
+        let status = Command::new("redis-cli")
+            .args(["--cluster", "reshard", &format!("127.0.0.1:{from}")])
+            .args(["--cluster-from", &id(from), "--cluster-to", &id(to)])
+            .args(["--cluster-slots", &slots.to_string(), "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("running redis-cli --cluster reshard (package redis-tools)");
+        assert!(status.success(), "redis-cli --cluster reshard failed");
+    }
+
+    /// How many hash slots the master on `port` serves.
+    pub fn slot_count(&self, port: u16) -> usize {
+        let nodes = command(port, "CLUSTER NODES").expect("CLUSTER NODES");
+        let mine = nodes
+            .lines()
+            .find(|line| line.contains("myself"))
+            .expect("the node's own line");
+        mine.split(' ')
+            .skip(8)
+            .filter(|range| !range.starts_with('['))
+            .map(|range| match range.split_once('-') {
+                Some((a, b)) => {
+                    b.parse::<usize>().unwrap_or(0) + 1 - a.parse::<usize>().unwrap_or(0)
+                }
+                None => 1,
+            })
+            .sum()
     }
 
     /// The URLs of its nodes.
