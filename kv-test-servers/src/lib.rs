@@ -95,6 +95,32 @@ fn field<'a>(reply: &'a str, field: &str) -> Option<&'a str> {
     })
 }
 
+/// Runs one command with `redis-cli` (arguments passed as they are, without a shell) and
+/// returns its output: replies one per line, as `redis-cli` prints them when not on a terminal.
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let output = Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("running redis-cli (package redis-tools)");
+    assert!(output.status.success(), "redis-cli {args:?} failed");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Whether the master on `port` serves `slot`, by its own `CLUSTER NODES` line.
+fn serves(port: u16, slot: u16) -> bool {
+    let nodes = redis_cli(port, &["CLUSTER", "NODES"]);
+    let mine = nodes
+        .lines()
+        .find(|line| line.contains("myself"))
+        .expect("the node's own line");
+    // id, address, flags, master, ping, pong, epoch, link state, then slots and ranges.
+    mine.split(' ').skip(8).any(|range| {
+        let (a, b) = range.split_once('-').unwrap_or((range, range));
+        matches!((a.parse::<u16>(), b.parse::<u16>()), (Ok(a), Ok(b)) if a <= slot && slot <= b)
+    })
+}
+
 fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !ready() {
@@ -498,43 +524,52 @@ impl RedisCluster {
         });
     }
 
-    /// Moves `slots` hash slots from the master on `from` to the master on `to`, keys and all,
-    /// with `redis-cli --cluster reshard` (which runs `CLUSTER SETSLOT … IMPORTING/MIGRATING`,
-    /// `MIGRATE` and `CLUSTER SETSLOT … NODE` for each slot), returning when it is done.
-    pub fn reshard(&self, from: u16, to: u16, slots: usize) {
-        let id = |port: u16| {
-            command(port, "CLUSTER MYID")
-                .and_then(|reply| reply.lines().nth(1).map(str::to_owned))
-                .expect("the node's id")
-        };
-        let status = Command::new("redis-cli")
-            .args(["--cluster", "reshard", &format!("127.0.0.1:{from}")])
-            .args(["--cluster-from", &id(from), "--cluster-to", &id(to)])
-            .args(["--cluster-slots", &slots.to_string(), "--cluster-yes"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("running redis-cli --cluster reshard (package redis-tools)");
-        assert!(status.success(), "redis-cli --cluster reshard failed");
+    /// The hash slot of `key` (`CLUSTER KEYSLOT`).
+    pub fn key_slot(&self, key: &str) -> u16 {
+        let port = self.master_ports()[0];
+        let reply = redis_cli(port, &["CLUSTER", "KEYSLOT", key]);
+        reply.trim().parse().expect("a slot number")
     }
 
-    /// How many hash slots the master on `port` serves.
-    pub fn slot_count(&self, port: u16) -> usize {
-        let nodes = command(port, "CLUSTER NODES").expect("CLUSTER NODES");
-        let mine = nodes
-            .lines()
-            .find(|line| line.contains("myself"))
-            .expect("the node's own line");
-        mine.split(' ')
-            .skip(8)
-            .filter(|range| !range.starts_with('['))
-            .map(|range| match range.split_once('-') {
-                Some((a, b)) => {
-                    b.parse::<usize>().unwrap_or(0) + 1 - a.parse::<usize>().unwrap_or(0)
-                }
-                None => 1,
-            })
-            .sum()
+    /// The port of the master serving `slot`.
+    pub fn slot_owner(&self, slot: u16) -> u16 {
+        self.master_ports()
+            .into_iter()
+            .find(|&port| serves(port, slot))
+            .expect("a master serving the slot")
+    }
+
+    /// Moves `slot` from the master serving it to the master on `to`, step by step as Redis
+    /// documents it: `CLUSTER SETSLOT … IMPORTING` on the target, `… MIGRATING` on the source,
+    /// `MIGRATE` of its keys in batches until none is left, then `CLUSTER SETSLOT … NODE` on
+    /// every master. Clients meanwhile get `ASK` and `TRYAGAIN` answers for the slot.
+    pub fn migrate_slot(&self, slot: u16, to: u16) {
+        let from = self.slot_owner(slot);
+        let id = |port: u16| redis_cli(port, &["CLUSTER", "MYID"]).trim().to_owned();
+        let (from_id, to_id, slot) = (id(from), id(to), slot.to_string());
+        let set_slot = |port: u16, args: &[&str]| {
+            let reply = redis_cli(port, &[&["CLUSTER", "SETSLOT", &slot], args].concat());
+            assert_eq!(reply.trim(), "OK", "CLUSTER SETSLOT {slot} {args:?}");
+        };
+        set_slot(to, &["IMPORTING", &from_id]);
+        set_slot(from, &["MIGRATING", &to_id]);
+        loop {
+            let keys = redis_cli(from, &["CLUSTER", "GETKEYSINSLOT", &slot, "1000"]);
+            let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
+            if keys.is_empty() {
+                break;
+            }
+            let to_port = to.to_string();
+            let mut migrate = vec!["MIGRATE", "127.0.0.1", &to_port, "", "0", "5000", "KEYS"];
+            migrate.extend(keys);
+            // NOKEY: the keys were deleted meanwhile.
+            let reply = redis_cli(from, &migrate);
+            assert!(matches!(reply.trim(), "OK" | "NOKEY"), "MIGRATE: {reply}");
+        }
+        let others = self.master_ports().into_iter().filter(|&port| port != to);
+        for port in std::iter::once(to).chain(others) {
+            set_slot(port, &["NODE", &to_id]);
+        }
     }
 
     /// The URLs of its nodes.

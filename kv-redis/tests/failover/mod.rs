@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,6 +32,8 @@ const TIMEOUT: Duration = Duration::from_secs(1);
 const WAIT_TIMEOUT: Duration = Duration::from_millis(500);
 /// Namespace of every scenario (each runs on servers of its own).
 const NAMESPACE: &str = "ha:";
+/// Shards of the store on a cluster (the default).
+const SHARDS: u32 = 16;
 
 /// How often a caller tries one call on a retryable error, and how long it waits between tries
 /// (doubling from `first_wait` up to `max_wait`).
@@ -55,8 +57,10 @@ pub(crate) struct Report {
     /// From the fault to the last error a caller saw (zero if none); `None` when the store did
     /// not serve again within `GIVE_UP`.
     pub(crate) outage: Option<Duration>,
-    /// How long the fault itself took (resharding: the whole `redis-cli --cluster reshard`).
+    /// How long moving the slots took (resharding).
     pub(crate) fault: Duration,
+    /// Hash slots moved (resharding).
+    pub(crate) slots_moved: usize,
     pub(crate) acked_puts: usize,
     pub(crate) acked_increments: u64,
     /// Acknowledged puts that no longer read back as written.
@@ -65,8 +69,8 @@ pub(crate) struct Report {
     pub(crate) lost_increments: u64,
     /// Errors callers saw (after their retry budget, when they had one), by kind.
     pub(crate) errors: BTreeMap<&'static str, u64>,
-    /// Retryable errors callers retried within their budget.
-    pub(crate) retries: u64,
+    /// Retryable errors callers retried within their budget, by kind.
+    pub(crate) retried: BTreeMap<&'static str, u64>,
     /// Increments that failed, so their outcome was unknown to the caller.
     pub(crate) unknown_increments: u64,
     /// Of those, how many the counters show as applied.
@@ -112,7 +116,7 @@ struct Shared {
     last_error: Mutex<Option<Instant>>,
     last_success: Mutex<Option<Instant>>,
     errors: Mutex<BTreeMap<&'static str, u64>>,
-    retries: AtomicU64,
+    retried: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 fn now_into(slot: &Mutex<Option<Instant>>) {
@@ -125,6 +129,22 @@ fn read(slot: &Mutex<Option<Instant>>) -> Option<Instant> {
     *slot
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn count(counts: &Mutex<BTreeMap<&'static str, u64>>, kind: &'static str) {
+    *counts
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .entry(kind)
+        .or_default() += 1;
+}
+
+fn take(counts: &Mutex<BTreeMap<&'static str, u64>>) -> BTreeMap<&'static str, u64> {
+    std::mem::take(
+        &mut counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    )
 }
 
 fn key(writer: usize, i: u32) -> String {
@@ -155,19 +175,14 @@ impl Shared {
                         && e.is_retryable()
                         && attempt < budget.attempts
                     {
-                        self.retries.fetch_add(1, Ordering::Relaxed);
+                        count(&self.retried, e.kind().as_str());
                         tokio::time::sleep(wait).await;
                         wait = (wait * 2).min(budget.max_wait);
                         attempt += 1;
                         continue;
                     }
                     now_into(&self.last_error);
-                    *self
-                        .errors
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .entry(e.kind().as_str())
-                        .or_default() += 1;
+                    count(&self.errors, e.kind().as_str());
                     return None;
                 }
             }
@@ -216,11 +231,10 @@ impl Load {
     }
 
     /// Stops the writers and checks what the store holds against what they were told.
-    async fn finish(self, outage: Option<Duration>, fault: Duration) -> Report {
+    async fn finish(self, outage: Option<Duration>) -> Report {
         self.shared.stop.store(true, Ordering::Relaxed);
         let mut report = Report {
             outage,
-            fault,
             ..Report::default()
         };
         let mut existing = BTreeSet::new();
@@ -281,14 +295,8 @@ impl Load {
         let listed: BTreeSet<String> = listed.into_iter().collect();
         report.unlisted = existing.difference(&listed).count();
         report.listed_absent = listed.difference(&existing).count();
-        report.errors = std::mem::take(
-            &mut self
-                .shared
-                .errors
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
-        report.retries = self.shared.retries.load(Ordering::Relaxed);
+        report.errors = take(&self.shared.errors);
+        report.retried = take(&self.shared.retried);
         report
     }
 }
@@ -318,7 +326,7 @@ async fn write(
             writer.acked.push(i);
         }
         let c = counter(w);
-        let increment = || store.increment(&c, 1, options.clone());
+        let increment = || store.increment(&c, 1, options);
         match shared.call(budget, increment).await {
             Some(n) => {
                 // A counter at or below its last acknowledged value lost acknowledged increments.
@@ -361,7 +369,7 @@ pub(crate) async fn sentinel_failover(wait: bool) -> Option<Report> {
     let fault = Instant::now();
     tokio::task::block_in_place(|| setup.kill_primary());
     let outage = load.served_again(fault).await;
-    Some(load.finish(outage, Duration::ZERO).await)
+    Some(load.finish(outage).await)
 }
 
 /// A cluster of 3 masters with a replica each: a master is killed under load. With `wait`, the
@@ -384,27 +392,54 @@ pub(crate) async fn cluster_failover(wait: bool) -> Option<Report> {
         }
     });
     let outage = load.served_again(fault).await;
-    Some(load.finish(outage, Duration::ZERO).await)
+    Some(load.finish(outage).await)
 }
 
-/// A cluster of 3 masters: every slot of one moves to another (`redis-cli --cluster reshard`)
-/// while the load runs, its callers retrying retryable errors within [`RESHARDING_BUDGET`].
-/// `None` when the user opted out of Redis tests.
+/// The hash tag of shard `shard` of the scenarios' namespace on a cluster, as the crate docs
+/// lay it out (`{h:s}`: the namespace's stable hash in hex, the shard number).
+fn shard_tag(shard: u32) -> String {
+    let hash = kvkit_core::backend::stable_hash(NAMESPACE);
+    format!("{{{hash:016x}:{shard:02}}}")
+}
+
+/// A cluster of 3 masters: the slots of the store's shards on the master holding most of them
+/// move to another master, one by one (`CLUSTER SETSLOT`, `MIGRATE`), while the load runs, its
+/// callers retrying retryable errors within [`RESHARDING_BUDGET`]. `None` when the user opted
+/// out of Redis tests.
 pub(crate) async fn resharding() -> Option<Report> {
     let cluster = RedisCluster::start(3)?;
     let store = connect(RedisStore::cluster(cluster.urls()), false).await;
     let load = Load::start(&store, Some(RESHARDING_BUDGET));
     tokio::time::sleep(WARM_UP).await;
     let started = Instant::now();
-    tokio::task::block_in_place(|| {
-        let masters = cluster.master_ports();
-        cluster.reshard(masters[0], masters[1], cluster.slot_count(masters[0]));
+    let slots_moved = tokio::task::block_in_place(|| {
+        let mut by_owner: BTreeMap<u16, Vec<u16>> = BTreeMap::new();
+        for shard in 0..SHARDS {
+            let slot = cluster.key_slot(&shard_tag(shard));
+            by_owner
+                .entry(cluster.slot_owner(slot))
+                .or_default()
+                .push(slot);
+        }
+        let (&from, slots) = by_owner
+            .iter()
+            .max_by_key(|(_, slots)| slots.len())
+            .expect("shards on some master");
+        let to = *cluster
+            .master_ports()
+            .iter()
+            .find(|&&port| port != from)
+            .expect("another master");
+        for &slot in slots {
+            cluster.migrate_slot(slot, to);
+        }
+        slots.len()
     });
     let fault = started.elapsed();
     tokio::time::sleep(WARM_UP).await;
     let outage = read(&load.shared.last_error).map(|at| at.saturating_duration_since(started));
-    Some(
-        load.finish(Some(outage.unwrap_or(Duration::ZERO)), fault)
-            .await,
-    )
+    let mut report = load.finish(Some(outage.unwrap_or(Duration::ZERO))).await;
+    report.fault = fault;
+    report.slots_moved = slots_moved;
+    Some(report)
 }
