@@ -86,11 +86,11 @@ impl RedisStore {
             let replacement = frame(Bytes::from(next.to_string()), meta.as_deref());
             let call = swap_call(&value_key, &stored, &replacement);
             let ack = self.inner.ack;
-            let swapped: i64 = self
-                .run_write("increment", self.inner.conn.eval_write(&SWAP, &call, ack))
+            let (swapped, replicas): Acked<i64> = self
+                .run_acked("increment", self.inner.conn.eval_write(&SWAP, &call, ack))
                 .await?;
             if swapped == 1 {
-                return Ok(next);
+                return self.confirm("increment", replicas).map(|()| next);
             }
         }
     }

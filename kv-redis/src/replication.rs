@@ -182,8 +182,20 @@ impl RedisStore {
         operation: &'static str,
         call: impl Future<Output = redis::RedisResult<Acked<T>>>,
     ) -> Result<T> {
-        let (reply, replicas) = bounded(operation, self.write_timeout(), call).await?;
+        let (reply, replicas) = self.run_acked(operation, call).await?;
         self.confirm(operation, replicas)?;
         Ok(reply)
+    }
+
+    /// Runs a write that may have changed nothing under [`RedisStore::write_timeout`], mapping
+    /// every failure to [`Error`], for the caller to [confirm](RedisStore::confirm) only if it
+    /// wrote: a conditional write whose condition failed answers as such, and a step that found
+    /// nothing to change leaves the answer to the next.
+    pub(crate) async fn run_acked<T>(
+        &self,
+        operation: &'static str,
+        call: impl Future<Output = redis::RedisResult<Acked<T>>>,
+    ) -> Result<Acked<T>> {
+        bounded(operation, self.write_timeout(), call).await
     }
 }

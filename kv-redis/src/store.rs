@@ -20,7 +20,7 @@ use crate::connection::Conn;
 use crate::errors::{bounded, within};
 use crate::framing::{parse_metadata, unframe};
 use crate::layout::{Layout, ShardKeys};
-use crate::replication::Ack;
+use crate::replication::{Ack, Acked};
 use crate::scripts::DELETE_IF_VERSION;
 use crate::writes::{BATCH_CHUNK, set_command};
 
@@ -223,17 +223,18 @@ impl KvStore for RedisStore {
         // leave the index only with their key), so an overwrite is a plain `SET … XX`; for an
         // expiring key, its expiry-index score goes in the same round trip.
         let set = set_command(keys.value_arg(key), &w, true);
-        let overwritten: Option<()> = match expires_at {
+        let (overwritten, replicas): Acked<Option<()>> = match expires_at {
             None => {
                 let ack = self.inner.ack;
-                self.run_write("put", self.inner.conn.write_query(&set, ack))
+                self.run_acked("put", self.inner.conn.write_query(&set, ack))
                     .await?
             }
             // The rarer paths are boxed, so the common future stays small.
             Some(at) => Box::pin(self.overwrite_expiring(set, keys, key, at)).await?,
         };
-        if overwritten.is_none() {
-            Box::pin(self.create(keys, key, &w, expires_at)).await?;
+        match overwritten {
+            Some(()) => self.confirm("put", replicas)?,
+            None => Box::pin(self.create(keys, key, &w, expires_at)).await?,
         }
         if w.expiry.is_some() {
             Box::pin(self.maybe_sweep(self.inner.layout.shard_of(key))).await;
@@ -258,8 +259,8 @@ impl KvStore for RedisStore {
             return Err(Error::condition_failed(key));
         };
         let call = delete_if_version_call(self.keys_of(key), key, token);
-        let deleted: i64 = self
-            .run_write(
+        let (deleted, replicas): Acked<i64> = self
+            .run_acked(
                 "delete_if_version",
                 self.inner
                     .conn
@@ -267,7 +268,7 @@ impl KvStore for RedisStore {
             )
             .await?;
         match deleted {
-            1 => Ok(()),
+            1 => self.confirm("delete_if_version", replicas),
             _ => Err(Error::condition_failed(key)),
         }
     }

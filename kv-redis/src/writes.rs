@@ -10,6 +10,7 @@ use redis::Cmd;
 
 use crate::framing::frame;
 use crate::layout::{ShardKeys, ValueKey};
+use crate::replication::Acked;
 use crate::scripts::expiry_args;
 use crate::store::RedisStore;
 
@@ -121,7 +122,7 @@ impl RedisStore {
         keys: &ShardKeys,
         key: &str,
         at: u64,
-    ) -> Result<Option<()>> {
+    ) -> Result<Acked<Option<()>>> {
         let mut overwrite = redis::pipe();
         overwrite.add_command(set);
         overwrite
@@ -131,10 +132,10 @@ impl RedisStore {
             .arg(key)
             .ignore();
         let ack = self.inner.ack;
-        let (overwritten,): (Option<()>,) = self
-            .run_write("put", self.inner.conn.write_pipeline(&overwrite, ack))
+        let ((overwritten,), replicas): Acked<(Option<()>,)> = self
+            .run_acked("put", self.inner.conn.write_pipeline(&overwrite, ack))
             .await?;
-        Ok(overwritten)
+        Ok((overwritten, replicas))
     }
 
     /// Writes a new (or expired) key and indexes it, atomically.

@@ -111,6 +111,12 @@ impl RedisSentinels {
         )
     }
 
+    /// The ports of the primary and the replicas (the primary first until a failover), killed
+    /// ones included.
+    pub fn server_ports(&self) -> Vec<u16> {
+        self.servers.iter().map(RedisServer::port).collect()
+    }
+
     /// The ports of the sentinels.
     pub fn sentinel_ports(&self) -> Vec<u16> {
         self.sentinels.iter().map(RedisServer::port).collect()
