@@ -3,7 +3,8 @@
 //!
 //! `cargo run --release -p kv-bench -- memory` (or `redis`, `wrappers`, `patterns`, `http`: the Redis
 //! ones start their own `redis-server` unless `KV_BENCH_REDIS_URL` is set; or `cloudflare`: starts
-//! the KV REST emulator unless `KV_BENCH_CF_URL` is set)
+//! the KV REST emulator unless `KV_BENCH_CF_URL` is set; or `redis-ha`: Sentinel and Cluster
+//! failovers and resharding under load, on servers it starts)
 
 use std::process::ExitCode;
 
@@ -13,6 +14,7 @@ mod http;
 mod memory;
 mod patterns;
 mod redis;
+mod redis_ha;
 mod wrappers;
 
 #[global_allocator]
@@ -150,12 +152,13 @@ fn main() -> ExitCode {
     match which.as_str() {
         "memory" => runtime.block_on(memory::run()),
         "redis" => runtime.block_on(redis::run()),
+        "redis-ha" => runtime.block_on(redis_ha::run()),
         "wrappers" => runtime.block_on(wrappers::run()),
         "patterns" => runtime.block_on(patterns::run()),
         "http" => runtime.block_on(http::run()),
         "cloudflare" => runtime.block_on(cloudflare::run()),
         _ => {
-            eprintln!("usage: kv-bench memory|redis|wrappers|patterns|http|cloudflare");
+            eprintln!("usage: kv-bench memory|redis|redis-ha|wrappers|patterns|http|cloudflare");
             return ExitCode::FAILURE;
         }
     }

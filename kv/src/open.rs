@@ -44,7 +44,7 @@ impl fmt::Display for OpenError {
             Self::UnknownScheme { scheme } => write!(
                 f,
                 "no backend for URL scheme {scheme:?} (expected memory:, redis://, rediss://, \
-                 redis+unix://, redis+cluster:// or cloudflare://)"
+                 redis+unix://, redis+cluster://, redis+sentinel:// or cloudflare://)"
             ),
             Self::FeatureDisabled { scheme, feature } => write!(
                 f,
@@ -79,6 +79,7 @@ impl From<kvkit_core::Error> for OpenError {
 /// | `memory:` (or `memory://`) | a new, empty [`memory::MemoryStore`](crate::memory::MemoryStore) | `memory` |
 /// | `redis://[:password@]host:port[/db]`, `rediss://…` (TLS), `redis+unix:///path` | one Redis server | `redis` |
 /// | `redis+cluster://host:port,host:port` (`rediss+cluster://` for TLS) | a Redis Cluster, from its seed nodes | `redis` |
+/// | `redis+sentinel://[user:password@]host:port[,host:port…]/service-name[/db]` (`rediss+sentinel://` for TLS); the credentials are the servers', the addresses the sentinels' (port 26379 if omitted) | the primary the sentinels name for the service, found again after a failover | `redis` |
 /// | `cloudflare://ACCOUNT_ID/NAMESPACE_ID[?base_url=URL]`, or `cloudflare:` with both ids from `CLOUDFLARE_ACCOUNT_ID` and `CLOUDFLARE_KV_NAMESPACE_ID` | a Workers KV namespace over the REST API; the token always comes from `CLOUDFLARE_API_TOKEN`, never from the URL | `cloudflare` |
 ///
 /// A URL for a backend whose feature is off is a clear [`OpenError::FeatureDisabled`], never a
@@ -100,7 +101,9 @@ pub async fn open(url: &str) -> Result<Arc<dyn KvStore>, OpenError> {
         .unwrap_or_default();
     match scheme.as_str() {
         "memory" => memory(&scheme),
-        "redis" | "rediss" | "redis+unix" => redis(url, &scheme).await,
+        "redis" | "rediss" | "redis+unix" | "redis+sentinel" | "rediss+sentinel" => {
+            redis(url, &scheme).await
+        }
         "redis+cluster" | "rediss+cluster" => redis_cluster(url, &scheme).await,
         "cloudflare" => cloudflare(url, &scheme),
         _ => Err(OpenError::UnknownScheme { scheme }),

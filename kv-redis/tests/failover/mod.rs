@@ -29,7 +29,7 @@ const GIVE_UP: Duration = Duration::from_secs(60);
 /// Each call's time limit: a dead primary answers at once (its port refuses connections).
 const TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a write waits for its replica, with replica acknowledgement on.
-const WAIT_TIMEOUT: Duration = Duration::from_millis(500);
+pub(crate) const WAIT_TIMEOUT: Duration = Duration::from_millis(500);
 /// Namespace of every scenario (each runs on servers of its own).
 const NAMESPACE: &str = "ha:";
 /// Shards of the store on a cluster (the default).
