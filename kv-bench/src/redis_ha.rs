@@ -3,14 +3,28 @@
 //! these figures measure the same thing): a Sentinel failover (a primary and two replicas, the
 //! primary killed) and a Cluster failover (3 masters with a replica each, a master killed), each
 //! with replica acknowledgement (`WAIT 1`) on and off, and the store's slots moved between
-//! Cluster masters. Each runs `KV_BENCH_HA_ROUNDS` times (default 3) on servers of its own.
+//! Cluster masters. Each runs `KV_BENCH_HA_ROUNDS` times (default 3) on servers of its own. Then
+//! what waiting for a replica costs a put, side by side through one Sentinel setup.
 
 #[path = "../../kv-redis/tests/failover/mod.rs"]
 mod failover;
 
+use std::time::Duration;
+
+use bytes::Bytes;
 use failover::Report;
+use kvkit_core::{KvStore, PutOptions};
+use kvkit_redis::RedisStore;
+use kvkit_test_servers::RedisSentinels;
 
 use crate::{line, median};
+
+/// Keys the put-throughput rounds cycle through.
+const KEYS: usize = 10_000;
+/// One throughput round.
+const ROUND: Duration = Duration::from_millis(600);
+/// Interleaved throughput rounds.
+const ROUNDS: usize = 5;
 
 /// The medians (and worst) of several rounds of one scenario.
 struct Rounds(Vec<Report>);
@@ -77,6 +91,40 @@ impl Rounds {
         );
         line(&format!("{name}_listings_exact"), self.listings_exact());
     }
+}
+
+/// Puts a second through a Sentinel setup (a primary and two replicas), with and without
+/// waiting for one replica, at `concurrency` callers: the medians of interleaved rounds, and of
+/// their ratios (with ÷ without).
+async fn wait_cost(concurrency: usize) -> (f64, f64, f64) {
+    let setup = RedisSentinels::start(2, None).expect("redis-server is needed for this benchmark");
+    let connect = |wait: bool| {
+        let builder = RedisStore::builder(setup.url()).namespace("bench:");
+        let builder = if wait {
+            builder.wait_for_replicas(1, failover::WAIT_TIMEOUT)
+        } else {
+            builder
+        };
+        builder.connect()
+    };
+    let plain = connect(false).await.expect("connecting");
+    let waiting = connect(true).await.expect("connecting");
+    let puts = |store: RedisStore| {
+        move || {
+            let store = store.clone();
+            crate::throughput(concurrency, ROUND, KEYS, move |_, i| {
+                let store = store.clone();
+                async move {
+                    let key = format!("key:{i:05}");
+                    store
+                        .put(&key, Bytes::from_static(b"value"), PutOptions::new())
+                        .await
+                        .expect("put");
+                }
+            })
+        }
+    };
+    crate::alternate(ROUNDS, puts(waiting), puts(plain)).await
 }
 
 pub(crate) async fn run() {
@@ -157,4 +205,19 @@ pub(crate) async fn run() {
         "wait",
         format!("1 replica within {:?}", failover::WAIT_TIMEOUT),
     );
+    for concurrency in [1, 16] {
+        let (with, without, ratio) = wait_cost(concurrency).await;
+        line(
+            &format!("sentinel_put_ops_per_sec_c{concurrency}"),
+            format!("{without:.0}"),
+        );
+        line(
+            &format!("sentinel_put_with_wait_ops_per_sec_c{concurrency}"),
+            format!("{with:.0}"),
+        );
+        line(
+            &format!("wait_put_ratio_c{concurrency}"),
+            format!("{ratio:.2}"),
+        );
+    }
 }

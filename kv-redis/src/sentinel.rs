@@ -263,20 +263,39 @@ impl Failover {
     }
 
     /// Runs `call` on the connection; a failure that suggests the server moved makes the next
-    /// call ask the sentinels again.
+    /// call ask the sentinels again, and so does a call cut short (by the store's timeout): a
+    /// server that stopped answering without closing its connections (frozen, or cut off by the
+    /// network) may have been replaced by the sentinels meanwhile.
     pub(crate) async fn run<T, F, Fut>(&self, call: F) -> redis::RedisResult<T>
     where
         F: FnOnce(MultiplexedConnection) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         let (generation, connection) = self.connection().await?;
+        let mut unfinished = Unfinished {
+            failover: self,
+            generation: Some(generation),
+        };
         let result = call(connection).await;
-        if let Err(e) = &result
-            && moved_on(e)
-        {
-            self.forget(generation);
+        if !result.as_ref().is_err_and(moved_on) {
+            unfinished.generation = None;
         }
         result
+    }
+}
+
+/// Forgets its connection when dropped, unless the call on it finished without a sign that the
+/// server moved.
+struct Unfinished<'a> {
+    failover: &'a Failover,
+    generation: Option<u64>,
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        if let Some(generation) = self.generation {
+            self.failover.forget(generation);
+        }
     }
 }
 

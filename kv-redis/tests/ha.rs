@@ -13,7 +13,7 @@ mod failover;
 
 use std::time::Duration;
 
-use failover::Report;
+use failover::{Fault, Report};
 
 /// The longest a failover may take before the store serves again: the target is 10 s with the
 /// test servers' timeouts (Sentinel's `down-after-milliseconds` 1 s, `cluster-node-timeout`
@@ -46,7 +46,7 @@ fn check(name: &str, report: &Report) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sentinel_failover_with_wait_loses_no_acknowledged_write() {
-    let Some(report) = failover::sentinel_failover(true).await else {
+    let Some(report) = failover::sentinel_failover(true, Fault::Kill).await else {
         return;
     };
     check("sentinel_failover_with_wait", &report);
@@ -55,7 +55,7 @@ async fn sentinel_failover_with_wait_loses_no_acknowledged_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sentinel_failover_without_wait_serves_again_and_counts_what_it_lost() {
-    let Some(report) = failover::sentinel_failover(false).await else {
+    let Some(report) = failover::sentinel_failover(false, Fault::Kill).await else {
         return;
     };
     check("sentinel_failover_without_wait", &report);
@@ -63,6 +63,15 @@ async fn sentinel_failover_without_wait_serves_again_and_counts_what_it_lost() {
         "acked_writes_lost_without_wait: {}",
         report.acked_writes_lost()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_failover_of_a_frozen_primary_with_wait_loses_no_acknowledged_write() {
+    let Some(report) = failover::sentinel_failover(true, Fault::Freeze).await else {
+        return;
+    };
+    check("sentinel_failover_frozen_with_wait", &report);
+    assert_eq!(report.acked_writes_lost(), 0, "{report:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -143,6 +143,20 @@ impl RedisSentinels {
         port
     }
 
+    /// Freezes the current primary (`kill -STOP`): it stops answering but keeps its connections
+    /// open, as a server cut off by the network would, until it is dropped. Returns its port.
+    pub fn freeze_primary(&mut self) -> u16 {
+        let port = self.primary_port().expect("a sentinel naming the primary");
+        let info = command_as(port, self.password.as_deref(), "INFO server").expect("INFO server");
+        let pid = field(&info, "process_id").expect("the server's process id");
+        let status = std::process::Command::new("kill")
+            .args(["-STOP", pid.trim()])
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -STOP {pid} failed");
+        port
+    }
+
     /// Waits until the sentinels name a primary other than `old` that answers as one, and
     /// returns its port. Panics after `timeout`.
     pub fn wait_for_new_primary(&self, old: u16, timeout: Duration) -> u16 {

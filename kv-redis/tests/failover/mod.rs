@@ -237,6 +237,10 @@ impl Load {
             outage,
             ..Report::default()
         };
+        if outage.is_none() {
+            // A store that does not serve cannot be read back.
+            return report;
+        }
         let mut existing = BTreeSet::new();
         for (w, writer) in self.writers.into_iter().enumerate() {
             let writer = writer.await.expect("a writer task");
@@ -359,15 +363,29 @@ async fn connect(builder: kvkit_redis::RedisBuilder, wait: bool) -> RedisStore {
         .expect("connecting to the test servers")
 }
 
-/// Sentinel, a primary and two replicas: the primary is killed under load. `None` when the
-/// user opted out of Redis tests.
-pub(crate) async fn sentinel_failover(wait: bool) -> Option<Report> {
+/// What happens to the primary.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Fault {
+    /// Killed (`kill -9`): its connections close at once.
+    Kill,
+    /// Frozen (`kill -STOP`): it stops answering, its connections stay open, as when the
+    /// network cuts it off.
+    Freeze,
+}
+
+/// Sentinel, a primary and two replicas: the primary is killed or frozen under load. `None`
+/// when the user opted out of Redis tests.
+pub(crate) async fn sentinel_failover(wait: bool, fault: Fault) -> Option<Report> {
     let mut setup = RedisSentinels::start(2, None)?;
     let store = connect(RedisStore::builder(setup.url()), wait).await;
     let load = Load::start(&store, None);
     tokio::time::sleep(WARM_UP).await;
-    let fault = Instant::now();
-    tokio::task::block_in_place(|| setup.kill_primary());
+    let started = Instant::now();
+    tokio::task::block_in_place(|| match fault {
+        Fault::Kill => setup.kill_primary(),
+        Fault::Freeze => setup.freeze_primary(),
+    });
+    let fault = started;
     let outage = load.served_again(fault).await;
     Some(load.finish(outage).await)
 }
