@@ -1,7 +1,7 @@
 //! `kv-bench redis-ha`: what Redis failovers and resharding cost the Redis backend's callers,
 //! from the scenarios of `kv-redis/tests/failover` (included from there, so the test suite and
 //! these figures measure the same thing): a Sentinel failover (a primary and two replicas, the
-//! primary killed) and a Cluster failover (3 masters with a replica each, a master killed), each
+//! primary killed, or frozen as a network partition would leave it) and a Cluster failover (3 masters with a replica each, a master killed), each
 //! with replica acknowledgement (`WAIT 1`) on and off, and the store's slots moved between
 //! Cluster masters. Each runs `KV_BENCH_HA_ROUNDS` times (default 3) on servers of its own. Then
 //! what waiting for a replica costs a put, side by side through one Sentinel setup.
@@ -12,7 +12,7 @@ mod failover;
 use std::time::Duration;
 
 use bytes::Bytes;
-use failover::Report;
+use failover::{Fault, Report};
 use kvkit_core::{KvStore, PutOptions};
 use kvkit_redis::RedisStore;
 use kvkit_test_servers::RedisSentinels;
@@ -133,14 +133,18 @@ pub(crate) async fn run() {
         .and_then(|r| r.parse().ok())
         .unwrap_or(3);
     line("rounds", rounds);
-    let sentinel = Rounds::of(rounds, || failover::sentinel_failover(false)).await;
-    let sentinel_wait = Rounds::of(rounds, || failover::sentinel_failover(true)).await;
+    let sentinel = Rounds::of(rounds, || failover::sentinel_failover(false, Fault::Kill)).await;
+    let sentinel_wait = Rounds::of(rounds, || failover::sentinel_failover(true, Fault::Kill)).await;
+    let frozen = Rounds::of(rounds, || failover::sentinel_failover(false, Fault::Freeze)).await;
+    let frozen_wait = Rounds::of(rounds, || failover::sentinel_failover(true, Fault::Freeze)).await;
     let cluster = Rounds::of(rounds, || failover::cluster_failover(false)).await;
     let cluster_wait = Rounds::of(rounds, || failover::cluster_failover(true)).await;
     let resharding = Rounds::of(rounds, failover::resharding).await;
 
     sentinel.print("sentinel_failover");
     sentinel_wait.print("sentinel_failover_with_wait");
+    frozen.print("sentinel_frozen_primary_failover");
+    frozen_wait.print("sentinel_frozen_primary_failover_with_wait");
     cluster.print("cluster_failover");
     cluster_wait.print("cluster_failover_with_wait");
     let lost = |rounds: &[&Rounds]| -> u64 {
@@ -151,17 +155,19 @@ pub(crate) async fn run() {
     };
     line(
         "acked_writes_lost_with_wait",
-        lost(&[&sentinel_wait, &cluster_wait]),
+        lost(&[&sentinel_wait, &frozen_wait, &cluster_wait]),
     );
     line(
         "acked_writes_lost_without_wait",
-        lost(&[&sentinel, &cluster]),
+        lost(&[&sentinel, &frozen, &cluster]),
     );
     line(
         "counters_consistent",
         [
             &sentinel,
             &sentinel_wait,
+            &frozen,
+            &frozen_wait,
             &cluster,
             &cluster_wait,
             &resharding,

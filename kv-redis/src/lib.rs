@@ -1,5 +1,7 @@
 //! The Redis backend of `kvkit`: the whole [`KvStore`](kvkit_core::KvStore) contract on a single
-//! Redis server or a Redis Cluster, over one multiplexed connection that reconnects by itself.
+//! Redis server, a Sentinel-managed primary with replicas, or a Redis Cluster, over one
+//! multiplexed connection that reconnects by itself (and follows failovers: see
+//! [High availability](#high-availability)).
 //!
 //! ```no_run
 //! use kvkit_core::{KvStore, PutOptions};
@@ -106,6 +108,58 @@
 //! namespace works, even one holding `{` or `}` (which would otherwise end the tag early and
 //! spread a key's value and indexes over different slots). A listing reads a page from every
 //! shard at once and merges them; a batch runs one transaction per shard.
+//!
+//! # High availability
+//!
+//! **Sentinel.** A `redis+sentinel://[user:password@]host:port[,host:port…]/service-name[/db]`
+//! URL (`rediss+sentinel://` for TLS to the sentinels and the servers, trusting
+//! [`tls_root_certificates`](RedisBuilder::tls_root_certificates) if set) names the sentinels
+//! (port 26379 if omitted) and the service they monitor; the user, password and database are the
+//! servers' (the sentinels are asked without credentials). The store asks the sentinels for the
+//! primary, checks that it answers as one, and keeps one multiplexed connection to it. After a
+//! lost connection, an answer that the server is no longer the primary (`READONLY`,
+//! `MASTERDOWN`, `LOADING`), or a call cut short by the timeout (a server frozen or cut off by
+//! the network keeps its connections open), the next call asks the sentinels again: the store
+//! follows a failover by itself. Calls made until the sentinels have promoted a replica fail
+//! with a retryable error; the store retries none itself, since a write that failed may have
+//! been applied. [`read_from_replicas`](RedisBuilder::read_from_replicas) sends plain reads to a
+//! replica (stale reads: see there). `RedisInvalidator` (feature `layers`) needs the servers' own URLs.
+//!
+//! **Cluster with replicas.** The cluster client follows `MOVED` and `ASK`, retries `TRYAGAIN`
+//! twice and reloads the slot map after a failover; what still reaches the caller while a master
+//! is replaced or slots move (`CLUSTERDOWN`, `TRYAGAIN`, `MOVED` inside a transaction, a lost
+//! connection) is a retryable [`Unavailable`](kvkit_core::ErrorKind::Unavailable) error, and
+//! nothing was written.
+//!
+//! **Replica acknowledgement.** Redis replicates asynchronously: a primary that fails can take
+//! the writes of its last moments with it, though it acknowledged them.
+//! [`wait_for_replicas(n, timeout)`](RedisBuilder::wait_for_replicas) sends `WAIT n timeout` with
+//! every write, in the same round trip; a write fewer replicas confirmed in time fails with
+//! [`Error::NotReplicated`](kvkit_core::Error::NotReplicated) (retryable, and it **may still
+//! have been applied**). A write that succeeded is on `n` replicas, and Sentinel and Cluster
+//! promote the most up-to-date one. It is not strong consistency: a write that failed may
+//! survive, a read from another replica may not see it yet, and the housekeeping writes of
+//! listings and sweeps (dropping names of expired keys) are not waited for.
+//!
+//! What it costs and buys, measured with `kv-bench redis-ha` (the scenarios of this crate's
+//! `tests/ha.rs`, on one 2-core machine, 8 callers writing and reading without pause; Sentinel
+//! `down-after-milliseconds` 1000, `cluster-node-timeout` 2000; details in
+//! [`BENCHMARKS.md`](https://github.com/kvkit-rs/kvkit/blob/main/BENCHMARKS.md)):
+//!
+//! | | measured |
+//! |---|---|
+//! | Sentinel: primary killed, until callers meet no more errors | HA_SENTINEL |
+//! | Sentinel: primary frozen (as a network partition leaves it) | HA_FROZEN |
+//! | Cluster, a replica per master: master killed | HA_CLUSTER |
+//! | acknowledged writes lost, with `wait_for_replicas(1, 500 ms)` | HA_LOST_WAIT |
+//! | acknowledged writes lost, without | HA_LOST_NO_WAIT |
+//! | resharding under load (HA_SLOTS slots moved): errors past a 10-try retry budget | HA_RESHARD |
+//! | puts per second through Sentinel, `WAIT 1` ÷ none, 1 / 16 callers | HA_WAIT_COST |
+//!
+//! On loopback the replicas keep up so closely that killing a primary lost no acknowledged write
+//! even without `WAIT`; across a network, and under heavier load, they lag more, and `WAIT` is
+//! what bounds the loss. Its price is a replication round trip per write, and writes stop while
+//! fewer than `n` replicas are up (on a cluster, until a replica of each new master is back).
 //!
 //! # Failures
 //!

@@ -107,6 +107,68 @@ fn redis_cli(port: u16, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// Makes a throwaway CA (`ca.crt`) and a certificate for `127.0.0.1` it signed (`server.crt`,
+/// `server.key`) in `dir`, with the `openssl` command.
+fn make_certificates(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        let status = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("running openssl (Debian package openssl)");
+        assert!(status.success(), "openssl {args:?} failed");
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-subj",
+        "/CN=kv-test-ca",
+        "-days",
+        "2",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    let extensions = "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+                          keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n";
+    std::fs::write(dir.join("ext.cnf"), extensions).expect("writing certificate extensions");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+}
+
 /// Whether the master on `port` serves `slot`, by its own `CLUSTER NODES` line.
 fn serves(port: u16, slot: u16) -> bool {
     let nodes = redis_cli(port, &["CLUSTER", "NODES"]);
@@ -182,67 +244,25 @@ impl RedisServer {
     /// throwaway CA (made with the `openssl` command); [`RedisServer::tls_ca_pem`] returns the CA
     /// to trust and [`RedisServer::url`] a `rediss://` URL.
     pub fn start_tls() -> Option<Self> {
-        let mut server = Self::prepare(&[])?;
-        let dir = server.dir.clone();
-        let openssl = |args: &[&str]| {
-            let status = Command::new("openssl")
-                .args(args)
-                .current_dir(&dir)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .expect("running openssl (Debian package openssl)");
-            assert!(status.success(), "openssl {args:?} failed");
-        };
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-subj",
-            "/CN=kv-test-ca",
-            "-days",
-            "2",
-        ]);
-        openssl(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ]);
-        let extensions = "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
-                          keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n";
-        std::fs::write(dir.join("ext.cnf"), extensions).expect("writing certificate extensions");
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-        ]);
-        server.tls = true;
+        let mut server = Self::prepare_tls(&[], None)?;
         server.spawn();
+        Some(server)
+    }
+
+    /// Like [`RedisServer::prepare`], for a TLS-only server: with the CA and certificate in
+    /// `certificates` (another TLS server's directory) copied in, or new ones.
+    fn prepare_tls(args: &[&str], certificates: Option<&Path>) -> Option<Self> {
+        let mut server = Self::prepare(args)?;
+        match certificates {
+            Some(from) => {
+                for file in ["ca.crt", "server.crt", "server.key"] {
+                    std::fs::copy(from.join(file), server.dir.join(file))
+                        .expect("copying the test certificates");
+                }
+            }
+            None => make_certificates(&server.dir),
+        }
+        server.tls = true;
         Some(server)
     }
 
@@ -308,7 +328,10 @@ impl RedisServer {
                         ])
                         .current_dir(&dir)
                         .output()
-                        .is_ok_and(|out| out.stdout.starts_with(b"PONG"))
+                        // A server with a password answers NOAUTH: it is up.
+                        .is_ok_and(|out| {
+                            out.stdout.starts_with(b"PONG") || out.stdout.starts_with(b"NOAUTH")
+                        })
                 } else {
                     // A server with a password answers NOAUTH: it is up.
                     command(port, "PING").is_some_and(|reply| {

@@ -1,8 +1,11 @@
-//! A Sentinel-managed primary with replicas and three sentinels, on loopback ports.
+//! A Sentinel-managed primary with replicas and three sentinels, on loopback ports, with or
+//! without TLS.
 
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::Duration;
 
-use crate::{RedisServer, command_as, field, wait_until};
+use crate::{RedisServer, wait_until};
 
 /// The service (master name) the sentinels of a [`RedisSentinels`] monitor.
 pub const SENTINEL_SERVICE: &str = "kvkit";
@@ -26,6 +29,23 @@ pub struct RedisSentinels {
     servers: Vec<RedisServer>,
     sentinels: Vec<RedisServer>,
     password: Option<String>,
+    /// With TLS, the directory holding the CA every server and sentinel trusts.
+    tls: Option<PathBuf>,
+}
+
+/// The value on the line after `name` in `redis-cli` output listing names and values each on a
+/// line of its own (`SENTINEL MASTER`), or after `name:` on its line (`INFO`).
+fn value<'a>(output: &'a str, name: &str) -> Option<&'a str> {
+    let mut lines = output.lines();
+    while let Some(line) = lines.next() {
+        if line == name {
+            return lines.next();
+        }
+        if let Some(value) = line.strip_prefix(name).and_then(|v| v.strip_prefix(':')) {
+            return Some(value);
+        }
+    }
+    None
 }
 
 impl RedisSentinels {
@@ -34,28 +54,49 @@ impl RedisSentinels {
     /// every sentinel knows them and the other two. `None` when the user opted out with
     /// `KV_TEST_SKIP_REDIS=1`; panics with install instructions when the binary is missing.
     pub fn start(replicas: usize, password: Option<&str>) -> Option<Self> {
+        Self::start_with(replicas, password, false)
+    }
+
+    /// Like [`RedisSentinels::start`], every server and sentinel speaking only TLS (replication
+    /// too), with certificates for `127.0.0.1` signed by one throwaway CA:
+    /// [`RedisSentinels::tls_ca_pem`] returns it, and [`RedisSentinels::url`] is a
+    /// `rediss+sentinel://` URL.
+    pub fn start_tls(replicas: usize, password: Option<&str>) -> Option<Self> {
+        Self::start_with(replicas, password, true)
+    }
+
+    fn start_with(replicas: usize, password: Option<&str>, tls: bool) -> Option<Self> {
         // A replica syncs at once, not after the default 5 s wait for others to join it.
-        let mut auth = vec!["--repl-diskless-sync-delay", "0"];
+        let mut common = vec!["--repl-diskless-sync-delay", "0"];
         if let Some(password) = password {
-            auth.extend(["--requirepass", password, "--masterauth", password]);
+            common.extend(["--requirepass", password, "--masterauth", password]);
         }
-        let primary = RedisServer::start(&auth)?;
+        if tls {
+            common.extend(["--tls-replication", "yes"]);
+        }
+        let mut ca: Option<PathBuf> = None;
+        let mut prepare = |args: &[&str]| -> Option<RedisServer> {
+            if !tls {
+                return RedisServer::prepare(args);
+            }
+            let server = RedisServer::prepare_tls(args, ca.as_deref())?;
+            ca.get_or_insert_with(|| server.dir().to_owned());
+            Some(server)
+        };
+        let mut primary = prepare(&common)?;
+        primary.spawn();
         let primary_port = primary.port().to_string();
         let mut servers = vec![primary];
         for _ in 0..replicas {
-            let mut args = auth.clone();
+            let mut args = common.clone();
             args.extend(["--replicaof", "127.0.0.1", &primary_port]);
-            servers.push(RedisServer::start(&args)?);
+            let mut replica = prepare(&args)?;
+            replica.spawn();
+            servers.push(replica);
         }
-        let setup_password = password.map(str::to_owned);
-        let port = servers[0].port();
-        wait_until("the replicas to sync", Duration::from_secs(30), || {
-            command_as(port, password, "INFO replication")
-                .is_some_and(|info| info.matches("state=online").count() == replicas)
-        });
         let mut sentinels = Vec::with_capacity(3);
         for _ in 0..3 {
-            let mut sentinel = RedisServer::prepare(&[])?;
+            let mut sentinel = prepare(&[])?;
             let mut config = format!(
                 "sentinel monitor {SENTINEL_SERVICE} 127.0.0.1 {primary_port} 2\n\
                  sentinel down-after-milliseconds {SENTINEL_SERVICE} 1000\n\
@@ -67,33 +108,78 @@ impl RedisSentinels {
                     "sentinel auth-pass {SENTINEL_SERVICE} {password}\n"
                 ));
             }
+            if tls {
+                config.push_str("tls-replication yes\n");
+            }
             // Sentinels rewrite their configuration file, so it lives in their own directory.
             let file = sentinel.dir().join("sentinel.conf");
             std::fs::write(&file, config).expect("writing sentinel.conf");
             sentinel.leading = vec![file.display().to_string(), "--sentinel".to_owned()];
-            sentinel.spawn();
             sentinels.push(sentinel);
         }
-        let setup = Self {
+        let mut setup = Self {
             servers,
             sentinels,
-            password: setup_password,
+            password: password.map(str::to_owned),
+            tls: ca,
         };
-        for sentinel in &setup.sentinels {
-            let port = sentinel.port();
+        let port = setup.servers[0].port();
+        wait_until("the replicas to sync", Duration::from_secs(30), || {
+            setup
+                .query(port, &["INFO", "replication"])
+                .is_some_and(|info| info.matches("state=online").count() == replicas)
+        });
+        for sentinel in &mut setup.sentinels {
+            sentinel.spawn();
+        }
+        for sentinel in setup.sentinel_ports() {
             wait_until("the sentinels to meet", Duration::from_secs(30), || {
-                command_as(port, None, &format!("SENTINEL MASTER {SENTINEL_SERVICE}")).is_some_and(
-                    |reply| {
-                        field(&reply, "num-other-sentinels") == Some("2")
-                            && field(&reply, "num-slaves") == Some(&replicas.to_string())
-                    },
-                )
+                setup
+                    .ask_sentinel(sentinel, &["SENTINEL", "MASTER", SENTINEL_SERVICE])
+                    .is_some_and(|reply| {
+                        value(&reply, "num-other-sentinels") == Some("2")
+                            && value(&reply, "num-slaves") == Some(&replicas.to_string())
+                    })
             });
         }
         Some(setup)
     }
 
-    /// `redis+sentinel://[:password@]127.0.0.1:p1,127.0.0.1:p2,127.0.0.1:p3/kvkit`.
+    /// Runs one command with `redis-cli` on `port`, with TLS if the setup has it and
+    /// `password` if given; `None` if it cannot connect or the server answers an error.
+    fn run(&self, port: u16, password: Option<&str>, args: &[&str]) -> Option<String> {
+        let mut command = Command::new("redis-cli");
+        command.args(["-p", &port.to_string()]);
+        if let Some(ca) = &self.tls {
+            command.arg("--tls").arg("--cacert").arg(ca.join("ca.crt"));
+        }
+        if let Some(password) = password {
+            command.args(["-a", password, "--no-auth-warning"]);
+        }
+        let output = command
+            .args(args)
+            .output()
+            .expect("running redis-cli (package redis-tools)");
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        let failed = !output.status.success()
+            || text.starts_with("ERR")
+            || text.starts_with("NOAUTH")
+            || text.starts_with("Could not connect");
+        (!failed).then_some(text)
+    }
+
+    /// A command for a server of the setup (authenticated with its password).
+    fn query(&self, port: u16, args: &[&str]) -> Option<String> {
+        self.run(port, self.password.as_deref(), args)
+    }
+
+    /// A command for a sentinel (which needs no password).
+    fn ask_sentinel(&self, port: u16, args: &[&str]) -> Option<String> {
+        self.run(port, None, args)
+    }
+
+    /// `redis+sentinel://[:password@]127.0.0.1:p1,127.0.0.1:p2,127.0.0.1:p3/kvkit`
+    /// (`rediss+sentinel://` with TLS).
     pub fn url(&self) -> String {
         let credentials = self
             .password
@@ -105,10 +191,22 @@ impl RedisSentinels {
             .iter()
             .map(|s| format!("127.0.0.1:{}", s.port()))
             .collect();
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
         format!(
-            "redis+sentinel://{credentials}{}/{SENTINEL_SERVICE}",
+            "{scheme}+sentinel://{credentials}{}/{SENTINEL_SERVICE}",
             sentinels.join(",")
         )
+    }
+
+    /// The PEM of the CA every server and sentinel of a [`RedisSentinels::start_tls`] setup
+    /// presents a certificate of.
+    pub fn tls_ca_pem(&self) -> Option<Vec<u8>> {
+        let ca = self.tls.as_ref()?;
+        Some(std::fs::read(ca.join("ca.crt")).expect("reading the test CA"))
     }
 
     /// The ports of the primary and the replicas (the primary first until a failover), killed
@@ -124,11 +222,10 @@ impl RedisSentinels {
 
     /// The port of the primary a sentinel names now (`SENTINEL GET-MASTER-ADDR-BY-NAME`).
     pub fn primary_port(&self) -> Option<u16> {
-        self.sentinels.iter().find_map(|sentinel| {
-            let cmd = format!("SENTINEL GET-MASTER-ADDR-BY-NAME {SENTINEL_SERVICE}");
-            let reply = command_as(sentinel.port(), None, &cmd)?;
-            // *2, $9, 127.0.0.1, $len, port
-            reply.lines().nth(4)?.parse().ok()
+        self.sentinel_ports().into_iter().find_map(|sentinel| {
+            let args = ["SENTINEL", "GET-MASTER-ADDR-BY-NAME", SENTINEL_SERVICE];
+            let reply = self.ask_sentinel(sentinel, &args)?;
+            reply.lines().nth(1)?.trim().parse().ok()
         })
     }
 
@@ -147,9 +244,9 @@ impl RedisSentinels {
     /// open, as a server cut off by the network would, until it is dropped. Returns its port.
     pub fn freeze_primary(&mut self) -> u16 {
         let port = self.primary_port().expect("a sentinel naming the primary");
-        let info = command_as(port, self.password.as_deref(), "INFO server").expect("INFO server");
-        let pid = field(&info, "process_id").expect("the server's process id");
-        let status = std::process::Command::new("kill")
+        let info = self.query(port, &["INFO", "server"]).expect("INFO server");
+        let pid = value(&info, "process_id").expect("the server's process id");
+        let status = Command::new("kill")
             .args(["-STOP", pid.trim()])
             .status()
             .expect("running kill");
@@ -161,12 +258,12 @@ impl RedisSentinels {
     /// returns its port. Panics after `timeout`.
     pub fn wait_for_new_primary(&self, old: u16, timeout: Duration) -> u16 {
         let mut new = None;
-        let password = self.password.as_deref();
         wait_until("the sentinels to promote a replica", timeout, || {
             new = self.primary_port().filter(|&port| {
                 port != old
-                    && command_as(port, password, "INFO replication")
-                        .is_some_and(|info| field(&info, "role") == Some("master"))
+                    && self
+                        .query(port, &["INFO", "replication"])
+                        .is_some_and(|info| value(&info, "role").map(str::trim) == Some("master"))
             });
             new.is_some()
         });
