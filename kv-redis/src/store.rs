@@ -83,7 +83,11 @@ pub(crate) fn expiration_of(at_ms: i64) -> Option<SystemTime> {
 
 impl RedisStore {
     /// Connects to one server: `redis://[user:password@]host[:port][/db]`,
-    /// `rediss://…` (TLS, with the `tls` feature) or `redis+unix:///path/to/socket`.
+    /// `rediss://…` (TLS, with the `tls` feature) or `redis+unix:///path/to/socket`; or to the
+    /// primary that Redis Sentinel names:
+    /// `redis+sentinel://[user:password@]host:port[,host:port…]/service-name[/db]`
+    /// (`rediss+sentinel://…` for TLS), following its failovers (see
+    /// [High availability](crate#high-availability)).
     ///
     /// ```no_run
     /// # #[tokio::main(flavor = "current_thread")]
@@ -95,12 +99,18 @@ impl RedisStore {
         Self::builder(url).connect().await
     }
 
-    /// Starts configuring a store on one server.
+    /// Starts configuring a store on one server, or through Sentinel (the URLs of
+    /// [`RedisStore::connect`]).
     ///
     /// ```
     /// let builder = kvkit_redis::RedisStore::builder("redis://:s3cr3t@127.0.0.1:6379");
     /// let shown = format!("{builder:?}");
     /// assert!(shown.contains("cluster: false") && !shown.contains("s3cr3t"), "{shown}");
+    /// let sentinel = kvkit_redis::RedisStore::builder(
+    ///     "redis+sentinel://:s3cr3t@10.0.0.1:26379,10.0.0.2:26379/mymaster",
+    /// );
+    /// let shown = format!("{sentinel:?}");
+    /// assert!(shown.contains("10.0.0.2:26379/mymaster") && !shown.contains("s3cr3t"), "{shown}");
     /// ```
     pub fn builder(url: impl Into<String>) -> RedisBuilder {
         RedisBuilder::new(vec![url.into()], false)
