@@ -332,7 +332,8 @@ impl RedisBuilder {
     /// primary the sentinels name.
     async fn connection(&self) -> Result<Conn> {
         if let Some(url) = self.sentinel_url() {
-            return self.sentinel_connection(&url?, false).await;
+            // Boxed, so the Sentinel client's deep future does not deepen every connect's type.
+            return Box::pin(self.sentinel_connection(&url?, false)).await;
         }
         if self.cluster {
             #[allow(unused_mut)]
@@ -395,7 +396,7 @@ impl RedisBuilder {
         let conn = self.connection().await?;
         let reads = match (self.replica_reads, self.sentinel_url()) {
             (false, _) => conn.clone(),
-            (true, Some(url)) => self.sentinel_connection(&url?, true).await?,
+            (true, Some(url)) => Box::pin(self.sentinel_connection(&url?, true)).await?,
             (true, None) => {
                 return Err(Error::configuration(
                     BACKEND,
