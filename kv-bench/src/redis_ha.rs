@@ -93,22 +93,19 @@ impl Rounds {
     }
 }
 
-/// Puts a second through a Sentinel setup (a primary and two replicas), with and without
-/// waiting for one replica, at `concurrency` callers: the medians of interleaved rounds, and of
-/// their ratios (with ÷ without).
-async fn wait_cost(concurrency: usize) -> (f64, f64, f64) {
+/// Puts a second through a Sentinel setup (a primary and two replicas), waiting for one replica
+/// over `connections` connections, and without waiting over one, at `concurrency` callers: the
+/// medians of interleaved rounds, and of their ratios (waiting ÷ not).
+async fn wait_cost(concurrency: usize, connections: usize) -> (f64, f64, f64) {
     let setup = RedisSentinels::start(2, None).expect("redis-server is needed for this benchmark");
-    let connect = |wait: bool| {
-        let builder = RedisStore::builder(setup.url()).namespace("bench:");
-        let builder = if wait {
-            builder.wait_for_replicas(1, failover::WAIT_TIMEOUT)
-        } else {
-            builder
-        };
-        builder.connect()
-    };
-    let plain = connect(false).await.expect("connecting");
-    let waiting = connect(true).await.expect("connecting");
+    let builder = || RedisStore::builder(setup.url()).namespace("bench:");
+    let plain = builder().connect().await.expect("connecting");
+    let waiting = builder()
+        .wait_for_replicas(1, failover::WAIT_TIMEOUT)
+        .connections(connections)
+        .connect()
+        .await
+        .expect("connecting");
     let puts = |store: RedisStore| {
         move || {
             let store = store.clone();
@@ -211,19 +208,17 @@ pub(crate) async fn run() {
         "wait",
         format!("1 replica within {:?}", failover::WAIT_TIMEOUT),
     );
-    for concurrency in [1, 16] {
-        let (with, without, ratio) = wait_cost(concurrency).await;
+    for (concurrency, connections) in [(1, 1), (16, 1), (16, 16)] {
+        let (with, without, ratio) = wait_cost(concurrency, connections).await;
+        let case = format!("c{concurrency}_conns{connections}");
         line(
-            &format!("sentinel_put_ops_per_sec_c{concurrency}"),
+            &format!("sentinel_put_ops_per_sec_{case}"),
             format!("{without:.0}"),
         );
         line(
-            &format!("sentinel_put_with_wait_ops_per_sec_c{concurrency}"),
+            &format!("sentinel_put_with_wait_ops_per_sec_{case}"),
             format!("{with:.0}"),
         );
-        line(
-            &format!("wait_put_ratio_c{concurrency}"),
-            format!("{ratio:.2}"),
-        );
+        line(&format!("wait_put_ratio_{case}"), format!("{ratio:.2}"));
     }
 }

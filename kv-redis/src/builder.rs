@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::time::Duration;
 
 use kvkit_core::{Error, Result};
@@ -91,6 +91,7 @@ pub struct RedisBuilder {
     shards: u32,
     replica_reads: bool,
     ack: Option<Ack>,
+    connections: usize,
 }
 
 impl fmt::Debug for RedisBuilder {
@@ -105,6 +106,7 @@ impl fmt::Debug for RedisBuilder {
             .field("shards", &self.shards)
             .field("replica_reads", &self.replica_reads)
             .field("ack", &self.ack)
+            .field("connections", &self.connections)
             .finish_non_exhaustive()
     }
 }
@@ -130,7 +132,31 @@ impl RedisBuilder {
             shards: 16,
             replica_reads: false,
             ack: None,
+            connections: 1,
         }
+    }
+
+    /// How many connections the store opens (default 1; at least 1), spreading its calls over
+    /// them in turn; on a cluster, each is a cluster connection (one connection per node).
+    ///
+    /// One multiplexed connection pipelines the commands of every caller, which is the fastest
+    /// way to use Redis, until a command blocks: Redis runs a connection's commands in order, so
+    /// with [`wait_for_replicas`](Self::wait_for_replicas) each write's `WAIT` holds every
+    /// command queued behind it, and one connection carries about one write per replication
+    /// round trip. Several connections let that many writes wait at once.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let builder = kvkit_redis::RedisStore::builder("redis+sentinel://127.0.0.1:26379/mymaster")
+    ///     .wait_for_replicas(1, Duration::from_millis(500))
+    ///     .connections(8);
+    /// assert!(format!("{builder:?}").contains("connections: 8"));
+    /// let at_least_one = kvkit_redis::RedisStore::builder("redis://127.0.0.1").connections(0);
+    /// assert!(format!("{at_least_one:?}").contains("connections: 1"));
+    /// ```
+    pub fn connections(mut self, connections: usize) -> Self {
+        self.connections = connections.max(1);
+        self
     }
 
     /// On a Sentinel store (`redis+sentinel://`), sends the reads `get`, `get_many` and
@@ -393,10 +419,13 @@ impl RedisBuilder {
             .map(|u| redact_url(u))
             .collect::<Vec<_>>()
             .join(",");
-        let conn = self.connection().await?;
-        let reads = match (self.replica_reads, self.sentinel_url()) {
-            (false, _) => conn.clone(),
-            (true, Some(url)) => Box::pin(self.sentinel_connection(&url?, true)).await?,
+        let mut conns = Vec::with_capacity(self.connections);
+        for _ in 0..self.connections {
+            conns.push(self.connection().await?);
+        }
+        let replica = match (self.replica_reads, self.sentinel_url()) {
+            (false, _) => None,
+            (true, Some(url)) => Some(Box::pin(self.sentinel_connection(&url?, true)).await?),
             (true, None) => {
                 return Err(Error::configuration(
                     BACKEND,
@@ -413,8 +442,9 @@ impl RedisBuilder {
             .collect();
         Ok(RedisStore {
             inner: Arc::new(Inner {
-                conn,
-                reads,
+                conns,
+                turn: AtomicUsize::new(0),
+                replica,
                 ack: self.ack,
                 layout,
                 shards,

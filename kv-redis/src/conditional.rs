@@ -90,7 +90,7 @@ impl RedisStore {
         let call = conditional_write_call(script, self.keys_of(key), key, w, version);
         let ack = self.inner.ack;
         let (written, replicas): Acked<i64> = self
-            .run_acked(operation, self.inner.conn.eval_write(script, &call, ack))
+            .run_acked(operation, self.conn().eval_write(script, &call, ack))
             .await?;
         if written == 1 {
             self.confirm(operation, replicas)?;

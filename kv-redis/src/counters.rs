@@ -74,7 +74,7 @@ impl RedisStore {
             let mut get = redis::cmd("GET");
             get.arg(&value_key);
             let Some(stored) = self
-                .run::<Option<Bytes>>("increment", self.inner.conn.query(&get))
+                .run::<Option<Bytes>>("increment", self.conn().query(&get))
                 .await?
             else {
                 // Deleted meanwhile: an ordinary increment creates it.
@@ -87,7 +87,7 @@ impl RedisStore {
             let call = swap_call(&value_key, &stored, &replacement);
             let ack = self.inner.ack;
             let (swapped, replicas): Acked<i64> = self
-                .run_acked("increment", self.inner.conn.eval_write(&SWAP, &call, ack))
+                .run_acked("increment", self.conn().eval_write(&SWAP, &call, ack))
                 .await?;
             if swapped == 1 {
                 return self.confirm("increment", replicas).map(|()| next);
@@ -103,7 +103,7 @@ impl RedisStore {
         delta: i64,
     ) -> redis::RedisResult<Acked<Option<i64>>> {
         let call = |function| existing_counter_call(self.keys_of(key), key, delta, function);
-        let (conn, ack) = (&self.inner.conn, self.inner.ack);
+        let (conn, ack) = (self.conn(), self.inner.ack);
         let functions = self.inner.functions.load(Ordering::Relaxed);
         match conn
             .routine_write(&INCR_EXISTING, functions, &call(functions), ack)
@@ -128,10 +128,7 @@ impl RedisStore {
         expiry: Option<Expiry>,
     ) -> Result<i64> {
         let call = create_counter_call(self.keys_of(key), key, delta, expiry);
-        let result = self
-            .inner
-            .conn
-            .eval_write::<i64>(&INCR, &call, self.inner.ack);
+        let result = self.conn().eval_write::<i64>(&INCR, &call, self.inner.ack);
         match within("increment", self.write_timeout(), result).await? {
             Ok((n, replicas)) => {
                 self.confirm("increment", replicas)?;

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -29,9 +29,12 @@ pub(crate) const BACKEND: &str = "redis";
 
 /// What every clone of a store shares.
 pub(crate) struct Inner {
-    pub(crate) conn: Conn,
-    /// Where reads go: a replica's connection with replica reads on, else `conn`.
-    pub(crate) reads: Conn,
+    /// The connections calls are spread over, in turn (at least one).
+    pub(crate) conns: Vec<Conn>,
+    /// The next connection's turn.
+    pub(crate) turn: AtomicUsize,
+    /// A replica's connection, for reads, with replica reads on.
+    pub(crate) replica: Option<Conn>,
     /// How many replicas must confirm every write, if any.
     pub(crate) ack: Option<Ack>,
     pub(crate) layout: Layout,
@@ -130,6 +133,17 @@ impl RedisStore {
         RedisBuilder::new(nodes.into_iter().map(Into::into).collect(), true)
     }
 
+    /// The connection for the next call: each in turn.
+    pub(crate) fn conn(&self) -> &Conn {
+        let conns = &self.inner.conns;
+        &conns[self.inner.turn.fetch_add(1, Ordering::Relaxed) % conns.len()]
+    }
+
+    /// The connection for the next plain read: the replica's with replica reads on.
+    pub(crate) fn reads(&self) -> &Conn {
+        self.inner.replica.as_ref().unwrap_or_else(|| self.conn())
+    }
+
     /// The Redis key names of shard `shard`.
     pub(crate) fn shard(&self, shard: u32) -> &ShardKeys {
         // Shard numbers come from `Layout::shard_of`, always below the shard count.
@@ -178,7 +192,7 @@ impl KvStore for RedisStore {
         self.inner.caps.check_key(key)?;
         let mut cmd = redis::cmd("GET");
         cmd.arg(self.keys_of(key).value_arg(key));
-        let stored: Option<Bytes> = self.run("get", self.inner.reads.query(&cmd)).await?;
+        let stored: Option<Bytes> = self.run("get", self.reads().query(&cmd)).await?;
         Ok(stored.map(|stored| unframe(stored).0))
     }
 
@@ -192,7 +206,7 @@ impl KvStore for RedisStore {
             .cmd("PEXPIRETIME")
             .arg(&value_key);
         let (stored, at): (Option<Bytes>, i64) = self
-            .run("get_with_metadata", self.inner.reads.pipeline(&pipe))
+            .run("get_with_metadata", self.reads().pipeline(&pipe))
             .await?;
         let Some(stored) = stored else {
             return Ok(None);
@@ -236,7 +250,7 @@ impl KvStore for RedisStore {
         let (overwritten, replicas): Acked<Option<()>> = match expires_at {
             None => {
                 let ack = self.inner.ack;
-                self.run_acked("put", self.inner.conn.write_query(&set, ack))
+                self.run_acked("put", self.conn().write_query(&set, ack))
                     .await?
             }
             // The rarer paths are boxed, so the common future stays small.
@@ -272,8 +286,7 @@ impl KvStore for RedisStore {
         let (deleted, replicas): Acked<i64> = self
             .run_acked(
                 "delete_if_version",
-                self.inner
-                    .conn
+                self.conn()
                     .eval_write(&DELETE_IF_VERSION, &call, self.inner.ack),
             )
             .await?;
@@ -303,7 +316,7 @@ impl KvStore for RedisStore {
             }
             async move {
                 let values: Vec<Option<Bytes>> =
-                    self.run("get_many", self.inner.reads.query(&cmd)).await?;
+                    self.run("get_many", self.reads().query(&cmd)).await?;
                 Ok::<_, Error>((group, values))
             }
         });
@@ -358,7 +371,7 @@ impl KvStore for RedisStore {
                 pipe.add_command(unexpire).ignore();
                 async move {
                     let ack = self.inner.ack;
-                    self.run_write("delete", self.inner.conn.write_transaction(&pipe, ack))
+                    self.run_write("delete", self.conn().write_transaction(&pipe, ack))
                         .await
                 }
             })

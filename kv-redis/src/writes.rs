@@ -103,7 +103,7 @@ impl RedisStore {
                 }
                 async move {
                     let ack = self.inner.ack;
-                    self.run_write("put", self.inner.conn.write_transaction(&pipe, ack))
+                    self.run_write("put", self.conn().write_transaction(&pipe, ack))
                         .await
                 }
             })
@@ -133,7 +133,7 @@ impl RedisStore {
             .ignore();
         let ack = self.inner.ack;
         let ((overwritten,), replicas): Acked<(Option<()>,)> = self
-            .run_acked("put", self.inner.conn.write_pipeline(&overwrite, ack))
+            .run_acked("put", self.conn().write_pipeline(&overwrite, ack))
             .await?;
         Ok((overwritten, replicas))
     }
@@ -161,7 +161,7 @@ impl RedisStore {
                 .ignore();
         }
         let ack = self.inner.ack;
-        self.run_write("put", self.inner.conn.write_transaction(&create, ack))
+        self.run_write("put", self.conn().write_transaction(&create, ack))
             .await
     }
 }
