@@ -1,7 +1,7 @@
 //! The Redis backend of `kvkit`: the whole [`KvStore`](kvkit_core::KvStore) contract on a single
 //! Redis server, a Sentinel-managed primary with replicas, or a Redis Cluster, over one
-//! multiplexed connection that reconnects by itself (and follows failovers: see
-//! [High availability](#high-availability)).
+//! multiplexed connection (or [several](RedisBuilder::connections)) that reconnects by itself
+//! and follows failovers (see [High availability](#high-availability)).
 //!
 //! ```no_run
 //! use kvkit_core::{KvStore, PutOptions};
@@ -148,22 +148,24 @@
 //!
 //! | | measured |
 //! |---|---|
-//! | Sentinel: primary killed, until callers meet no more errors | 2.4 s (median of 3; worst 2.6 s) |
-//! | Sentinel: primary frozen (as a network partition leaves it) | 3.0 s (worst 3.2 s) |
-//! | Cluster, a replica per master: master killed | 4.2 s (worst 4.3 s) |
-//! | acknowledged writes lost, with `wait_for_replicas(1, 500 ms)` | 0 (of 127,000 acknowledged, 9 failovers) |
-//! | acknowledged writes lost, without | 0 (of 335,000 acknowledged, 9 failovers) |
-//! | resharding under load (18 slots moved in 2.0 s, 3 rounds): errors past a 10-try retry budget | 0 (292 retried) |
-//! | puts per second through Sentinel, `WAIT 1` ÷ none, 1 / 16 callers | 0.75 / 0.15 |
+//! | Sentinel: primary killed, until callers meet no more errors | 2.3 s (median of 3; worst 2.4 s) |
+//! | Sentinel: primary frozen (as a network partition leaves it) | 3.2 s (worst 3.2 s) |
+//! | Cluster, a replica per master: master killed | 4.0 s (worst 4.5 s) |
+//! | acknowledged writes lost, with `wait_for_replicas(1, 500 ms)` | 0 (of 149,000 acknowledged, 9 failovers) |
+//! | acknowledged writes lost, without | 0 (of 386,000 acknowledged, 9 failovers) |
+//! | resharding under load (18 slots moved in 1.9 s each, 3 rounds): errors past a 10-try retry budget | 0 (319 retried) |
+//! | puts per second through Sentinel, `WAIT 1` ÷ none: 1 caller; 16 on 1 connection; 16 on 16 | 0.73; 0.14; 0.22 |
 //!
 //! On loopback the replicas keep up so closely that killing a primary lost no acknowledged write
 //! even without `WAIT`; across a network, and under heavier load, they lag more, and `WAIT` is
 //! what bounds the loss. Its price: a replication round trip per write and, since Redis runs a
-//! connection's commands in order and `WAIT` holds the ones behind it, the store's one
-//! multiplexed connection then carries about one write per replication round trip however many
-//! callers share it (hence 0.15 with 16 callers); and writes stop while fewer than `n` replicas
-//! are up (on a cluster, until a replica of each new master is back). Use it for the writes that
-//! must survive a failover, on a store of their own if others need the throughput.
+//! connection's commands in order and `WAIT` holds the ones behind it, one multiplexed
+//! connection then carries about one write per replication round trip however many callers
+//! share it ([`connections`](RedisBuilder::connections) opens more, which helped only a little
+//! on the 2-core test machine, where the replicas compete for the same CPU); and writes stop
+//! while fewer than `n` replicas are up (on a cluster, until a replica of each new master is
+//! back). Use it for the writes that must survive a failover, on a store of their own if others
+//! need the throughput.
 //!
 //! # Failures
 //!
