@@ -4,7 +4,8 @@
 //! `cargo run --release -p kv-bench -- memory` (or `redis`, `wrappers`, `patterns`, `http`: the Redis
 //! ones start their own `redis-server` unless `KV_BENCH_REDIS_URL` is set; or `cloudflare`: starts
 //! the KV REST emulator unless `KV_BENCH_CF_URL` is set; or `redis-ha`: Sentinel and Cluster
-//! failovers and resharding under load, on servers it starts)
+//! failovers and resharding under load, on servers it starts; or `sqlite`: its files in a
+//! temporary directory)
 
 use std::process::ExitCode;
 
@@ -15,6 +16,7 @@ mod memory;
 mod patterns;
 mod redis;
 mod redis_ha;
+mod sqlite;
 mod wrappers;
 
 #[global_allocator]
@@ -157,8 +159,11 @@ fn main() -> ExitCode {
         "patterns" => runtime.block_on(patterns::run()),
         "http" => runtime.block_on(http::run()),
         "cloudflare" => runtime.block_on(cloudflare::run()),
+        "sqlite" => runtime.block_on(sqlite::run()),
         _ => {
-            eprintln!("usage: kv-bench memory|redis|redis-ha|wrappers|patterns|http|cloudflare");
+            eprintln!(
+                "usage: kv-bench memory|redis|redis-ha|wrappers|patterns|http|cloudflare|sqlite"
+            );
             return ExitCode::FAILURE;
         }
     }

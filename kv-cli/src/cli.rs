@@ -19,7 +19,8 @@ use crate::error::CliError;
 )]
 pub(crate) struct Cli {
     /// The store to open, e.g. redis://127.0.0.1:6379/0, rediss://:PASSWORD@host:6380,
-    /// redis+unix:///run/redis.sock, redis+cluster://h1:7000,h2:7001 or memory:
+    /// redis+unix:///run/redis.sock, redis+cluster://h1:7000,h2:7001, sqlite:path/to/kv.db or
+    /// memory:
     #[arg(long, env = "KV_URL", global = true, hide_env_values = true)]
     pub(crate) url: Option<String>,
 

@@ -16,7 +16,7 @@ pub(crate) enum CliError {
     /// Neither `--url` nor `KV_URL` was given.
     #[error(
         "no store URL: pass --url URL or set KV_URL (e.g. redis://127.0.0.1:6379/0, \
-         redis+cluster://host:7000,host:7001 or memory:)"
+         redis+cluster://host:7000,host:7001, sqlite:kv.db or memory:)"
     )]
     MissingUrl,
     /// `kv get` found no such key.

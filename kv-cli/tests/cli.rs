@@ -278,6 +278,37 @@ fn list_follows_cursors_past_one_page() {
 }
 
 #[test]
+fn a_sqlite_file_keeps_keys_between_runs_and_imports_an_export() {
+    let file = temp_file("kv.db");
+    let url = format!("sqlite:{}", file.display());
+    ok(
+        &url,
+        &["put", "user:1", "ada", "--metadata", r#"{"role":"admin"}"#],
+    );
+    ok(&url, &["put", "user:2", "grace", "--ttl", "1h"]);
+    // Each command is its own process: the second one reads what the first one wrote.
+    assert_eq!(text(&ok(&url, &["get", "user:1"])), "ada");
+    assert_eq!(
+        text(&ok(&url, &["list", "--prefix", "user:"])),
+        "user:1\nuser:2\n"
+    );
+
+    let export = ok(&url, &["export", "--prefix", "user:"]);
+    let copy = temp_file("copy.db");
+    let copy_url = format!("sqlite:{}", copy.display());
+    let out = kv(Some(&copy_url), &["import", "-"], &export);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let records = json_lines(&ok(&copy_url, &["export"]));
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0]["metadata"], json!({"role": "admin"}));
+    assert!(
+        records[1]["expiration"]
+            .as_u64()
+            .is_some_and(|at| at > now_secs())
+    );
+}
+
+#[test]
 fn export_then_import_into_another_database_copies_everything() {
     let Some(url) = redis() else { return };
     let ns = Namespace::new();

@@ -1,5 +1,5 @@
 //! The demo service end to end: started on an ephemeral port, driven over real HTTP, on the
-//! memory store and on the test Redis (started on a free loopback port unless
+//! memory store, on a SQLite file and on the test Redis (started on a free loopback port unless
 //! `KV_TEST_REDIS_URL` says where one runs).
 
 use std::sync::Arc;
@@ -298,6 +298,22 @@ macro_rules! e2e {
 mod on_memory {
     async fn store() -> Option<std::sync::Arc<dyn kvkit::KvStore>> {
         Some(kvkit::open("memory:").await.expect("memory store"))
+    }
+    e2e!(store());
+}
+
+mod on_sqlite {
+    /// A SQLite file of this test's own, opened through a `KV_URL` as the demo's default is.
+    async fn store() -> Option<std::sync::Arc<dyn kvkit::KvStore>> {
+        let file = std::env::temp_dir().join(format!(
+            "kv-demo-e2e-{}-{}.kv.sqlite3",
+            std::process::id(),
+            kvkit_testsuite::Namespace::new()
+                .prefix()
+                .trim_end_matches('/')
+        ));
+        let url = format!("sqlite:{}", file.display());
+        Some(kvkit::open(&url).await.expect("sqlite store"))
     }
     e2e!(store());
 }

@@ -9,6 +9,7 @@
 //! |---|---|---|
 //! | `memory` (default) | [`memory`] | the embedded in-memory store |
 //! | `redis` | `redis` | Redis and Redis Cluster |
+//! | `sqlite` | `sqlite` | a durable embedded store in one SQLite file, exact across processes |
 //! | `cloudflare` | `cloudflare` | Cloudflare Workers KV, over Cloudflare's REST API |
 //! | `layers` (default) | [`layers`] | namespaces, tracing, metrics, timeouts and retries, a two-tier store |
 //! | `patterns` (default) | [`patterns`] | a read-through cache, sessions and rate limiting over any store |
@@ -51,6 +52,25 @@ pub mod redis {
     #[cfg(feature = "layers")]
     pub use kvkit_redis::RedisInvalidator;
     pub use kvkit_redis::{RedisBuilder, RedisStore, redact_url};
+}
+
+/// A durable embedded store in one SQLite file (feature `sqlite`): every acknowledged write
+/// survives a crash (and, by default, a power loss), and processes sharing the file see one
+/// exact store.
+///
+/// ```
+/// use kvkit::KvStore;
+/// use kvkit::sqlite::{Durability, SqliteStore};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> kvkit::Result<()> {
+/// let store = SqliteStore::builder().in_memory().durability(Durability::Normal).open().await?;
+/// assert_eq!(store.increment("visits", 1, kvkit::CounterOptions::new()).await?, 1);
+/// assert!(store.capabilities().atomic_counter && store.capabilities().conditional_writes);
+/// # Ok(()) }
+/// ```
+#[cfg(feature = "sqlite")]
+pub mod sqlite {
+    pub use kvkit_sqlite::{Durability, SqliteBuilder, SqliteStore};
 }
 
 /// Cloudflare Workers KV over Cloudflare's REST API (feature `cloudflare`): the same namespace

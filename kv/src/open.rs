@@ -43,8 +43,8 @@ impl fmt::Display for OpenError {
         match self {
             Self::UnknownScheme { scheme } => write!(
                 f,
-                "no backend for URL scheme {scheme:?} (expected memory:, redis://, rediss://, \
-                 redis+unix://, redis+cluster://, redis+sentinel:// or cloudflare://)"
+                "no backend for URL scheme {scheme:?} (expected memory:, sqlite:, redis://, \
+                 rediss://, redis+unix://, redis+cluster://, redis+sentinel:// or cloudflare://)"
             ),
             Self::FeatureDisabled { scheme, feature } => write!(
                 f,
@@ -77,6 +77,7 @@ impl From<kvkit_core::Error> for OpenError {
 /// | URL | store | feature |
 /// |---|---|---|
 /// | `memory:` (or `memory://`) | a new, empty [`memory::MemoryStore`](crate::memory::MemoryStore) | `memory` |
+/// | `sqlite:path/to/file.db` (relative), `sqlite:///abs/path.db`, `sqlite::memory:` (private, for tests); `?durability=normal` trades power-loss safety for speed | a durable `sqlite::SqliteStore` in that file, created if missing | `sqlite` |
 /// | `redis://[:password@]host:port[/db]`, `rediss://…` (TLS), `redis+unix:///path` | one Redis server | `redis` |
 /// | `redis+cluster://host:port,host:port` (`rediss+cluster://` for TLS) | a Redis Cluster, from its seed nodes | `redis` |
 /// | `redis+sentinel://[user:password@]host:port[,host:port…]/service-name[/db]` (`rediss+sentinel://` for TLS); the credentials are the servers', the addresses the sentinels' (port 26379 if omitted) | the primary the sentinels name for the service, found again after a failover | `redis` |
@@ -101,6 +102,7 @@ pub async fn open(url: &str) -> Result<Arc<dyn KvStore>, OpenError> {
         .unwrap_or_default();
     match scheme.as_str() {
         "memory" => memory(&scheme),
+        "sqlite" => sqlite(url, &scheme).await,
         "redis" | "rediss" | "redis+unix" | "redis+sentinel" | "rediss+sentinel" => {
             redis(url, &scheme).await
         }
@@ -120,6 +122,19 @@ fn memory(scheme: &str) -> Result<Arc<dyn KvStore>, OpenError> {
     Err(OpenError::FeatureDisabled {
         scheme: scheme.to_owned(),
         feature: "memory",
+    })
+}
+
+#[cfg(feature = "sqlite")]
+async fn sqlite(url: &str, _scheme: &str) -> Result<Arc<dyn KvStore>, OpenError> {
+    Ok(Arc::new(kvkit_sqlite::SqliteStore::open(url).await?))
+}
+
+#[cfg(not(feature = "sqlite"))]
+async fn sqlite(_url: &str, scheme: &str) -> Result<Arc<dyn KvStore>, OpenError> {
+    Err(OpenError::FeatureDisabled {
+        scheme: scheme.to_owned(),
+        feature: "sqlite",
     })
 }
 

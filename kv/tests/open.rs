@@ -16,6 +16,45 @@ async fn memory_urls() {
 }
 
 #[tokio::test]
+async fn sqlite_urls_keep_data_across_reopening() {
+    let dir = std::env::temp_dir().join(format!(
+        "kvkit-open-{}-{}",
+        std::process::id(),
+        kvkit_testsuite::Namespace::new()
+            .prefix()
+            .trim_end_matches('/')
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let url = format!("sqlite:{}", dir.join("kv.db").display());
+    let store = kvkit::open(&url).await.expect("sqlite store");
+    assert_eq!(store.capabilities().backend, "sqlite");
+    store
+        .put("k", "v".into(), PutOptions::new())
+        .await
+        .expect("put");
+    drop(store);
+    let again = kvkit::open(&format!("{url}?durability=normal"))
+        .await
+        .expect("reopened");
+    assert_eq!(
+        again.get("k").await.expect("get").as_deref(),
+        Some(&b"v"[..])
+    );
+    drop(again);
+    std::fs::remove_dir_all(&dir).expect("cleaned up");
+
+    let in_memory = kvkit::open("sqlite::memory:").await.expect("in memory");
+    assert_eq!(in_memory.get("k").await.expect("get"), None);
+    match kvkit::open("sqlite:kv.db?durability=fast").await {
+        Err(OpenError::Store(err)) => {
+            assert_eq!(err.kind(), kvkit::ErrorKind::Configuration, "{err}");
+        }
+        Err(other) => panic!("expected a configuration error, got {other:?}"),
+        Ok(_) => panic!("durability=fast is no setting"),
+    }
+}
+
+#[tokio::test]
 async fn unknown_and_malformed_urls() {
     for url in ["", "nothing", "ftp://host", "postgres://u:secret@db/app"] {
         match kvkit::open(url).await {
