@@ -198,7 +198,8 @@ impl RedisBuilder {
     /// let builder = kvkit_redis::RedisStore::builder("redis+sentinel://127.0.0.1:26379/mymaster")
     ///     .wait_for_replicas(1, Duration::from_millis(500));
     /// assert!(format!("{builder:?}").contains("ack: Some(Ack { replicas: 1, timeout: 500ms })"));
-    /// let off = kvkit_redis::RedisStore::builder("redis://127.0.0.1").wait_for_replicas(0, Duration::ZERO);
+    /// let off = kvkit_redis::RedisStore::builder("redis://127.0.0.1")
+    ///     .wait_for_replicas(0, Duration::ZERO);
     /// assert!(format!("{off:?}").contains("ack: None"));
     /// ```
     pub fn wait_for_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
