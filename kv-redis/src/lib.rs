@@ -116,20 +116,22 @@
 //! [`tls_root_certificates`](RedisBuilder::tls_root_certificates) if set) names the sentinels
 //! (port 26379 if omitted) and the service they monitor; the user, password and database are the
 //! servers' (the sentinels are asked without credentials). The store asks the sentinels for the
-//! primary, checks that it answers as one, and keeps one multiplexed connection to it. After a
+//! primary, checks that it answers as one, and keeps a multiplexed connection to it (one per
+//! [`connections`](RedisBuilder::connections)). After a
 //! lost connection, an answer that the server is no longer the primary (`READONLY`,
 //! `MASTERDOWN`, `LOADING`), or a call cut short by the timeout (a server frozen or cut off by
 //! the network keeps its connections open), the next call asks the sentinels again: the store
 //! follows a failover by itself. Calls made until the sentinels have promoted a replica fail
 //! with a retryable error; the store retries none itself, since a write that failed may have
 //! been applied. [`read_from_replicas`](RedisBuilder::read_from_replicas) sends plain reads to a
-//! replica (stale reads: see there). `RedisInvalidator` (feature `layers`) needs the servers' own URLs.
+//! replica (stale reads: see there). `RedisInvalidator` (feature `layers`) needs the servers'
+//! own URLs.
 //!
 //! **Cluster with replicas.** The cluster client follows `MOVED` and `ASK`, retries `TRYAGAIN`
 //! twice and reloads the slot map after a failover; what still reaches the caller while a master
 //! is replaced or slots move (`CLUSTERDOWN`, `TRYAGAIN`, `MOVED` inside a transaction, a lost
-//! connection) is a retryable [`Unavailable`](kvkit_core::ErrorKind::Unavailable) error, and
-//! nothing was written.
+//! connection) is a retryable [`Unavailable`](kvkit_core::ErrorKind::Unavailable) error; only
+//! after a lost connection may the write have been applied.
 //!
 //! **Replica acknowledgement.** Redis replicates asynchronously: a primary that fails can take
 //! the writes of its last moments with it, though it acknowledged them.
@@ -153,7 +155,7 @@
 //! | Cluster, a replica per master: master killed | 4.0 s (worst 4.5 s) |
 //! | acknowledged writes lost, with `wait_for_replicas(1, 500 ms)` | 0 (of 149,000 acknowledged, 9 failovers) |
 //! | acknowledged writes lost, without | 0 (of 386,000 acknowledged, 9 failovers) |
-//! | resharding under load (18 slots moved in 1.9 s each, 3 rounds): errors past a 10-try retry budget | 0 (319 retried) |
+//! | resharding under load (3 rounds of 6 slots, 1.9 s each): errors past a 10-try retry budget | 0 (319 retried) |
 //! | puts per second through Sentinel, `WAIT 1` ÷ none: 1 caller; 16 on 1 connection; 16 on 16 | 0.73; 0.14; 0.22 |
 //!
 //! On loopback the replicas keep up so closely that killing a primary lost no acknowledged write
