@@ -3,8 +3,10 @@
 //!
 //! `cargo run --release -p kv-bench -- memory` (or `redis`, `wrappers`, `patterns`, `http`: the Redis
 //! ones start their own `redis-server` unless `KV_BENCH_REDIS_URL` is set; or `cloudflare`: starts
-//! the KV REST emulator unless `KV_BENCH_CF_URL` is set; or `durable`: the Durable Object store
-//! inside workerd, which needs the Workers built by `cargo xtask worker`)
+//! the KV REST emulator unless `KV_BENCH_CF_URL` is set; or `redis-ha`: Sentinel and Cluster
+//! failovers and resharding under load, on servers it starts; or `sqlite`: its files in a
+//! temporary directory; or `durable`: the Durable Object store inside workerd, which needs the
+//! Workers built by `cargo xtask worker`)
 
 use std::process::ExitCode;
 
@@ -15,6 +17,8 @@ mod http;
 mod memory;
 mod patterns;
 mod redis;
+mod redis_ha;
+mod sqlite;
 mod wrappers;
 
 #[global_allocator]
@@ -152,13 +156,17 @@ fn main() -> ExitCode {
     match which.as_str() {
         "memory" => runtime.block_on(memory::run()),
         "redis" => runtime.block_on(redis::run()),
+        "redis-ha" => runtime.block_on(redis_ha::run()),
         "wrappers" => runtime.block_on(wrappers::run()),
         "patterns" => runtime.block_on(patterns::run()),
         "http" => runtime.block_on(http::run()),
         "cloudflare" => runtime.block_on(cloudflare::run()),
+        "sqlite" => runtime.block_on(sqlite::run()),
         "durable" => runtime.block_on(durable::run()),
         _ => {
-            eprintln!("usage: kv-bench memory|redis|wrappers|patterns|http|cloudflare|durable");
+            eprintln!(
+                "usage: kv-bench memory|redis|redis-ha|wrappers|patterns|http|cloudflare|sqlite|durable"
+            );
             return ExitCode::FAILURE;
         }
     }

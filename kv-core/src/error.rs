@@ -262,6 +262,26 @@ pub enum Error {
         /// The limit that was exceeded.
         after: Duration,
     },
+    /// A write the primary applied was not confirmed by as many replicas as the store requires
+    /// within the time allowed (Redis `WAIT`, see `kvkit_redis::RedisBuilder::wait_for_replicas`).
+    /// The write may still have been applied, and may still reach the replicas later; it may
+    /// also be lost if the primary fails before they have it.
+    #[error(
+        "{backend}: {operation} was confirmed by {acknowledged} of the {required} replicas \
+         required within {after:?}; it may still have been applied"
+    )]
+    NotReplicated {
+        /// Which backend wrote.
+        backend: &'static str,
+        /// The write.
+        operation: &'static str,
+        /// How many replicas confirmed it in time.
+        acknowledged: u32,
+        /// How many the store requires.
+        required: u32,
+        /// How long the store waited for them.
+        after: Duration,
+    },
     /// The backend does not offer this operation.
     #[error("{backend} does not support {operation}")]
     Unsupported {
@@ -340,6 +360,8 @@ pub enum ErrorKind {
     RateLimited,
     /// The call did not finish in time. It may still have been applied.
     Timeout,
+    /// A write was not confirmed by enough replicas in time. It may still have been applied.
+    NotReplicated,
     /// The backend could not be reached or failed transiently (a lost connection, a failover,
     /// a 5xx answer). A write may still have been applied.
     Unavailable,
@@ -366,6 +388,7 @@ impl ErrorKind {
             ErrorKind::PermissionDenied => "permission_denied",
             ErrorKind::RateLimited => "rate_limited",
             ErrorKind::Timeout => "timeout",
+            ErrorKind::NotReplicated => "not_replicated",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::Configuration => "configuration",
@@ -374,18 +397,22 @@ impl ErrorKind {
     }
 
     /// Whether an error of this kind may go away if the same call is tried again later:
-    /// [`Timeout`](Self::Timeout), [`RateLimited`](Self::RateLimited) and
-    /// [`Unavailable`](Self::Unavailable).
+    /// [`Timeout`](Self::Timeout), [`NotReplicated`](Self::NotReplicated),
+    /// [`RateLimited`](Self::RateLimited) and [`Unavailable`](Self::Unavailable).
     ///
     /// ```
     /// use kvkit_core::ErrorKind;
     /// assert!(ErrorKind::Timeout.is_retryable());
+    /// assert!(ErrorKind::NotReplicated.is_retryable());
     /// assert!(!ErrorKind::InvalidInput.is_retryable());
     /// ```
     pub fn is_retryable(self) -> bool {
         matches!(
             self,
-            ErrorKind::Timeout | ErrorKind::RateLimited | ErrorKind::Unavailable
+            ErrorKind::Timeout
+                | ErrorKind::NotReplicated
+                | ErrorKind::RateLimited
+                | ErrorKind::Unavailable
         )
     }
 }
@@ -404,6 +431,11 @@ impl Error {
     /// use kvkit_core::{Error, ErrorKind};
     /// let err = Error::Timeout { backend: "redis", operation: "get", after: Duration::from_secs(1) };
     /// assert_eq!(err.kind(), ErrorKind::Timeout);
+    /// let late = Error::NotReplicated {
+    ///     backend: "redis", operation: "put", acknowledged: 0, required: 1, after: Duration::from_secs(1),
+    /// };
+    /// assert_eq!(late.kind(), ErrorKind::NotReplicated);
+    /// assert!(late.to_string().contains("may still have been applied"));
     /// let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
     /// assert_eq!(Error::backend("redis", "GET failed", true, io).kind(), ErrorKind::Unavailable);
     /// ```
@@ -427,6 +459,7 @@ impl Error {
             Error::PermissionDenied { .. } => ErrorKind::PermissionDenied,
             Error::RateLimited { .. } => ErrorKind::RateLimited,
             Error::Timeout { .. } => ErrorKind::Timeout,
+            Error::NotReplicated { .. } => ErrorKind::NotReplicated,
             Error::Unsupported { .. } => ErrorKind::Unsupported,
             Error::Configuration { .. } => ErrorKind::Configuration,
             Error::Backend {

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::time::Duration;
 
 use kvkit_core::{Error, Result};
@@ -13,6 +13,8 @@ use crate::connection::Conn;
 use crate::errors::bounded;
 use crate::framing::capabilities;
 use crate::layout::{Layout, ShardKeys};
+use crate::replication::Ack;
+use crate::sentinel::{Failover, SentinelUrl};
 use crate::store::{BACKEND, Inner, RedisStore};
 
 /// Replaces the password of a `redis://user:password@host` URL with `***`.
@@ -22,6 +24,10 @@ use crate::store::{BACKEND, Inner, RedisStore};
 /// assert_eq!(kvkit_redis::redact_url("rediss://:pw@h"), "rediss://:***@h");
 /// assert_eq!(kvkit_redis::redact_url("redis://h:6379"), "redis://h:6379");
 /// assert_eq!(kvkit_redis::redact_url("redis://u:pa/ss@h"), "redis://u:***@h");
+/// assert_eq!(
+///     kvkit_redis::redact_url("redis+sentinel://:pw@h1:26379,h2:26379/mymaster"),
+///     "redis+sentinel://:***@h1:26379,h2:26379/mymaster"
+/// );
 /// assert_eq!(
 ///     kvkit_redis::redact_url("redis+unix:///tmp/r.sock?db=0&pass=secret"),
 ///     "redis+unix:///tmp/r.sock?db=0&pass=***"
@@ -83,6 +89,9 @@ pub struct RedisBuilder {
     connect_timeout: Duration,
     timeout: Duration,
     shards: u32,
+    replica_reads: bool,
+    ack: Option<Ack>,
+    connections: usize,
 }
 
 impl fmt::Debug for RedisBuilder {
@@ -95,6 +104,9 @@ impl fmt::Debug for RedisBuilder {
             .field("connect_timeout", &self.connect_timeout)
             .field("timeout", &self.timeout)
             .field("shards", &self.shards)
+            .field("replica_reads", &self.replica_reads)
+            .field("ack", &self.ack)
+            .field("connections", &self.connections)
             .finish_non_exhaustive()
     }
 }
@@ -118,7 +130,81 @@ impl RedisBuilder {
             connect_timeout: Duration::from_secs(2),
             timeout: Duration::from_secs(2),
             shards: 16,
+            replica_reads: false,
+            ack: None,
+            connections: 1,
         }
+    }
+
+    /// How many connections the store opens (default 1; at least 1), spreading its calls over
+    /// them in turn; on a cluster, each is a cluster connection (one connection per node).
+    ///
+    /// One multiplexed connection pipelines the commands of every caller, which is the fastest
+    /// way to use Redis, until a command blocks: Redis runs a connection's commands in order, so
+    /// with [`wait_for_replicas`](Self::wait_for_replicas) each write's `WAIT` holds every
+    /// command queued behind it, and one connection carries about one write per replication
+    /// round trip. Several connections let that many writes wait at once.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let builder = kvkit_redis::RedisStore::builder("redis+sentinel://127.0.0.1:26379/mymaster")
+    ///     .wait_for_replicas(1, Duration::from_millis(500))
+    ///     .connections(8);
+    /// assert!(format!("{builder:?}").contains("connections: 8"));
+    /// let at_least_one = kvkit_redis::RedisStore::builder("redis://127.0.0.1").connections(0);
+    /// assert!(format!("{at_least_one:?}").contains("connections: 1"));
+    /// ```
+    pub fn connections(mut self, connections: usize) -> Self {
+        self.connections = connections.max(1);
+        self
+    }
+
+    /// On a Sentinel store (`redis+sentinel://`), sends the reads `get`, `get_many` and
+    /// `get_with_metadata` to a replica the sentinels name, found again when it fails; listings,
+    /// writes and counters stay on the primary (default off; a single server or a cluster
+    /// refuses it at [`connect`](Self::connect) with a configuration error).
+    ///
+    /// Redis replicates asynchronously, so a replica read can be stale: right after a write
+    /// (even one confirmed by [`wait_for_replicas`](Self::wait_for_replicas) if that replica was
+    /// not among those counted), a read may return the old value or none, and two reads in a row
+    /// may go back in time if the replica changes. Expired entries read as absent on a replica
+    /// too. Use it for data that tolerates that, to take load off the primary.
+    ///
+    /// ```
+    /// let builder = kvkit_redis::RedisStore::builder("redis+sentinel://127.0.0.1:26379/mymaster")
+    ///     .read_from_replicas(true);
+    /// assert!(format!("{builder:?}").contains("replica_reads: true"));
+    /// ```
+    pub fn read_from_replicas(mut self, on: bool) -> Self {
+        self.replica_reads = on;
+        self
+    }
+
+    /// Makes every write (puts, deletes, conditional writes, counters, batches) wait until at
+    /// least `replicas` replicas have it, for up to `timeout` (Redis `WAIT`, sent in the same
+    /// round trip); `replicas` 0 turns it off (the default). On a cluster, the replicas are
+    /// those of the key's master.
+    ///
+    /// A write that fewer replicas confirmed in time fails with
+    /// [`Error::NotReplicated`](kvkit_core::Error::NotReplicated) (retryable): **it may still
+    /// have been applied**, and reach the replicas later, or be lost if the primary fails first.
+    /// A write that succeeds survives the loss of its primary when a replica that has it is
+    /// promoted (Sentinel and Cluster promote the most up-to-date replica). Each write then
+    /// takes the replication round trip too, and a store whose replicas are all down cannot
+    /// write. The store's [`timeout`](Self::timeout) is extended by `timeout` for writes.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let builder = kvkit_redis::RedisStore::builder("redis+sentinel://127.0.0.1:26379/mymaster")
+    ///     .wait_for_replicas(1, Duration::from_millis(500));
+    /// assert!(format!("{builder:?}").contains("ack: Some(Ack { replicas: 1, timeout: 500ms })"));
+    /// let off = kvkit_redis::RedisStore::builder("redis://127.0.0.1")
+    ///     .wait_for_replicas(0, Duration::ZERO);
+    /// assert!(format!("{off:?}").contains("ack: None"));
+    /// ```
+    pub fn wait_for_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.ack = (replicas > 0).then_some(Ack { replicas, timeout });
+        self
     }
 
     /// Prefix of every Redis key this store uses (default `kv:`), so several applications can
@@ -245,8 +331,37 @@ impl RedisBuilder {
         client.map_err(config_error)
     }
 
-    /// The store's connection: one multiplexed connection, or a cluster connection.
+    /// A connection to the primary (or, for `replica`, a replica) the sentinels name, made now
+    /// so that a wrong address or password fails here.
+    async fn sentinel_connection(&self, url: &SentinelUrl, replica: bool) -> Result<Conn> {
+        #[cfg(feature = "tls")]
+        let client = url.client(replica, self.tls_certificates());
+        #[cfg(not(feature = "tls"))]
+        let client = url.client(replica);
+        let failover = Arc::new(Failover::new(
+            client.map_err(config_error)?,
+            self.connect_timeout,
+        ));
+        let connect = failover.run(|_| async { Ok(()) });
+        bounded("connect", self.connect_timeout, connect).await?;
+        Ok(Conn::Sentinel(failover))
+    }
+
+    /// The Sentinel URL, if the store is on one (`None` for a cluster or another scheme).
+    fn sentinel_url(&self) -> Option<Result<SentinelUrl>> {
+        match self.urls.as_slice() {
+            [url] if !self.cluster => SentinelUrl::parse(url),
+            _ => None,
+        }
+    }
+
+    /// The store's connection: one multiplexed connection, a cluster connection, or one to the
+    /// primary the sentinels name.
     async fn connection(&self) -> Result<Conn> {
+        if let Some(url) = self.sentinel_url() {
+            // Boxed, so the Sentinel client's deep future does not deepen every connect's type.
+            return Box::pin(self.sentinel_connection(&url?, false)).await;
+        }
         if self.cluster {
             #[allow(unused_mut)]
             let mut builder = redis::cluster::ClusterClientBuilder::new(self.urls.clone());
@@ -305,7 +420,20 @@ impl RedisBuilder {
             .map(|u| redact_url(u))
             .collect::<Vec<_>>()
             .join(",");
-        let conn = self.connection().await?;
+        let mut conns = Vec::with_capacity(self.connections);
+        for _ in 0..self.connections {
+            conns.push(self.connection().await?);
+        }
+        let replica = match (self.replica_reads, self.sentinel_url()) {
+            (false, _) => None,
+            (true, Some(url)) => Some(Box::pin(self.sentinel_connection(&url?, true)).await?),
+            (true, None) => {
+                return Err(Error::configuration(
+                    BACKEND,
+                    "replica reads need a Sentinel store (a redis+sentinel:// URL)",
+                ));
+            }
+        };
         let layout = Layout {
             namespace: self.namespace,
             shards: self.cluster.then_some(self.shards),
@@ -315,7 +443,10 @@ impl RedisBuilder {
             .collect();
         Ok(RedisStore {
             inner: Arc::new(Inner {
-                conn,
+                conns,
+                turn: AtomicUsize::new(0),
+                replica,
+                ack: self.ack,
                 layout,
                 shards,
                 caps: capabilities(),

@@ -4,6 +4,7 @@ use kvkit_core::{Result, Version};
 use redis::{Cmd, Script};
 
 use crate::layout::ShardKeys;
+use crate::replication::Acked;
 use crate::scripts::{DELETE_IF_VERSION, PUT_IF_ABSENT, PUT_IF_VERSION, expiry_args, script_call};
 use crate::store::RedisStore;
 use crate::writes::Write;
@@ -87,9 +88,13 @@ impl RedisStore {
         version: Option<&str>,
     ) -> Result<bool> {
         let call = conditional_write_call(script, self.keys_of(key), key, w, version);
-        let written: i64 = self
-            .run(operation, self.inner.conn.eval(script, &call))
+        let ack = self.inner.ack;
+        let (written, replicas): Acked<i64> = self
+            .run_acked(operation, self.conn().eval_write(script, &call, ack))
             .await?;
+        if written == 1 {
+            self.confirm(operation, replicas)?;
+        }
         if written == 1 && w.expiry.is_some() {
             self.maybe_sweep(self.inner.layout.shard_of(key)).await;
         }

@@ -10,6 +10,7 @@ use redis::{Cmd, RedisError};
 use crate::errors::{redis_error, within};
 use crate::framing::{frame, unframe};
 use crate::layout::ShardKeys;
+use crate::replication::Acked;
 use crate::scripts::{INCR, INCR_EXISTING, SWAP, expiry_args, refuses_functions, script_call};
 use crate::store::RedisStore;
 
@@ -73,7 +74,7 @@ impl RedisStore {
             let mut get = redis::cmd("GET");
             get.arg(&value_key);
             let Some(stored) = self
-                .run::<Option<Bytes>>("increment", self.inner.conn.query(&get))
+                .run::<Option<Bytes>>("increment", self.conn().query(&get))
                 .await?
             else {
                 // Deleted meanwhile: an ordinary increment creates it.
@@ -84,11 +85,12 @@ impl RedisStore {
             let meta = (!meta.is_empty()).then(|| String::from_utf8_lossy(&meta).into_owned());
             let replacement = frame(Bytes::from(next.to_string()), meta.as_deref());
             let call = swap_call(&value_key, &stored, &replacement);
-            let swapped: i64 = self
-                .run("increment", self.inner.conn.eval(&SWAP, &call))
+            let ack = self.inner.ack;
+            let (swapped, replicas): Acked<i64> = self
+                .run_acked("increment", self.conn().eval_write(&SWAP, &call, ack))
                 .await?;
             if swapped == 1 {
-                return Ok(next);
+                return self.confirm("increment", replicas).map(|()| next);
             }
         }
     }
@@ -99,17 +101,17 @@ impl RedisStore {
         &self,
         key: &str,
         delta: i64,
-    ) -> redis::RedisResult<Option<i64>> {
+    ) -> redis::RedisResult<Acked<Option<i64>>> {
         let call = |function| existing_counter_call(self.keys_of(key), key, delta, function);
-        let conn = &self.inner.conn;
+        let (conn, ack) = (self.conn(), self.inner.ack);
         let functions = self.inner.functions.load(Ordering::Relaxed);
         match conn
-            .routine(&INCR_EXISTING, functions, &call(functions))
+            .routine_write(&INCR_EXISTING, functions, &call(functions), ack)
             .await
         {
             Err(e) if functions && refuses_functions(&e) => {
                 self.inner.functions.store(false, Ordering::Relaxed);
-                Box::pin(conn.routine(&INCR_EXISTING, false, &call(false))).await
+                Box::pin(conn.routine_write(&INCR_EXISTING, false, &call(false), ack)).await
             }
             result => result,
         }
@@ -126,9 +128,10 @@ impl RedisStore {
         expiry: Option<Expiry>,
     ) -> Result<i64> {
         let call = create_counter_call(self.keys_of(key), key, delta, expiry);
-        let result = self.inner.conn.eval::<i64>(&INCR, &call);
-        match within("increment", self.inner.timeout, result).await? {
-            Ok(n) => {
+        let result = self.conn().eval_write::<i64>(&INCR, &call, self.inner.ack);
+        match within("increment", self.write_timeout(), result).await? {
+            Ok((n, replicas)) => {
+                self.confirm("increment", replicas)?;
                 if n == delta && expiry.is_some() {
                     self.maybe_sweep(self.inner.layout.shard_of(key)).await;
                 }

@@ -78,12 +78,13 @@ pub(crate) fn redis_error(operation: &'static str, e: RedisError) -> Error {
         _ => {}
     }
     // Failovers, resharding and loading (MOVED, ASK, TRYAGAIN, CLUSTERDOWN, MASTERDOWN,
-    // READONLY, LOADING) and lost connections are transient; redis-rs says which by kind.
-    let transient = matches!(
-        e.kind(),
-        ErrorKind::Io
-            | ErrorKind::ClusterConnectionNotFound
-            | ErrorKind::Server(
+    // READONLY, LOADING) and lost connections are transient; redis-rs says which by kind. In a
+    // transaction or pipeline, such an answer to any command (a key's slot moving between
+    // `MULTI` and `EXEC`, say) makes the whole call transient.
+    let failover_answer = |kind: Option<ServerErrorKind>| {
+        matches!(
+            kind,
+            Some(
                 ServerErrorKind::Moved
                     | ServerErrorKind::Ask
                     | ServerErrorKind::TryAgain
@@ -92,6 +93,21 @@ pub(crate) fn redis_error(operation: &'static str, e: RedisError) -> Error {
                     | ServerErrorKind::ReadOnly
                     | ServerErrorKind::BusyLoading
             )
-    ) || !matches!(e.retry_method(), RetryMethod::NoRetry);
+        )
+    };
+    let server_kind = match e.kind() {
+        ErrorKind::Server(kind) => Some(kind),
+        _ => None,
+    };
+    let transient = matches!(
+        e.kind(),
+        ErrorKind::Io | ErrorKind::ClusterConnectionNotFound
+    ) || failover_answer(server_kind)
+        || e.clone().into_server_errors().is_some_and(|errors| {
+            errors
+                .iter()
+                .any(|(_, error)| failover_answer(error.kind()))
+        })
+        || !matches!(e.retry_method(), RetryMethod::NoRetry);
     Error::backend(BACKEND, format!("{operation} failed"), transient, e)
 }

@@ -1,5 +1,7 @@
 //! The Redis backend of `kvkit`: the whole [`KvStore`](kvkit_core::KvStore) contract on a single
-//! Redis server or a Redis Cluster, over one multiplexed connection that reconnects by itself.
+//! Redis server, a Sentinel-managed primary with replicas, or a Redis Cluster, over one
+//! multiplexed connection (or [several](RedisBuilder::connections)) that reconnects by itself
+//! and follows failovers (see [High availability](#high-availability)).
 //!
 //! ```no_run
 //! use kvkit_core::{KvStore, PutOptions};
@@ -107,6 +109,66 @@
 //! spread a key's value and indexes over different slots). A listing reads a page from every
 //! shard at once and merges them; a batch runs one transaction per shard.
 //!
+//! # High availability
+//!
+//! **Sentinel.** A `redis+sentinel://[user:password@]host:port[,host:port…]/service-name[/db]`
+//! URL (`rediss+sentinel://` for TLS to the sentinels and the servers, trusting
+//! [`tls_root_certificates`](RedisBuilder::tls_root_certificates) if set) names the sentinels
+//! (port 26379 if omitted) and the service they monitor; the user, password and database are the
+//! servers' (the sentinels are asked without credentials). The store asks the sentinels for the
+//! primary, checks that it answers as one, and keeps a multiplexed connection to it (one per
+//! [`connections`](RedisBuilder::connections)). After a
+//! lost connection, an answer that the server is no longer the primary (`READONLY`,
+//! `MASTERDOWN`, `LOADING`), or a call cut short by the timeout (a server frozen or cut off by
+//! the network keeps its connections open), the next call asks the sentinels again: the store
+//! follows a failover by itself. Calls made until the sentinels have promoted a replica fail
+//! with a retryable error; the store retries none itself, since a write that failed may have
+//! been applied. [`read_from_replicas`](RedisBuilder::read_from_replicas) sends plain reads to a
+//! replica (stale reads: see there). `RedisInvalidator` (feature `layers`) needs the servers'
+//! own URLs.
+//!
+//! **Cluster with replicas.** The cluster client follows `MOVED` and `ASK`, retries `TRYAGAIN`
+//! twice and reloads the slot map after a failover; what still reaches the caller while a master
+//! is replaced or slots move (`CLUSTERDOWN`, `TRYAGAIN`, `MOVED` inside a transaction, a lost
+//! connection) is a retryable [`Unavailable`](kvkit_core::ErrorKind::Unavailable) error; only
+//! after a lost connection may the write have been applied.
+//!
+//! **Replica acknowledgement.** Redis replicates asynchronously: a primary that fails can take
+//! the writes of its last moments with it, though it acknowledged them.
+//! [`wait_for_replicas(n, timeout)`](RedisBuilder::wait_for_replicas) sends `WAIT n timeout` with
+//! every write, in the same round trip; a write fewer replicas confirmed in time fails with
+//! [`Error::NotReplicated`](kvkit_core::Error::NotReplicated) (retryable, and it **may still
+//! have been applied**). A write that succeeded is on `n` replicas, and Sentinel and Cluster
+//! promote the most up-to-date one. It is not strong consistency: a write that failed may
+//! survive, a read from another replica may not see it yet, and the housekeeping writes of
+//! listings and sweeps (dropping names of expired keys) are not waited for.
+//!
+//! What it costs and buys, measured with `kv-bench redis-ha` (the scenarios of this crate's
+//! `tests/ha.rs`, on one 2-core machine, 8 callers writing and reading without pause; Sentinel
+//! `down-after-milliseconds` 1000, `cluster-node-timeout` 2000; details in
+//! [`BENCHMARKS.md`](https://github.com/kvkit-rs/kvkit/blob/main/BENCHMARKS.md)):
+//!
+//! | | measured |
+//! |---|---|
+//! | Sentinel: primary killed, until callers meet no more errors | 2.3 s (median of 3; worst 2.4 s) |
+//! | Sentinel: primary frozen (as a network partition leaves it) | 3.2 s (worst 3.2 s) |
+//! | Cluster, a replica per master: master killed | 4.0 s (worst 4.5 s) |
+//! | acknowledged writes lost, with `wait_for_replicas(1, 500 ms)` | 0 (of 149,000 acknowledged, 9 failovers) |
+//! | acknowledged writes lost, without | 0 (of 386,000 acknowledged, 9 failovers) |
+//! | resharding under load (3 rounds of 6 slots, 1.9 s each): errors past a 10-try retry budget | 0 (319 retried) |
+//! | puts per second through Sentinel, `WAIT 1` ÷ none: 1 caller; 16 on 1 connection; 16 on 16 | 0.73; 0.14; 0.22 |
+//!
+//! On loopback the replicas keep up so closely that killing a primary lost no acknowledged write
+//! even without `WAIT`; across a network, and under heavier load, they lag more, and `WAIT` is
+//! what bounds the loss. Its price: a replication round trip per write and, since Redis runs a
+//! connection's commands in order and `WAIT` holds the ones behind it, one multiplexed
+//! connection then carries about one write per replication round trip however many callers
+//! share it ([`connections`](RedisBuilder::connections) opens more, which helped only a little
+//! on the 2-core test machine, where the replicas compete for the same CPU); and writes stop
+//! while fewer than `n` replicas are up (on a cluster, until a replica of each new master is
+//! back). Use it for the writes that must survive a failover, on a store of their own if others
+//! need the throughput.
+//!
 //! # Failures
 //!
 //! Every operation is bounded by a timeout (default 2 s): while Redis is unreachable, calls fail
@@ -125,7 +187,9 @@ mod framing;
 mod invalidator;
 mod layout;
 mod listing;
+mod replication;
 mod scripts;
+mod sentinel;
 mod store;
 mod sweep;
 mod writes;

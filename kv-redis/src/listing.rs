@@ -131,7 +131,7 @@ impl RedisStore {
                 .arg("LIMIT")
                 .arg(0)
                 .arg(room + 1);
-            let mut names: Vec<Vec<u8>> = self.inner.conn.query(&range).await?;
+            let mut names: Vec<Vec<u8>> = self.conn().query(&range).await?;
             let under_prefix = names.iter().take_while(|n| n.starts_with(prefix)).count();
             names.truncate(under_prefix);
             let further = names.len() > room;
@@ -139,11 +139,8 @@ impl RedisStore {
             let Some(last) = names.last().cloned() else {
                 return Ok(page);
             };
-            let (exps, metas): (Vec<i64>, Vec<Vec<u8>>) = self
-                .inner
-                .conn
-                .eval(&LIST, &list_call(keys, &names))
-                .await?;
+            let (exps, metas): (Vec<i64>, Vec<Vec<u8>>) =
+                self.conn().eval(&LIST, &list_call(keys, &names)).await?;
             scanned += names.len();
             for ((name, at), meta) in names.into_iter().zip(exps).zip(metas) {
                 if at != GONE {

@@ -51,6 +51,18 @@ impl Routine {
         }
     }
 
+    /// The code as a script.
+    pub(crate) fn script(&self) -> &Script {
+        &self.script
+    }
+
+    /// The `FUNCTION LOAD` of its library.
+    pub(crate) fn load(&self) -> Cmd {
+        let mut load = redis::cmd("FUNCTION");
+        load.arg("LOAD").arg("REPLACE").arg(&self.library);
+        load
+    }
+
     /// The `FCALL` (or, without `function`, the `EVALSHA`) with `keys` keys: the keys, then the
     /// arguments, are added to it by the caller.
     pub(crate) fn call(&self, keys: usize, function: bool) -> Cmd {
@@ -120,19 +132,21 @@ impl Conn {
         }
         match self.query(call).await {
             Err(e) if e.detail() == Some("Function not found") => {
-                let mut load = redis::cmd("FUNCTION");
-                load.arg("LOAD").arg("REPLACE").arg(&routine.library);
-                Box::pin(self.query::<()>(&load)).await?;
+                Box::pin(self.query::<()>(&routine.load())).await?;
                 self.query(call).await
             }
             result => result,
         }
     }
 
-    async fn load(&self, script: &Script) -> redis::RedisResult<String> {
+    pub(crate) async fn load(&self, script: &Script) -> redis::RedisResult<String> {
         match self {
             Conn::Single(c) => script.load_async(&mut c.clone()).await,
             Conn::Cluster(c) => script.load_async(&mut c.clone()).await,
+            Conn::Sentinel(f) => {
+                f.run(|mut c| async move { script.load_async(&mut c).await })
+                    .await
+            }
         }
     }
 }

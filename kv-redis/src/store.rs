@@ -3,7 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -20,6 +20,7 @@ use crate::connection::Conn;
 use crate::errors::{bounded, within};
 use crate::framing::{parse_metadata, unframe};
 use crate::layout::{Layout, ShardKeys};
+use crate::replication::{Ack, Acked};
 use crate::scripts::DELETE_IF_VERSION;
 use crate::writes::{BATCH_CHUNK, set_command};
 
@@ -28,7 +29,14 @@ pub(crate) const BACKEND: &str = "redis";
 
 /// What every clone of a store shares.
 pub(crate) struct Inner {
-    pub(crate) conn: Conn,
+    /// The connections calls are spread over, in turn (at least one).
+    pub(crate) conns: Vec<Conn>,
+    /// The next connection's turn.
+    pub(crate) turn: AtomicUsize,
+    /// A replica's connection, for reads, with replica reads on.
+    pub(crate) replica: Option<Conn>,
+    /// How many replicas must confirm every write, if any.
+    pub(crate) ack: Option<Ack>,
     pub(crate) layout: Layout,
     /// The Redis key names of every shard, computed once.
     pub(crate) shards: Vec<ShardKeys>,
@@ -78,7 +86,11 @@ pub(crate) fn expiration_of(at_ms: i64) -> Option<SystemTime> {
 
 impl RedisStore {
     /// Connects to one server: `redis://[user:password@]host[:port][/db]`,
-    /// `rediss://…` (TLS, with the `tls` feature) or `redis+unix:///path/to/socket`.
+    /// `rediss://…` (TLS, with the `tls` feature) or `redis+unix:///path/to/socket`; or to the
+    /// primary that Redis Sentinel names:
+    /// `redis+sentinel://[user:password@]host:port[,host:port…]/service-name[/db]`
+    /// (`rediss+sentinel://…` for TLS), following its failovers (see
+    /// [High availability](crate#high-availability)).
     ///
     /// ```no_run
     /// # #[tokio::main(flavor = "current_thread")]
@@ -90,12 +102,18 @@ impl RedisStore {
         Self::builder(url).connect().await
     }
 
-    /// Starts configuring a store on one server.
+    /// Starts configuring a store on one server, or through Sentinel (the URLs of
+    /// [`RedisStore::connect`]).
     ///
     /// ```
     /// let builder = kvkit_redis::RedisStore::builder("redis://:s3cr3t@127.0.0.1:6379");
     /// let shown = format!("{builder:?}");
     /// assert!(shown.contains("cluster: false") && !shown.contains("s3cr3t"), "{shown}");
+    /// let sentinel = kvkit_redis::RedisStore::builder(
+    ///     "redis+sentinel://:s3cr3t@10.0.0.1:26379,10.0.0.2:26379/mymaster",
+    /// );
+    /// let shown = format!("{sentinel:?}");
+    /// assert!(shown.contains("10.0.0.2:26379/mymaster") && !shown.contains("s3cr3t"), "{shown}");
     /// ```
     pub fn builder(url: impl Into<String>) -> RedisBuilder {
         RedisBuilder::new(vec![url.into()], false)
@@ -113,6 +131,17 @@ impl RedisStore {
         S: Into<String>,
     {
         RedisBuilder::new(nodes.into_iter().map(Into::into).collect(), true)
+    }
+
+    /// The connection for the next call: each in turn.
+    pub(crate) fn conn(&self) -> &Conn {
+        let conns = &self.inner.conns;
+        &conns[self.inner.turn.fetch_add(1, Ordering::Relaxed) % conns.len()]
+    }
+
+    /// The connection for the next plain read: the replica's with replica reads on.
+    pub(crate) fn reads(&self) -> &Conn {
+        self.inner.replica.as_ref().unwrap_or_else(|| self.conn())
     }
 
     /// The Redis key names of shard `shard`.
@@ -163,7 +192,7 @@ impl KvStore for RedisStore {
         self.inner.caps.check_key(key)?;
         let mut cmd = redis::cmd("GET");
         cmd.arg(self.keys_of(key).value_arg(key));
-        let stored: Option<Bytes> = self.run("get", self.inner.conn.query(&cmd)).await?;
+        let stored: Option<Bytes> = self.run("get", self.reads().query(&cmd)).await?;
         Ok(stored.map(|stored| unframe(stored).0))
     }
 
@@ -177,7 +206,7 @@ impl KvStore for RedisStore {
             .cmd("PEXPIRETIME")
             .arg(&value_key);
         let (stored, at): (Option<Bytes>, i64) = self
-            .run("get_with_metadata", self.inner.conn.pipeline(&pipe))
+            .run("get_with_metadata", self.reads().pipeline(&pipe))
             .await?;
         let Some(stored) = stored else {
             return Ok(None);
@@ -218,13 +247,18 @@ impl KvStore for RedisStore {
         // leave the index only with their key), so an overwrite is a plain `SET … XX`; for an
         // expiring key, its expiry-index score goes in the same round trip.
         let set = set_command(keys.value_arg(key), &w, true);
-        let overwritten: Option<()> = match expires_at {
-            None => self.run("put", self.inner.conn.query(&set)).await?,
+        let (overwritten, replicas): Acked<Option<()>> = match expires_at {
+            None => {
+                let ack = self.inner.ack;
+                self.run_acked("put", self.conn().write_query(&set, ack))
+                    .await?
+            }
             // The rarer paths are boxed, so the common future stays small.
             Some(at) => Box::pin(self.overwrite_expiring(set, keys, key, at)).await?,
         };
-        if overwritten.is_none() {
-            Box::pin(self.create(keys, key, &w, expires_at)).await?;
+        match overwritten {
+            Some(()) => self.confirm("put", replicas)?,
+            None => Box::pin(self.create(keys, key, &w, expires_at)).await?,
         }
         if w.expiry.is_some() {
             Box::pin(self.maybe_sweep(self.inner.layout.shard_of(key))).await;
@@ -249,14 +283,15 @@ impl KvStore for RedisStore {
             return Err(Error::condition_failed(key));
         };
         let call = delete_if_version_call(self.keys_of(key), key, token);
-        let deleted: i64 = self
-            .run(
+        let (deleted, replicas): Acked<i64> = self
+            .run_acked(
                 "delete_if_version",
-                self.inner.conn.eval(&DELETE_IF_VERSION, &call),
+                self.conn()
+                    .eval_write(&DELETE_IF_VERSION, &call, self.inner.ack),
             )
             .await?;
         match deleted {
-            1 => Ok(()),
+            1 => self.confirm("delete_if_version", replicas),
             _ => Err(Error::condition_failed(key)),
         }
     }
@@ -281,7 +316,7 @@ impl KvStore for RedisStore {
             }
             async move {
                 let values: Vec<Option<Bytes>> =
-                    self.run("get_many", self.inner.conn.query(&cmd)).await?;
+                    self.run("get_many", self.reads().query(&cmd)).await?;
                 Ok::<_, Error>((group, values))
             }
         });
@@ -335,7 +370,8 @@ impl KvStore for RedisStore {
                 pipe.add_command(unindex).ignore();
                 pipe.add_command(unexpire).ignore();
                 async move {
-                    self.run("delete", self.inner.conn.pipeline::<()>(&pipe))
+                    let ack = self.inner.ack;
+                    self.run_write("delete", self.conn().write_transaction(&pipe, ack))
                         .await
                 }
             })
@@ -352,10 +388,10 @@ impl KvStore for RedisStore {
         // needs the script that creates it with its expiry and index entries.
         let result = self.add_to_existing(key, delta);
         // The Redis error is inspected in `counter_error`, so only the timeout is mapped here.
-        match within("increment", self.inner.timeout, result).await? {
-            Ok(Some(n)) => Ok(n),
+        match within("increment", self.write_timeout(), result).await? {
+            Ok((Some(n), replicas)) => self.confirm("increment", replicas).map(|()| n),
             // The rarer path is boxed, so the common future stays small.
-            Ok(None) => Box::pin(self.increment_absent(key, delta, options, expiry)).await,
+            Ok((None, _)) => Box::pin(self.increment_absent(key, delta, options, expiry)).await,
             Err(e) => Box::pin(self.counter_error(key, delta, options, e)).await,
         }
     }

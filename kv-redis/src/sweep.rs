@@ -59,13 +59,10 @@ impl RedisStore {
             .arg("LIMIT")
             .arg(0)
             .arg(SWEEP_BATCH);
-        let names: Vec<Vec<u8>> = self.inner.conn.query(&due).await?;
+        let names: Vec<Vec<u8>> = self.conn().query(&due).await?;
         if names.is_empty() {
             return Ok(());
         }
-        self.inner
-            .conn
-            .eval(&SWEEP, &sweep_call(keys, &names))
-            .await
+        self.conn().eval(&SWEEP, &sweep_call(keys, &names)).await
     }
 }

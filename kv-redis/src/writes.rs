@@ -10,6 +10,7 @@ use redis::Cmd;
 
 use crate::framing::frame;
 use crate::layout::{ShardKeys, ValueKey};
+use crate::replication::Acked;
 use crate::scripts::expiry_args;
 use crate::store::RedisStore;
 
@@ -100,7 +101,11 @@ impl RedisStore {
                 if any_expiring {
                     pipe.add_command(expiring).ignore();
                 }
-                async move { self.run("put", self.inner.conn.pipeline::<()>(&pipe)).await }
+                async move {
+                    let ack = self.inner.ack;
+                    self.run_write("put", self.conn().write_transaction(&pipe, ack))
+                        .await
+                }
             })
         });
         try_join_all(calls.collect::<Vec<_>>()).await?;
@@ -117,7 +122,7 @@ impl RedisStore {
         keys: &ShardKeys,
         key: &str,
         at: u64,
-    ) -> Result<Option<()>> {
+    ) -> Result<Acked<Option<()>>> {
         let mut overwrite = redis::pipe();
         overwrite.add_command(set);
         overwrite
@@ -126,10 +131,11 @@ impl RedisStore {
             .arg(at)
             .arg(key)
             .ignore();
-        let (overwritten,): (Option<()>,) = self
-            .run("put", self.inner.conn.pipeline(&overwrite))
+        let ack = self.inner.ack;
+        let ((overwritten,), replicas): Acked<(Option<()>,)> = self
+            .run_acked("put", self.conn().write_pipeline(&overwrite, ack))
             .await?;
-        Ok(overwritten)
+        Ok((overwritten, replicas))
     }
 
     /// Writes a new (or expired) key and indexes it, atomically.
@@ -154,7 +160,8 @@ impl RedisStore {
                 .arg(key)
                 .ignore();
         }
-        self.run("put", self.inner.conn.pipeline::<()>(&create))
+        let ack = self.inner.ack;
+        self.run_write("put", self.conn().write_transaction(&create, ack))
             .await
     }
 }

@@ -66,7 +66,10 @@
 //! `SAVEPOINT` so that one failing request (a condition that does not hold, a value that is not
 //! a counter) is rolled back alone, commits once, and only then answers each caller. Under
 //! concurrency, many writes share one commit and one sync, so durable write throughput grows
-//! with the number of writers instead of being one `fsync` per write.
+//! with the number of writers instead of being one `fsync` per write. When fewer requests are
+//! waiting than the last commit held, the writer waits for more a little (a quarter of the last
+//! commit's time, at most 2 ms): the callers it just answered are about to send their next
+//! writes. A lone writer (whose last commit held one request) never waits.
 //!
 //! Reads go to a small pool of reader connections, each on its own thread (4 by default,
 //! [`SqliteBuilder::readers`]). In WAL mode they never wait for the writer, nor it for them.

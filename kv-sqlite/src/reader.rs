@@ -179,11 +179,11 @@ pub(crate) fn list(
 }
 
 /// How many rows the table holds, expired ones not yet reclaimed included.
-pub(crate) fn count(conn: &Connection) -> ReadResult<u64> {
+pub(crate) fn count(conn: &Connection) -> ReadResult<usize> {
     let n: i64 = conn
         .prepare_cached("SELECT count(*) FROM kv")?
         .query_row([], |row| row.get(0))?;
-    Ok(u64::try_from(n).unwrap_or(0))
+    Ok(usize::try_from(n).unwrap_or(0))
 }
 
 #[cfg(test)]

@@ -50,8 +50,7 @@ pub(crate) fn connect(
     let fail = |operation| move |e| sqlite_error(operation, busy_timeout, e);
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX
-        | OpenFlags::SQLITE_OPEN_URI;
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = match location {
         Location::File(path) => Connection::open_with_flags(path, flags),
         Location::Memory => Connection::open_in_memory(),

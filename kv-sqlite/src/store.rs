@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use kvkit_core::backend::{cursor, unix_ms};
@@ -204,7 +204,7 @@ impl SqliteStore {
     /// assert_eq!(store.stored_entries().await?, 1);
     /// # Ok(()) }
     /// ```
-    pub async fn stored_entries(&self) -> Result<u64> {
+    pub async fn stored_entries(&self) -> Result<usize> {
         self.read("count", reader::count).await
     }
 
@@ -241,7 +241,7 @@ impl SqliteStore {
     }
 
     fn now_ms(&self) -> i64 {
-        i64::try_from(unix_ms(self.inner.clock.now())).unwrap_or(i64::MAX)
+        ms(self.inner.clock.now())
     }
 
     /// Queues a write for the next group commit and waits for its answer.
@@ -287,19 +287,22 @@ impl SqliteStore {
         answer.await.map_err(|_| stopped(operation))?
     }
 
-    /// Validates a put and makes its row.
-    fn row(&self, key: &str, value: Bytes, options: &PutOptions) -> Result<Row> {
-        let now = self.inner.clock.now();
+    /// Validates a put made at `now` and makes its row.
+    fn row(&self, key: &str, value: Bytes, options: &PutOptions, now: SystemTime) -> Result<Row> {
         let checked = self.inner.caps.check_put(key, value.len(), options, now)?;
         Ok(Row {
             key: key.to_owned(),
             value,
-            expires_at: checked
-                .expires_at(now)
-                .map(|at| i64::try_from(unix_ms(at)).unwrap_or(i64::MAX)),
+            expires_at: checked.expires_at(now).map(ms),
             metadata: checked.metadata_json,
         })
     }
+}
+
+/// An instant in unix milliseconds, as the table stores it (instants up to the year 9999, the
+/// latest expiration allowed, fit with room to spare).
+pub(crate) fn ms(at: SystemTime) -> i64 {
+    i64::try_from(unix_ms(at)).unwrap_or(i64::MAX)
 }
 
 /// The number of a version this store issued, if `version` is one.
@@ -330,8 +333,9 @@ impl KvStore for SqliteStore {
     }
 
     async fn put(&self, key: &str, value: Bytes, options: PutOptions) -> Result<()> {
-        let row = self.row(key, value, &options)?;
-        let now = self.now_ms();
+        let now = self.inner.clock.now();
+        let row = self.row(key, value, &options, now)?;
+        let now = ms(now);
         let written = match options.condition {
             WriteCondition::Always => {
                 return self.write("put", move |txn| writes::put(txn, &row)).await;
@@ -367,8 +371,9 @@ impl KvStore for SqliteStore {
     async fn put_if_absent(&self, key: &str, value: Bytes, options: PutOptions) -> Result<bool> {
         let caps = &self.inner.caps;
         caps.check_condition(&options.condition, "conditions in put_if_absent", false)?;
-        let row = self.row(key, value, &options)?;
-        let now = self.now_ms();
+        let now = self.inner.clock.now();
+        let row = self.row(key, value, &options, now)?;
+        let now = ms(now);
         self.write("put_if_absent", move |txn| {
             writes::put_if_absent(txn, &row, now)
         })
@@ -429,11 +434,12 @@ impl KvStore for SqliteStore {
 
     async fn put_many(&self, items: Vec<PutItem>) -> Result<()> {
         let caps = &self.inner.caps;
+        let now = self.inner.clock.now();
         let rows = items
             .into_iter()
             .map(|item| {
                 caps.check_condition(&item.options.condition, "conditions in put_many", false)?;
-                self.row(&item.key, item.value, &item.options)
+                self.row(&item.key, item.value, &item.options, now)
             })
             .collect::<Result<Vec<_>>>()?;
         if rows.is_empty() {
@@ -463,10 +469,8 @@ impl KvStore for SqliteStore {
         caps.check_key(key)?;
         let now = self.inner.clock.now();
         let expiry = caps.check_expiry(options.expiry_on_create, now)?;
-        let expires_at = caps
-            .expires_at(expiry, now)
-            .map(|at| i64::try_from(unix_ms(at)).unwrap_or(i64::MAX));
-        let (key, now) = (key.to_owned(), self.now_ms());
+        let expires_at = caps.expires_at(expiry, now).map(ms);
+        let (key, now) = (key.to_owned(), ms(now));
         self.write("increment", move |txn| {
             writes::increment(txn, &key, delta, expires_at, now)
         })

@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use kvkit_core::backend::unix_ms;
 use kvkit_core::{Clock, Error, Result};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
@@ -27,6 +26,16 @@ use crate::writes::{Failure, RECLAIM_BATCH, Txn, reclaim};
 
 /// The most requests one transaction holds.
 const MAX_BATCH: usize = 512;
+
+/// The longest the writer waits for more requests before it commits the ones it has.
+const MAX_LINGER: Duration = Duration::from_millis(2);
+
+/// The size of the last batch and how long its commit took.
+#[derive(Debug, Default)]
+struct Gathered {
+    size: usize,
+    commit: Duration,
+}
 
 /// One caller's write: applied inside the batch's transaction, answered after its commit.
 pub(crate) trait WriteJob: Send {
@@ -151,16 +160,18 @@ impl Writer {
     pub(crate) fn run(self, jobs: &Receiver<Job>) {
         let mut next_reap = Instant::now() + self.reap_interval;
         let mut batch: Vec<Box<dyn WriteJob>> = Vec::new();
+        let mut last = Gathered::default();
         loop {
             let wait = next_reap.saturating_duration_since(Instant::now());
             match jobs.recv_timeout(wait) {
                 Ok(job) => {
-                    self.take(job, &mut batch);
-                    while batch.len() < MAX_BATCH {
-                        let Ok(job) = jobs.try_recv() else { break };
-                        self.take(job, &mut batch);
-                    }
+                    self.gather(job, jobs, &last, &mut batch);
+                    let (size, started) = (batch.len(), Instant::now());
                     self.commit(&mut batch);
+                    last = Gathered {
+                        size,
+                        commit: started.elapsed(),
+                    };
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -173,6 +184,38 @@ impl Writer {
                     } else {
                         self.reap_interval
                     };
+            }
+        }
+    }
+
+    /// Collects the batch that starts with `first`: every request waiting, and, when fewer are
+    /// waiting than the last batch held, the ones that come within a quarter of the last commit's
+    /// time (at most [`MAX_LINGER`]). The callers answered by the last commit are usually about
+    /// to send their next request; waiting for them fills each commit instead of alternating
+    /// between a full one and a nearly empty one. A lone caller (a last batch of one) never
+    /// waits.
+    fn gather(
+        &self,
+        first: Job,
+        jobs: &Receiver<Job>,
+        last: &Gathered,
+        batch: &mut Vec<Box<dyn WriteJob>>,
+    ) {
+        let started = Instant::now();
+        let linger = (last.commit / 4).min(MAX_LINGER);
+        self.take(first, batch);
+        while batch.len() < MAX_BATCH {
+            if let Ok(job) = jobs.try_recv() {
+                self.take(job, batch);
+                continue;
+            }
+            let left = linger.saturating_sub(started.elapsed());
+            if batch.len() >= last.size || left.is_zero() {
+                break;
+            }
+            match jobs.recv_timeout(left) {
+                Ok(job) => self.take(job, batch),
+                Err(_) => break,
             }
         }
     }
@@ -196,8 +239,8 @@ impl Writer {
         }
         let outcome = self.transaction(batch);
         if outcome.is_err() && !self.conn.is_autocommit() {
-            // Undoing a transaction that failed: if even that fails, the connection rolls it
-            // back when the next BEGIN finds it open.
+            // Undoing a transaction that failed; if even that fails, the next transaction
+            // rolls it back before it begins.
             let _ = self.conn.execute_batch("ROLLBACK");
         }
         for job in batch.drain(..) {
@@ -207,7 +250,7 @@ impl Writer {
 
     fn transaction(&self, batch: &mut [Box<dyn WriteJob>]) -> rusqlite::Result<()> {
         let conn = &self.conn;
-        conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        self.begin()?;
         let first: i64 = conn
             .prepare_cached("SELECT value FROM kv_meta WHERE name = 'next_version'")?
             .query_row([], |row| row.get(0))?;
@@ -238,13 +281,23 @@ impl Writer {
         Ok(())
     }
 
+    /// Starts a write transaction, first rolling back one a failed rollback left open, so that
+    /// no failure leaves the connection stuck inside a transaction.
+    fn begin(&self) -> rusqlite::Result<()> {
+        if !self.conn.is_autocommit() {
+            self.conn.execute_batch("ROLLBACK")?;
+        }
+        self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        Ok(())
+    }
+
     /// Deletes one batch of expired rows in a transaction of its own; returns whether there may
     /// be more. A failure (another process holding the lock past the busy timeout, a full disk)
     /// leaves the rows for the next round: they are invisible to reads meanwhile.
     fn reap(&self) -> bool {
-        let now = i64::try_from(unix_ms(self.clock.now())).unwrap_or(i64::MAX);
+        let now = crate::store::ms(self.clock.now());
         let deleted = (|| {
-            self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+            self.begin()?;
             let deleted = reclaim(&self.conn, now)?;
             self.conn.prepare_cached("COMMIT")?.execute([])?;
             Ok::<_, rusqlite::Error>(deleted)

@@ -1,5 +1,6 @@
-//! Two processes sharing one database file stay exact: their increments all count, and a rate
-//! limiter they share admits exactly its limit.
+//! Two processes sharing one database file stay exact: their increments all count, a rate
+//! limiter they share admits exactly its limit, each key claimed with put-if-absent has one
+//! winner, and no compare-and-set update is lost.
 //!
 //! The parent re-runs this test binary twice as children (the ignored test `process_child`,
 //! told its database and task by environment variables). Each child opens the store, prints
@@ -14,7 +15,7 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
 use common::TempDir;
-use kvkit_core::{CounterOptions, KvStore, ManualClock};
+use kvkit_core::{CounterOptions, Error, KvStore, ManualClock, PutOptions};
 use kvkit_patterns::RateLimiter;
 use kvkit_sqlite::SqliteStore;
 
@@ -22,11 +23,16 @@ const CHILD_DB: &str = "KVKIT_SQLITE_PROCESS_DB";
 const CHILD_TASK: &str = "KVKIT_SQLITE_PROCESS_TASK";
 const TASKS: usize = 10;
 const INCREMENTS_PER_TASK: usize = 50;
-const LIMIT: u64 = 60;
-const REQUESTS_PER_TASK: usize = 10;
+// Each child asks 500 times, fewer than the limit: only the two together can reach it, so the
+// limit holds only if they count in one place.
+const LIMIT: u64 = 600;
+const REQUESTS_PER_TASK: usize = 50;
+const CLAIMS: usize = 100;
+const CAS_PER_TASK: usize = 20;
 
-/// The child: increments the shared counter, or asks the shared rate limiter, from `TASKS`
-/// tasks, then prints `@done <n>` (for the limiter, `n` is how many requests it admitted).
+/// The child: increments the shared counter, asks the shared rate limiter, claims keys or
+/// increments a value by compare-and-set, from `TASKS` tasks, then prints `@done <n>` (for the
+/// limiter, how many requests it admitted; for claims, how many keys it won).
 #[test]
 #[ignore = "a child process of the two-process tests, run by them"]
 fn process_child() {
@@ -62,6 +68,54 @@ fn process_child() {
                                     .expect("increment");
                             }
                             INCREMENTS_PER_TASK as u64
+                        }
+                        "claim" => {
+                            // Every task of both processes tries to claim every key once.
+                            let mut won = 0;
+                            for i in 0..CLAIMS {
+                                let key = format!("claim:{i}");
+                                let value = "mine".into();
+                                if store
+                                    .put_if_absent(&key, value, PutOptions::new())
+                                    .await
+                                    .expect("put_if_absent")
+                                {
+                                    won += 1;
+                                }
+                            }
+                            won
+                        }
+                        "cas" => {
+                            // Read, add one, write back only if unchanged; retry when another
+                            // writer got there first.
+                            for _ in 0..CAS_PER_TASK {
+                                loop {
+                                    let entry = store.get_with_metadata("cas").await.expect("get");
+                                    let (n, condition) = match entry {
+                                        Some(entry) => {
+                                            let n: u64 = std::str::from_utf8(&entry.value)
+                                                .expect("text")
+                                                .parse()
+                                                .expect("a number");
+                                            (
+                                                n,
+                                                PutOptions::new()
+                                                    .if_version(entry.version.expect("versioned")),
+                                            )
+                                        }
+                                        None => (0, PutOptions::new().if_absent()),
+                                    };
+                                    match store
+                                        .put("cas", (n + 1).to_string().into(), condition)
+                                        .await
+                                    {
+                                        Ok(()) => break,
+                                        Err(Error::ConditionFailed { .. }) => continue,
+                                        Err(e) => panic!("cas: {e}"),
+                                    }
+                                }
+                            }
+                            CAS_PER_TASK as u64
                         }
                         _ => {
                             let limiter =
@@ -184,6 +238,37 @@ async fn a_rate_limiter_shared_by_two_processes_admits_exactly_its_limit() {
     let admitted = tokio::task::spawn_blocking(move || run_two(&child_path, "ratelimit"))
         .await
         .expect("the children");
-    println!("two processes, 2 x 100 requests, limit {LIMIT}: admitted {admitted:?}");
+    println!("two processes, 2 x 500 requests, limit {LIMIT}: admitted {admitted:?}");
     assert_eq!(admitted.iter().sum::<u64>(), LIMIT);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_if_absent_from_two_processes_has_one_winner_per_key() {
+    let dir = TempDir::new();
+    let path = dir.path().join("shared.db");
+    let child_path = path.clone();
+    let won = tokio::task::spawn_blocking(move || run_two(&child_path, "claim"))
+        .await
+        .expect("the children");
+    println!("two processes x {TASKS} tasks claiming {CLAIMS} keys: won {won:?}");
+    assert_eq!(won.iter().sum::<u64>(), CLAIMS as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compare_and_set_from_two_processes_loses_no_update() {
+    let dir = TempDir::new();
+    let path = dir.path().join("shared.db");
+    let child_path = path.clone();
+    let done = tokio::task::spawn_blocking(move || run_two(&child_path, "cas"))
+        .await
+        .expect("the children");
+    let store = SqliteStore::builder()
+        .path(&path)
+        .open()
+        .await
+        .expect("reopen");
+    let value = store.get("cas").await.expect("get");
+    println!("two processes, {done:?} compare-and-set increments: value {value:?}");
+    let expected = (2 * TASKS * CAS_PER_TASK).to_string();
+    assert_eq!(value.as_deref(), Some(expected.as_bytes()));
 }

@@ -1,5 +1,6 @@
 //! Real servers for tests and benchmarks: Debian's `redis-server`, started on free loopback ports
-//! (alone, or as a 3-master cluster), and the Cloudflare KV REST emulator (a Worker on workerd,
+//! (alone, as a cluster with or without replicas, or as a Sentinel-managed primary with replicas
+//! and three sentinels), and the Cloudflare KV REST emulator (a Worker on workerd,
 //! through Miniflare, from `kv-cloudflare/emulator`), all stopped when the process that started
 //! them exits.
 //!
@@ -18,6 +19,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+mod sentinel;
+
+pub use sentinel::{RedisSentinels, SENTINEL_SERVICE};
 
 /// Why no server is available.
 const INSTALL_HINT: &str = "redis-server was not found on PATH. Install it with \
@@ -52,12 +57,130 @@ pub fn free_port() -> u16 {
 
 /// Sends one inline command and returns the first line of the reply.
 fn command(port: u16, cmd: &str) -> Option<String> {
+    command_as(port, None, cmd)
+}
+
+/// Sends one inline command, after `AUTH password` if given, and returns what one read of the
+/// reply gets (enough for the short replies these helpers read).
+fn command_as(port: u16, password: Option<&str>, cmd: &str) -> Option<String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let mut buf = vec![0u8; 16384];
+    if let Some(password) = password {
+        stream
+            .write_all(format!("AUTH {password}\r\n").as_bytes())
+            .ok()?;
+        let n = stream.read(&mut buf).ok()?;
+        if !buf[..n].starts_with(b"+OK") {
+            return None;
+        }
+    }
     stream.write_all(format!("{cmd}\r\n").as_bytes()).ok()?;
-    let mut buf = vec![0u8; 4096];
     let n = stream.read(&mut buf).ok()?;
     Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+/// The value after `field` in a reply listing fields and values (`INFO`'s `field:value` lines,
+/// or a RESP array of field and value bulk strings, as `SENTINEL MASTER` answers).
+fn field<'a>(reply: &'a str, field: &str) -> Option<&'a str> {
+    let lines: Vec<&str> = reply.lines().collect();
+    lines.iter().enumerate().find_map(|(i, line)| {
+        if let Some(value) = line.strip_prefix(field).and_then(|v| v.strip_prefix(':')) {
+            return Some(value);
+        }
+        // In RESP, the value's `$len` line follows the field's line.
+        (*line == field)
+            .then(|| lines.get(i + 2).copied())
+            .flatten()
+    })
+}
+
+/// Runs one command with `redis-cli` (arguments passed as they are, without a shell) and
+/// returns its output: replies one per line, as `redis-cli` prints them when not on a terminal.
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let output = Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("running redis-cli (package redis-tools)");
+    assert!(output.status.success(), "redis-cli {args:?} failed");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Makes a throwaway CA (`ca.crt`) and a certificate for `127.0.0.1` it signed (`server.crt`,
+/// `server.key`) in `dir`, with the `openssl` command.
+fn make_certificates(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        let status = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("running openssl (Debian package openssl)");
+        assert!(status.success(), "openssl {args:?} failed");
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-subj",
+        "/CN=kv-test-ca",
+        "-days",
+        "2",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    let extensions = "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+                          keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n";
+    std::fs::write(dir.join("ext.cnf"), extensions).expect("writing certificate extensions");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+}
+
+/// Whether the master on `port` serves `slot`, by its own `CLUSTER NODES` line.
+fn serves(port: u16, slot: u16) -> bool {
+    let nodes = redis_cli(port, &["CLUSTER", "NODES"]);
+    let mine = nodes
+        .lines()
+        .find(|line| line.contains("myself"))
+        .expect("the node's own line");
+    // id, address, flags, master, ping, pong, epoch, link state, then slots and ranges.
+    mine.split(' ').skip(8).any(|range| {
+        let (a, b) = range.split_once('-').unwrap_or((range, range));
+        matches!((a.parse::<u16>(), b.parse::<u16>()), (Ok(a), Ok(b)) if a <= slot && slot <= b)
+    })
 }
 
 fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
@@ -79,6 +202,8 @@ fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
 pub struct RedisServer {
     port: u16,
     dir: PathBuf,
+    /// Arguments before the listening options: a configuration file, and `--sentinel`.
+    leading: Vec<String>,
     args: Vec<String>,
     tls: bool,
     guard: Option<Child>,
@@ -108,6 +233,7 @@ impl RedisServer {
         Some(Self {
             port,
             dir,
+            leading: Vec::new(),
             args: args.iter().map(|a| (*a).to_owned()).collect(),
             tls: false,
             guard: None,
@@ -118,67 +244,25 @@ impl RedisServer {
     /// throwaway CA (made with the `openssl` command); [`RedisServer::tls_ca_pem`] returns the CA
     /// to trust and [`RedisServer::url`] a `rediss://` URL.
     pub fn start_tls() -> Option<Self> {
-        let mut server = Self::prepare(&[])?;
-        let dir = server.dir.clone();
-        let openssl = |args: &[&str]| {
-            let status = Command::new("openssl")
-                .args(args)
-                .current_dir(&dir)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .expect("running openssl (Debian package openssl)");
-            assert!(status.success(), "openssl {args:?} failed");
-        };
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-subj",
-            "/CN=kv-test-ca",
-            "-days",
-            "2",
-        ]);
-        openssl(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ]);
-        let extensions = "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
-                          keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n";
-        std::fs::write(dir.join("ext.cnf"), extensions).expect("writing certificate extensions");
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-        ]);
-        server.tls = true;
+        let mut server = Self::prepare_tls(&[], None)?;
         server.spawn();
+        Some(server)
+    }
+
+    /// Like [`RedisServer::prepare`], for a TLS-only server: with the CA and certificate in
+    /// `certificates` (another TLS server's directory) copied in, or new ones.
+    fn prepare_tls(args: &[&str], certificates: Option<&Path>) -> Option<Self> {
+        let mut server = Self::prepare(args)?;
+        match certificates {
+            Some(from) => {
+                for file in ["ca.crt", "server.crt", "server.key"] {
+                    std::fs::copy(from.join(file), server.dir.join(file))
+                        .expect("copying the test certificates");
+                }
+            }
+            None => make_certificates(&server.dir),
+        }
+        server.tls = true;
         Some(server)
     }
 
@@ -214,6 +298,7 @@ impl RedisServer {
             .arg("-c")
             .arg(script)
             .arg("sh")
+            .args(&self.leading)
             .args(&listen)
             .args(["--bind", "127.0.0.1", "--save", "", "--dir"])
             .arg(&self.dir)
@@ -243,9 +328,15 @@ impl RedisServer {
                         ])
                         .current_dir(&dir)
                         .output()
-                        .is_ok_and(|out| out.stdout.starts_with(b"PONG"))
+                        // A server with a password answers NOAUTH: it is up.
+                        .is_ok_and(|out| {
+                            out.stdout.starts_with(b"PONG") || out.stdout.starts_with(b"NOAUTH")
+                        })
                 } else {
-                    command(port, "PING").is_some_and(|reply| reply.starts_with("+PONG"))
+                    // A server with a password answers NOAUTH: it is up.
+                    command(port, "PING").is_some_and(|reply| {
+                        reply.starts_with("+PONG") || reply.starts_with("-NOAUTH")
+                    })
                 }
             },
         );
@@ -308,7 +399,8 @@ pub fn shared_redis_url() -> Option<String> {
         .map(RedisServer::url)
 }
 
-/// A Redis Cluster of masters without replicas, each a [`RedisServer`] on its own port.
+/// A Redis Cluster of masters, with or without replicas, each node a [`RedisServer`] on its own
+/// port (`cluster-node-timeout` 2 s, so a replica takes over a dead master within a few seconds).
 #[derive(Debug)]
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
@@ -318,8 +410,22 @@ impl RedisCluster {
     /// Starts `masters` cluster-enabled servers and joins them with `redis-cli --cluster create`.
     /// `None` when opted out; panics with install instructions when the binaries are missing.
     pub fn start(masters: usize) -> Option<Self> {
-        let mut nodes = Vec::with_capacity(masters);
-        for _ in 0..masters {
+        Self::start_with_replicas(masters, 0)
+    }
+
+    /// Starts `masters` masters with `replicas` replicas each, joined with `redis-cli --cluster
+    /// create --cluster-replicas`, and waits until every replica is in sync. `None` when opted
+    /// out; panics with install instructions when the binaries are missing.
+    ///
+    /// ```no_run
+    /// let cluster = kvkit_test_servers::RedisCluster::start_with_replicas(3, 1).expect("not opted out");
+    /// assert_eq!(cluster.urls().len(), 6);
+    /// assert_eq!(cluster.master_ports().len(), 3);
+    /// ```
+    pub fn start_with_replicas(masters: usize, replicas: usize) -> Option<Self> {
+        let count = masters * (1 + replicas);
+        let mut nodes = Vec::with_capacity(count);
+        for _ in 0..count {
             nodes.push(RedisServer::start(&[
                 "--cluster-enabled",
                 "yes",
@@ -329,6 +435,9 @@ impl RedisCluster {
                 "2000",
                 "--appendonly",
                 "no",
+                // A replica syncs at once, not after the default 5 s wait for others to join it.
+                "--repl-diskless-sync-delay",
+                "0",
             ])?);
         }
         let addresses: Vec<String> = nodes
@@ -338,7 +447,7 @@ impl RedisCluster {
         let status = Command::new("redis-cli")
             .args(["--cluster", "create"])
             .args(&addresses)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
@@ -350,7 +459,140 @@ impl RedisCluster {
                 command(port, "CLUSTER INFO").is_some_and(|info| info.contains("cluster_state:ok"))
             });
         }
-        Some(Self { nodes })
+        let cluster = Self { nodes };
+        cluster.wait_for_replicas(replicas);
+        Some(cluster)
+    }
+
+    /// Waits until every master has `replicas` replicas connected and every replica's link to
+    /// its master is up.
+    fn wait_for_replicas(&self, replicas: usize) {
+        for node in &self.nodes {
+            let port = node.port();
+            wait_until("the replicas to sync", Duration::from_secs(30), || {
+                command(port, "INFO replication").is_some_and(|info| match field(&info, "role") {
+                    Some("master") => info.matches("state=online").count() == replicas,
+                    Some("slave") => field(&info, "master_link_status") == Some("up"),
+                    _ => false,
+                })
+            });
+        }
+    }
+
+    /// The ports of the nodes that are up and masters now.
+    pub fn master_ports(&self) -> Vec<u16> {
+        self.nodes
+            .iter()
+            .map(RedisServer::port)
+            .filter(|&port| {
+                command(port, "INFO replication")
+                    .is_some_and(|info| field(&info, "role") == Some("master"))
+            })
+            .collect()
+    }
+
+    fn node_mut(&mut self, port: u16) -> &mut RedisServer {
+        self.nodes
+            .iter_mut()
+            .find(|node| node.port() == port)
+            .expect("a node of this cluster")
+    }
+
+    /// Kills the node on `port` (`kill -9`), as a crash would.
+    pub fn kill(&mut self, port: u16) {
+        self.node_mut(port).kill();
+    }
+
+    /// Starts the node on `port` again, with its data directory and cluster configuration: a
+    /// master that lost its slots comes back as a replica of the one that took over.
+    pub fn restart(&mut self, port: u16) {
+        self.node_mut(port).restart();
+    }
+
+    /// Waits until the cluster serves every slot again without the node on `port` (killed): a
+    /// replica took over its slots. Panics after `timeout`.
+    pub fn wait_for_failover(&self, port: u16, timeout: Duration) {
+        let live: Vec<u16> = self
+            .nodes
+            .iter()
+            .map(RedisServer::port)
+            .filter(|&p| p != port)
+            .collect();
+        wait_until("a replica to take over", timeout, || {
+            live.iter().all(|&p| {
+                command(p, "CLUSTER INFO").is_some_and(|info| {
+                    field(&info, "cluster_state") == Some("ok")
+                        && field(&info, "cluster_slots_ok") == Some("16384")
+                })
+            }) && command(live[0], "CLUSTER NODES").is_some_and(|nodes| {
+                nodes.lines().any(|line| {
+                    let fields: Vec<&str> = line.split(' ').collect();
+                    // id, address, flags, master, ping, pong, epoch, link state, then slots.
+                    fields
+                        .get(1)
+                        .is_some_and(|a| a.starts_with(&format!("127.0.0.1:{port}@")))
+                        && fields.len() <= 8
+                })
+            })
+        });
+    }
+
+    /// Waits until the node on `port` (restarted) is a replica in sync with its master.
+    pub fn wait_for_replica(&self, port: u16, timeout: Duration) {
+        wait_until("the node to sync as a replica", timeout, || {
+            command(port, "INFO replication").is_some_and(|info| {
+                field(&info, "role") == Some("slave")
+                    && field(&info, "master_link_status") == Some("up")
+            })
+        });
+    }
+
+    /// The hash slot of `key` (`CLUSTER KEYSLOT`).
+    pub fn key_slot(&self, key: &str) -> u16 {
+        let port = self.master_ports()[0];
+        let reply = redis_cli(port, &["CLUSTER", "KEYSLOT", key]);
+        reply.trim().parse().expect("a slot number")
+    }
+
+    /// The port of the master serving `slot`.
+    pub fn slot_owner(&self, slot: u16) -> u16 {
+        self.master_ports()
+            .into_iter()
+            .find(|&port| serves(port, slot))
+            .expect("a master serving the slot")
+    }
+
+    /// Moves `slot` from the master serving it to the master on `to`, step by step as Redis
+    /// documents it: `CLUSTER SETSLOT … IMPORTING` on the target, `… MIGRATING` on the source,
+    /// `MIGRATE` of its keys in batches until none is left, then `CLUSTER SETSLOT … NODE` on
+    /// every master. Clients meanwhile get `ASK` and `TRYAGAIN` answers for the slot.
+    pub fn migrate_slot(&self, slot: u16, to: u16) {
+        let from = self.slot_owner(slot);
+        let id = |port: u16| redis_cli(port, &["CLUSTER", "MYID"]).trim().to_owned();
+        let (from_id, to_id, slot) = (id(from), id(to), slot.to_string());
+        let set_slot = |port: u16, args: &[&str]| {
+            let reply = redis_cli(port, &[&["CLUSTER", "SETSLOT", &slot], args].concat());
+            assert_eq!(reply.trim(), "OK", "CLUSTER SETSLOT {slot} {args:?}");
+        };
+        set_slot(to, &["IMPORTING", &from_id]);
+        set_slot(from, &["MIGRATING", &to_id]);
+        loop {
+            let keys = redis_cli(from, &["CLUSTER", "GETKEYSINSLOT", &slot, "1000"]);
+            let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
+            if keys.is_empty() {
+                break;
+            }
+            let to_port = to.to_string();
+            let mut migrate = vec!["MIGRATE", "127.0.0.1", &to_port, "", "0", "5000", "KEYS"];
+            migrate.extend(keys);
+            // NOKEY: the keys were deleted meanwhile.
+            let reply = redis_cli(from, &migrate);
+            assert!(matches!(reply.trim(), "OK" | "NOKEY"), "MIGRATE: {reply}");
+        }
+        let others = self.master_ports().into_iter().filter(|&port| port != to);
+        for port in std::iter::once(to).chain(others) {
+            set_slot(port, &["NODE", &to_id]);
+        }
     }
 
     /// The URLs of its nodes.

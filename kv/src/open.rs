@@ -44,7 +44,7 @@ impl fmt::Display for OpenError {
             Self::UnknownScheme { scheme } => write!(
                 f,
                 "no backend for URL scheme {scheme:?} (expected memory:, sqlite:, redis://, \
-                 rediss://, redis+unix://, redis+cluster:// or cloudflare://)"
+                 rediss://, redis+unix://, redis+cluster://, redis+sentinel:// or cloudflare://)"
             ),
             Self::FeatureDisabled { scheme, feature } => write!(
                 f,
@@ -80,6 +80,7 @@ impl From<kvkit_core::Error> for OpenError {
 /// | `sqlite:path/to/file.db` (relative), `sqlite:///abs/path.db`, `sqlite::memory:` (private, for tests); `?durability=normal` trades power-loss safety for speed | a durable `sqlite::SqliteStore` in that file, created if missing | `sqlite` |
 /// | `redis://[:password@]host:port[/db]`, `rediss://…` (TLS), `redis+unix:///path` | one Redis server | `redis` |
 /// | `redis+cluster://host:port,host:port` (`rediss+cluster://` for TLS) | a Redis Cluster, from its seed nodes | `redis` |
+/// | `redis+sentinel://[user:password@]host:port[,host:port…]/service-name[/db]` (`rediss+sentinel://` for TLS); the credentials are the servers', the addresses the sentinels' (port 26379 if omitted) | the primary the sentinels name for the service, found again after a failover | `redis` |
 /// | `cloudflare://ACCOUNT_ID/NAMESPACE_ID[?base_url=URL]`, or `cloudflare:` with both ids from `CLOUDFLARE_ACCOUNT_ID` and `CLOUDFLARE_KV_NAMESPACE_ID` | a Workers KV namespace over the REST API; the token always comes from `CLOUDFLARE_API_TOKEN`, never from the URL | `cloudflare` |
 ///
 /// A URL for a backend whose feature is off is a clear [`OpenError::FeatureDisabled`], never a
@@ -102,7 +103,9 @@ pub async fn open(url: &str) -> Result<Arc<dyn KvStore>, OpenError> {
     match scheme.as_str() {
         "memory" => memory(&scheme),
         "sqlite" => sqlite(url, &scheme).await,
-        "redis" | "rediss" | "redis+unix" => redis(url, &scheme).await,
+        "redis" | "rediss" | "redis+unix" | "redis+sentinel" | "rediss+sentinel" => {
+            redis(url, &scheme).await
+        }
         "redis+cluster" | "rediss+cluster" => redis_cluster(url, &scheme).await,
         "cloudflare" => cloudflare(url, &scheme),
         _ => Err(OpenError::UnknownScheme { scheme }),

@@ -122,6 +122,35 @@ async fn redis_and_cluster_urls() {
     cluster.delete(&key).await.expect("delete");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_urls() {
+    match kvkit::open("redis+sentinel://:hunter2@127.0.0.1:1").await {
+        Err(OpenError::Store(err)) => {
+            assert_eq!(err.kind(), kvkit::ErrorKind::Configuration, "{err:?}");
+            assert!(!format!("{err} {err:?}").contains("hunter2"), "{err:?}");
+        }
+        Err(other) => panic!("expected a configuration error, got {other:?}"),
+        Ok(_) => panic!("a Sentinel URL without a service opened a store"),
+    }
+    let Some(setup) = servers::RedisSentinels::start(1, Some("open-secret")) else {
+        kvkit_testsuite::skip("sentinel_urls", "KV_TEST_SKIP_REDIS=1");
+        return;
+    };
+    let store = kvkit::open(&setup.url())
+        .await
+        .expect("a store through the sentinels");
+    assert_eq!(store.capabilities().backend, "redis");
+    let key = kvkit_testsuite::Namespace::new().key("open");
+    store
+        .put(&key, "s".into(), PutOptions::new())
+        .await
+        .expect("put");
+    assert_eq!(
+        store.get(&key).await.expect("get").as_deref(),
+        Some(&b"s"[..])
+    );
+}
+
 #[tokio::test]
 async fn malformed_cloudflare_urls() {
     match kvkit::open("cloudflare://only-one-part").await {
