@@ -65,6 +65,10 @@ macro_rules! live {
 ///         self.0.alarm().await
 ///     }
 /// }
+/// # fn shows(shard: &KvShard) {
+/// // Its `Debug` shows its epoch and alarm, never a key.
+/// assert!(format!("{:?}", shard.0).starts_with("Shard { epoch: "));
+/// # }
 /// ```
 pub struct Shard {
     state: State,
