@@ -11,6 +11,7 @@
 //! | `redis` | `redis` | Redis and Redis Cluster |
 //! | `sqlite` | `sqlite` | a durable embedded store in one SQLite file, exact across processes |
 //! | `cloudflare` | `cloudflare` | Cloudflare Workers KV, over Cloudflare's REST API |
+//! | `durable` | `durable` | exact storage inside Rust Workers, on Durable Objects |
 //! | `layers` (default) | [`layers`] | namespaces, tracing, metrics, timeouts and retries, a two-tier store |
 //! | `patterns` (default) | [`patterns`] | a read-through cache, sessions and rate limiting over any store |
 //! | `axum` | `http` | a tower rate-limit layer and cookie sessions for axum services |
@@ -100,6 +101,23 @@ pub mod cloudflare {
 #[cfg(all(feature = "worker", target_arch = "wasm32"))]
 pub mod worker {
     pub use kvkit_worker::{BACKEND, WaitUntil, WorkerKvStore};
+}
+
+/// Exact storage inside Rust Workers (feature `durable`): a Durable Object class holding shards
+/// of a namespace in SQLite-backed storage, and the store over it, on `wasm32-unknown-unknown`;
+/// elsewhere only its limits, so a service can check what its Worker will accept. See the
+/// `kvkit-durable` crate.
+///
+/// ```
+/// let caps = kvkit::durable::capabilities();
+/// assert!(caps.atomic_counter && caps.conditional_writes);
+/// assert_eq!(caps.backend, kvkit::durable::BACKEND);
+/// ```
+#[cfg(feature = "durable")]
+pub mod durable {
+    pub use kvkit_durable::{BACKEND, capabilities};
+    #[cfg(target_arch = "wasm32")]
+    pub use kvkit_durable::{DurableBuilder, DurableKvStore, Shard, ShardKey, durable_object};
 }
 
 /// Wrappers over any store (feature `layers`, on by default): import [`layers::Layered`] and

@@ -6,7 +6,7 @@
 //!   then runs `cargo test --workspace --all-features [ARGS…]`.
 //! - `cargo xtask deps`: only the installation step.
 //! - `cargo xtask features`: `cargo check`s the facade with each of its features alone and with
-//!   the defaults, natively, and with `worker` (defaults on and off) for `wasm32-unknown-unknown`.
+//!   the defaults, natively, and with `worker` and `durable` for `wasm32-unknown-unknown`.
 //! - `cargo xtask msrv`: fails when a publishable crate's `rust-version` is older than the
 //!   `rust-version` of a dependency it builds with (normal and build dependencies, all features,
 //!   every target, as `Cargo.lock` pins them), naming the dependency.
@@ -264,7 +264,8 @@ fn metadata() -> Result<serde_json::Value, String> {
     serde_json::from_slice(&output.stdout).map_err(|e| format!("cargo metadata's output: {e}"))
 }
 
-/// The facade's features, each alone and with the defaults, natively; `worker` on wasm32.
+/// The facade's features, each alone and with the defaults, natively; `worker` and `durable` on
+/// wasm32.
 fn check_features() -> Result<(), String> {
     let meta = metadata()?;
     let facade = meta["packages"]
@@ -308,6 +309,14 @@ fn check_features() -> Result<(), String> {
             "--features=worker".to_owned(),
         ],
     ));
+    runs.push((
+        Some(wasm),
+        vec![
+            "--no-default-features".to_owned(),
+            "--features=durable".to_owned(),
+        ],
+    ));
+    runs.push((Some(wasm), vec!["--features=worker,durable".to_owned()]));
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     for (target, args) in &runs {
         eprintln!(
