@@ -147,6 +147,26 @@ fn take(counts: &Mutex<BTreeMap<&'static str, u64>>) -> BTreeMap<&'static str, u
     )
 }
 
+/// `call`'s answer, retried while it fails with a retryable error: right after a failover the
+/// sentinels may still be settling (a sentinel that has not yet learnt the new primary answers
+/// that it knows no such master), which a caller is told to retry. Gives up after 30 s.
+async fn patiently<T, F, Fut>(what: &str, mut call: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = kvkit_core::Result<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match call().await {
+            Ok(value) => return value,
+            Err(e) if e.is_retryable() && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("{what}: {e:?}"),
+        }
+    }
+}
+
 fn key(writer: usize, i: u32) -> String {
     format!("w{writer:02}:{i:07}")
 }
@@ -251,7 +271,7 @@ impl Load {
             let keys: Vec<String> = (0..writer.attempted).map(|i| key(w, i)).collect();
             let mut values = Vec::with_capacity(keys.len());
             for chunk in keys.chunks(100) {
-                values.extend(self.store.get_many(chunk).await.expect("reading back"));
+                values.extend(patiently("reading back", || self.store.get_many(chunk)).await);
             }
             let acked: BTreeSet<u32> = writer.acked.iter().copied().collect();
             for (i, value) in values.iter().enumerate() {
@@ -266,11 +286,8 @@ impl Load {
                     report.lost_puts += 1;
                 }
             }
-            let stored = self
-                .store
-                .get(&counter(w))
-                .await
-                .expect("reading a counter");
+            let name = counter(w);
+            let stored = patiently("reading a counter", || self.store.get(&name)).await;
             if stored.is_some() {
                 existing.insert(counter(w));
             }
@@ -287,7 +304,7 @@ impl Load {
         let mut cursor = None;
         loop {
             let options = ListOptions::new().limit(1000).cursor(cursor);
-            let page = self.store.list(options).await.expect("listing");
+            let page = patiently("listing", || self.store.list(options.clone())).await;
             listed.extend(page.keys.into_iter().map(|k| k.name));
             cursor = page.cursor;
             if cursor.is_none() {
