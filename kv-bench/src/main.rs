@@ -10,6 +10,34 @@
 
 use std::process::ExitCode;
 
+/// Runs `$body` (which may `.await`) for each index of `$indices[t]` in each of `$indices.len()` tasks,
+/// with `$state` cloned once per task and bound as `$s`; evaluates to the ops/s achieved.
+macro_rules! throughput {
+    ($indices:expr, $state:expr, |$s:ident, $i:ident| $body:expr) => {{
+        let start = std::time::Instant::now();
+        let tasks: Vec<_> = (0..$indices.len())
+            .map(|t| {
+                let indices = $indices.clone();
+                let $s = $state.clone();
+                tokio::spawn(async move {
+                    let mut ops = 0usize;
+                    for &i in &indices[t] {
+                        let $i = i as usize;
+                        $body;
+                        ops += 1;
+                    }
+                    ops
+                })
+            })
+            .collect();
+        let mut ops = 0;
+        for task in tasks {
+            ops += task.await.expect("benchmark task");
+        }
+        ops as f64 / start.elapsed().as_secs_f64()
+    }};
+}
+
 mod alloc;
 mod cloudflare;
 mod durable;

@@ -35,34 +35,6 @@ fn value(i: usize) -> Vec<u8> {
     vec![(i % 251) as u8; VALUE_BYTES]
 }
 
-/// Runs `$body` (which may `.await`) for each index of `$indices[t]` in each of `TASKS` tasks,
-/// with `$state` cloned once per task and bound as `$s`; evaluates to the ops/s achieved.
-macro_rules! throughput {
-    ($indices:expr, $state:expr, |$s:ident, $i:ident| $body:expr) => {{
-        let start = Instant::now();
-        let tasks: Vec<_> = (0..TASKS)
-            .map(|t| {
-                let indices = $indices.clone();
-                let $s = $state.clone();
-                tokio::spawn(async move {
-                    let mut ops = 0usize;
-                    for &i in &indices[t] {
-                        let $i = i as usize;
-                        $body;
-                        ops += 1;
-                    }
-                    ops
-                })
-            })
-            .collect();
-        let mut ops = 0;
-        for task in tasks {
-            ops += task.await.expect("benchmark task");
-        }
-        ops as f64 / start.elapsed().as_secs_f64()
-    }};
-}
-
 pub(crate) async fn run() {
     let mut rng = Rng::new(0x5eed);
     let keys: Arc<Vec<String>> = Arc::new((0..KEYS).map(key).collect());

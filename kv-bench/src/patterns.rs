@@ -1,7 +1,9 @@
 //! The patterns against what they are built on: cache hits against plain JSON gets on memory,
-//! rate-limit checks against a raw `redis` INCR + EXPIRE pipeline, and the exactness numbers
-//! (admitted ÷ limit under a concurrent burst, fetches for a burst of misses).
+//! rate-limit checks on memory against governor's keyed limiter and on Redis against a raw
+//! `redis` INCR + EXPIRE pipeline, and the exactness numbers (admitted ÷ limit under a
+//! concurrent burst, fetches for a burst of misses).
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -22,6 +24,8 @@ const ROUNDS: usize = 7;
 const KEYS: usize = 10_000;
 /// Operations per task in one measured round on memory.
 const OPS_PER_TASK: usize = 300_000;
+/// Identifiers the in-process limiters are checked with.
+const IDENTIFIERS: usize = 100_000;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Product {
@@ -44,6 +48,7 @@ pub(crate) async fn run() {
     ratelimit_exact("ratelimit_exact_memory", Arc::new(MemoryStore::new())).await;
     cache_single_flight().await;
     cache_hit_ratio().await;
+    ratelimit_memory_vs_governor().await;
 
     let (_server, url) = crate::redis_for_bench();
     let store = RedisStore::builder(url.as_str())
@@ -158,6 +163,44 @@ async fn cache_hit_ratio() {
     line("cache_hits_per_sec", format!("{ours:.0}"));
     line("get_json_per_sec", format!("{theirs:.0}"));
     line("cache_hit_ratio_vs_get_json", format!("{ratio:.2}"));
+}
+
+/// Admitting checks per second on the memory store ÷ governor's keyed limiter (its default
+/// `DashMap` state) per second: the same 100,000 identifiers in the same order, 2 tasks, one
+/// process, rounds alternating which goes first.
+async fn ratelimit_memory_vs_governor() {
+    let ids: Arc<Vec<String>> = Arc::new((0..IDENTIFIERS).map(|i| format!("client:{i}")).collect());
+    let order: Arc<Vec<Vec<u32>>> = Arc::new(
+        (0..2u32)
+            .map(|t| {
+                (0..OPS_PER_TASK as u32)
+                    .map(|n| (t * 7919 + n) % IDENTIFIERS as u32)
+                    .collect()
+            })
+            .collect(),
+    );
+    let ours = Arc::new(RateLimiter::fixed_window(
+        MemoryStore::new(),
+        u64::MAX,
+        Duration::from_secs(60),
+    ));
+    let theirs = Arc::new(governor::RateLimiter::keyed(governor::Quota::per_second(
+        NonZeroU32::MAX,
+    )));
+    let checks = || async {
+        throughput!(order, (Arc::clone(&ours), Arc::clone(&ids)), |s, i| {
+            assert!(s.0.check(&s.1[i]).await.expect("check").allowed)
+        })
+    };
+    let governed = || async {
+        throughput!(order, (Arc::clone(&theirs), Arc::clone(&ids)), |s, i| {
+            assert!(s.0.check_key(&s.1[i]).is_ok())
+        })
+    };
+    let (ours, theirs, ratio) = crate::alternate(ROUNDS, checks, governed).await;
+    line("ratelimit_memory_checks_per_sec", format!("{ours:.0}"));
+    line("governor_keyed_checks_per_sec", format!("{theirs:.0}"));
+    line("ratelimit_memory_ratio_vs_governor", format!("{ratio:.2}"));
 }
 
 /// Runs `op(task, i)` `OPS_PER_TASK` times from each of `tasks` tasks; returns ops/s. (A

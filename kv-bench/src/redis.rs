@@ -1,5 +1,7 @@
 //! The Redis backend against the raw `redis` crate on the same kind of connection (one
-//! multiplexed `ConnectionManager`), same server, same work, side by side in one process.
+//! multiplexed `ConnectionManager`, or one cluster connection), same server, same work, side by
+//! side in one process: single operations, then batches against `MGET` and pipelined `SET`s on
+//! one server and on a 3-master cluster.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,7 +10,7 @@ use bytes::Bytes;
 use kvkit_core::{KvStore, ListOptions, PutItem, PutOptions};
 use kvkit_redis::RedisStore;
 use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionLike, ConnectionManager};
 
 use crate::{line, median};
 
@@ -33,9 +35,12 @@ pub(crate) async fn run() {
         .connect()
         .await
         .expect("connecting the store");
+    // The store's own call timeout (2 s) for the raw client too, where the crate's default is
+    // 500 ms: pipelines of 1,000 keys in flight take longer to answer.
+    let config = redis::aio::ConnectionManagerConfig::new().set_response_timeout(Some(RAW_TIMEOUT));
     let raw: ConnectionManager = redis::Client::open(url.as_str())
         .expect("redis url")
-        .get_connection_manager()
+        .get_connection_manager_with_config(config)
         .await
         .expect("connecting the raw client");
     let keys: Arc<Vec<String>> = Arc::new((0..KEYS).map(|i| format!("key:{i:05}")).collect());
@@ -154,7 +159,208 @@ pub(crate) async fn run() {
         );
     }
 
+    batches("redis", false, &store, raw.clone(), &value).await;
     list_with_1m_keys(&store, &value).await;
+
+    let cluster = kvkit_test_servers::RedisCluster::start(3)
+        .expect("redis-server is needed for the cluster benchmark");
+    let store = RedisStore::cluster(cluster.urls())
+        .namespace("bench:")
+        .connect()
+        .await
+        .expect("connecting the cluster store");
+    let raw = redis::cluster::ClusterClientBuilder::new(cluster.urls())
+        .response_timeout(RAW_TIMEOUT)
+        .build()
+        .expect("cluster urls")
+        .get_async_connection()
+        .await
+        .expect("connecting the raw cluster client");
+    batches("redis_cluster", true, &store, raw, &value).await;
+}
+
+/// The raw clients' response timeout: the store's default call timeout.
+const RAW_TIMEOUT: Duration = Duration::from_secs(2);
+/// Keys in one batch of the batch comparisons.
+const BATCH: usize = 100;
+/// Concurrent batches in the batch comparisons.
+const BATCH_CONCURRENCY: usize = 16;
+
+/// `get_many` of 100 keys against one raw `MGET` of as many, and `put_many` of 100 against one
+/// raw pipeline of as many `SET`s, in keys per second at 16 batches in flight; then the best
+/// `put_many` rate against the best raw pipelined rate over batches of 100 and 1,000 keys at 4
+/// and 16 in flight (the peak the server gives a raw client). `prefix` names the topology;
+/// `cluster` says whether it is one.
+async fn batches<C>(prefix: &str, cluster: bool, store: &RedisStore, raw: C, value: &Bytes)
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    let keys: Vec<String> = (0..KEYS).map(|i| format!("batch:{i:05}")).collect();
+    // A raw pipeline or `MGET` on a cluster must stay in one slot: there, each run of 1,000
+    // raw keys (every batch measured) shares a hash tag, the raw client's best case. The
+    // store's keys stay spread over its shards.
+    let raw_keys: Vec<String> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| match cluster {
+            true => format!("{{raw{}}}:{k}", i / 1000),
+            false => format!("raw:{k}"),
+        })
+        .collect();
+    let groups = |keys: &[String], size: usize| -> Arc<Vec<Vec<String>>> {
+        Arc::new(keys.chunks(size).map(<[String]>::to_vec).collect())
+    };
+    let (ours, theirs) = (groups(&keys, BATCH), groups(&raw_keys, BATCH));
+    for (our_batch, raw_batch) in ours.iter().zip(theirs.iter()) {
+        let items = our_batch
+            .iter()
+            .map(|k| PutItem::new(k.clone(), value.clone()))
+            .collect();
+        store.put_many(items).await.expect("loading the store");
+        raw_set_pipeline(raw_batch, value)
+            .query_async::<()>(&mut raw.clone())
+            .await
+            .expect("loading raw keys");
+    }
+
+    let our_get_many = || {
+        batch_throughput(BATCH_CONCURRENCY, Arc::clone(&ours), {
+            let store = store.clone();
+            move |batch: Vec<String>| {
+                let store = store.clone();
+                async move {
+                    let values = store.get_many(&batch).await.expect("get_many");
+                    assert!(values.iter().all(Option::is_some));
+                }
+            }
+        })
+    };
+    let raw_mget = || {
+        batch_throughput(BATCH_CONCURRENCY, Arc::clone(&theirs), {
+            let raw = raw.clone();
+            move |batch: Vec<String>| {
+                let mut raw = raw.clone();
+                async move {
+                    let values: Vec<Option<Vec<u8>>> = raw.mget(&batch).await.expect("raw MGET");
+                    assert!(values.iter().all(Option::is_some));
+                }
+            }
+        })
+    };
+    let (ours_get, raw_get, get_ratio) = crate::alternate(ROUNDS, our_get_many, raw_mget).await;
+    line(
+        &format!("{prefix}_get_many_100_keys_per_s"),
+        format!("{ours_get:.0}"),
+    );
+    line(
+        &format!("{prefix}_raw_mget_100_keys_per_s"),
+        format!("{raw_get:.0}"),
+    );
+    line(
+        &format!("{prefix}_get_many_100_ratio_vs_raw_mget"),
+        format!("{get_ratio:.2}"),
+    );
+
+    let our_put_many = |batches: Arc<Vec<Vec<String>>>, concurrency: usize| {
+        batch_throughput(concurrency, batches, {
+            let (store, value) = (store.clone(), value.clone());
+            move |batch: Vec<String>| {
+                let (store, value) = (store.clone(), value.clone());
+                async move {
+                    let items = batch
+                        .into_iter()
+                        .map(|k| PutItem::new(k, value.clone()))
+                        .collect();
+                    store.put_many(items).await.expect("put_many");
+                }
+            }
+        })
+    };
+    let raw_pipeline = |batches: Arc<Vec<Vec<String>>>, concurrency: usize| {
+        batch_throughput(concurrency, batches, {
+            let (raw, value) = (raw.clone(), value.clone());
+            move |batch: Vec<String>| {
+                let (mut raw, value) = (raw.clone(), value.clone());
+                async move {
+                    raw_set_pipeline(&batch, &value)
+                        .query_async::<()>(&mut raw)
+                        .await
+                        .expect("raw pipeline");
+                }
+            }
+        })
+    };
+    let (ours_put, raw_put, put_ratio) = crate::alternate(
+        ROUNDS,
+        || our_put_many(Arc::clone(&ours), BATCH_CONCURRENCY),
+        || raw_pipeline(Arc::clone(&theirs), BATCH_CONCURRENCY),
+    )
+    .await;
+    line(
+        &format!("{prefix}_put_many_100_keys_per_s"),
+        format!("{ours_put:.0}"),
+    );
+    line(
+        &format!("{prefix}_raw_pipeline_100_keys_per_s"),
+        format!("{raw_put:.0}"),
+    );
+    line(
+        &format!("{prefix}_put_many_100_ratio_vs_raw_pipeline"),
+        format!("{put_ratio:.2}"),
+    );
+
+    let (mut best_ours, mut best_raw) = (0f64, 0f64);
+    for size in [100, 1000] {
+        let (ours, theirs) = (groups(&keys, size), groups(&raw_keys, size));
+        for concurrency in [4, 16] {
+            let (o, t, _) = crate::alternate(
+                3,
+                || our_put_many(Arc::clone(&ours), concurrency),
+                || raw_pipeline(Arc::clone(&theirs), concurrency),
+            )
+            .await;
+            best_ours = best_ours.max(o);
+            best_raw = best_raw.max(t);
+        }
+    }
+    line(
+        &format!("{prefix}_put_many_keys_per_s"),
+        format!("{best_ours:.0}"),
+    );
+    line(
+        &format!("{prefix}_raw_pipeline_peak_keys_per_s"),
+        format!("{best_raw:.0}"),
+    );
+    line(
+        &format!("{prefix}_put_many_share_of_raw_peak"),
+        format!("{:.2}", best_ours / best_raw),
+    );
+}
+
+/// One pipeline (not a transaction) of a `SET` per key.
+fn raw_set_pipeline(keys: &[String], value: &Bytes) -> redis::Pipeline {
+    let mut pipe = redis::pipe();
+    for key in keys {
+        pipe.set(key, &value[..]).ignore();
+    }
+    pipe
+}
+
+/// Runs `op(batch)` from `concurrency` tasks for one round, cycling through `batches`;
+/// returns keys per second.
+async fn batch_throughput<F, Fut>(concurrency: usize, batches: Arc<Vec<Vec<String>>>, op: F) -> f64
+where
+    F: Fn(Vec<String>) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let per_batch = batches[0].len() as f64;
+    let count = batches.len();
+    let ops = crate::throughput(concurrency, ROUND, count, move |_, i| {
+        let batch = batches[i].clone();
+        op(batch)
+    })
+    .await;
+    ops * per_batch
 }
 
 /// Lists 100 keys under a prefix while the same index holds 1M other keys.

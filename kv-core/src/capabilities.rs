@@ -598,10 +598,28 @@ pub fn stable_hash(key: &str) -> u64 {
 
 /// Rounds `d` up to a multiple of `precision` (a zero precision leaves it unchanged).
 pub(crate) fn round_up(d: Duration, precision: Duration) -> Duration {
-    let p = precision.as_nanos();
-    if p == 0 {
-        return d;
+    const SECOND: u32 = 1_000_000_000;
+    let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
+    // The usual precisions (a millisecond, a second) in 64-bit arithmetic: every write and
+    // counter rounds its expiry, and 128-bit division is slow.
+    match (precision.as_secs(), precision.subsec_nanos()) {
+        (0, 0) => return d,
+        (0, p) if SECOND.is_multiple_of(p) => {
+            let nanos = nanos.div_ceil(p) * p;
+            return if nanos == SECOND {
+                secs.checked_add(1)
+                    .map_or(Duration::MAX, Duration::from_secs)
+            } else {
+                Duration::new(secs, nanos)
+            };
+        }
+        (p, 0) => {
+            let whole = secs.saturating_add(u64::from(nanos > 0));
+            return Duration::from_secs(whole.div_ceil(p).saturating_mul(p));
+        }
+        _ => {}
     }
+    let p = precision.as_nanos();
     let n = d.as_nanos().div_ceil(p).saturating_mul(p);
     let secs = u64::try_from(n / 1_000_000_000).unwrap_or(u64::MAX);
     // The remainder is below 10^9, so it always fits.
@@ -630,6 +648,47 @@ mod tests {
             round_up(Duration::from_nanos(3), Duration::ZERO),
             Duration::from_nanos(3)
         );
+    }
+
+    /// The 64-bit shortcuts agree with rounding the nanoseconds in 128 bits.
+    #[test]
+    fn round_up_shortcuts_agree_with_the_general_rule() {
+        let reference = |d: Duration, p: Duration| {
+            let p = p.as_nanos();
+            let n = d.as_nanos().div_ceil(p) * p;
+            Duration::new(
+                u64::try_from(n / 1_000_000_000).unwrap(),
+                u32::try_from(n % 1_000_000_000).unwrap(),
+            )
+        };
+        let precisions = [
+            1,
+            1_000,
+            1_000_000,
+            250_000_000,
+            1_000_000_000,
+            60_000_000_000,
+            7,
+        ]
+        .map(Duration::from_nanos)
+        .into_iter()
+        .chain([Duration::from_millis(1_500)]);
+        for p in precisions {
+            for secs in [0, 1, 59, 60, 61, 1_767_225_600] {
+                for nanos in [
+                    0,
+                    1,
+                    999_999,
+                    1_000_000,
+                    1_000_001,
+                    500_000_000,
+                    999_999_999,
+                ] {
+                    let d = Duration::new(secs, nanos);
+                    assert_eq!(round_up(d, p), reference(d, p), "{d:?} to {p:?}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -271,6 +271,32 @@ pub trait KvStore: Send + Sync + Debug + 'static {
     /// # Ok(()) }
     /// ```
     async fn increment(&self, key: &str, delta: i64, options: CounterOptions) -> Result<i64>;
+
+    /// [`increment`](Self::increment) answered at once, by a store that counts without I/O: `Some`
+    /// with exactly what `increment` would return (same counter, same rules, same errors), or
+    /// `None` when the store has to wait for a server, and the caller then awaits `increment`.
+    ///
+    /// The memory store answers `Some`; every remote backend, and every wrapper that observes or
+    /// changes its calls, keeps this default (`None`). Hot paths such as the rate limiter try it
+    /// first and so skip a boxed future per call; nothing else about them changes.
+    ///
+    /// ```
+    /// use kvkit_core::{CounterOptions, KvStore};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> kvkit_core::Result<()> {
+    /// let store = kvkit_memory::MemoryStore::new();
+    /// let counted = match store.increment_now("hits", 2, CounterOptions::new()) {
+    ///     Some(now) => now?,
+    ///     None => store.increment("hits", 2, CounterOptions::new()).await?,
+    /// };
+    /// assert_eq!(counted, 2);
+    /// assert_eq!(store.increment("hits", 1, CounterOptions::new()).await?, 3);
+    /// # Ok(()) }
+    /// ```
+    fn increment_now(&self, key: &str, delta: i64, options: CounterOptions) -> Option<Result<i64>> {
+        let _ = (key, delta, options);
+        None
+    }
 }
 
 /// Forwards every method to the store behind a smart pointer.
@@ -315,6 +341,9 @@ macro_rules! forward_store {
             }
             async fn increment(&self, key: &str, delta: i64, options: CounterOptions) -> Result<i64> {
                 (**self).increment(key, delta, options).await
+            }
+            fn increment_now(&self, key: &str, delta: i64, options: CounterOptions) -> Option<Result<i64>> {
+                (**self).increment_now(key, delta, options)
             }
         }
     )+};

@@ -13,8 +13,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// assert_eq!(unix_ms(UNIX_EPOCH - Duration::from_secs(1)), 0);
 /// ```
 pub fn unix_ms(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    // Seconds and milliseconds apart: `as_millis` divides in 128 bits, and every counter and
+    // expiring write asks for the time in milliseconds.
+    at.duration_since(UNIX_EPOCH).map_or(0, |d| {
+        d.as_secs()
+            .saturating_mul(1000)
+            .saturating_add(u64::from(d.subsec_millis()))
+    })
 }
 
 /// Whole seconds since the unix epoch, rounded up (so an expiration never moves earlier; 0

@@ -167,4 +167,11 @@ impl<S: KvStore> KvStore for Namespaced<S> {
     async fn increment(&self, key: &str, delta: i64, options: CounterOptions) -> Result<i64> {
         self.inner.increment(&self.full(key)?, delta, options).await
     }
+
+    fn increment_now(&self, key: &str, delta: i64, options: CounterOptions) -> Option<Result<i64>> {
+        match self.full(key) {
+            Ok(full) => self.inner.increment_now(&full, delta, options),
+            Err(invalid) => Some(Err(invalid)),
+        }
+    }
 }

@@ -174,6 +174,10 @@ macro_rules! wrap_all {
                 let call = self.inner().increment(key, delta, options);
                 self.$wrap(Op::Increment, Some(key), call).await
             }
+            /// `None`: every increment is observed through `increment`.
+            fn increment_now(&self, _: &str, _: i64, _: CounterOptions) -> Option<Result<i64>> {
+                None
+            }
         }
     };
 }

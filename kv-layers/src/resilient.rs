@@ -335,6 +335,11 @@ impl<S: KvStore> KvStore for Resilient<S> {
         })
         .await
     }
+
+    /// `None`: increments go through the timeout and retry policy.
+    fn increment_now(&self, _: &str, _: i64, _: CounterOptions) -> Option<Result<i64>> {
+        None
+    }
 }
 
 #[cfg(test)]

@@ -102,6 +102,10 @@ impl KvStore for Faulty {
         self.fault().await?;
         self.inner.increment(key, delta, options).await
     }
+
+    fn increment_now(&self, _: &str, _: i64, _: CounterOptions) -> Option<Result<i64>> {
+        None
+    }
 }
 
 fn fast_retries(attempts: u32) -> RetryPolicy {

@@ -232,6 +232,15 @@ impl KvStore for Gated {
     ) -> kvkit_core::Result<i64> {
         self.inner.increment(key, delta, options).await
     }
+
+    fn increment_now(
+        &self,
+        _: &str,
+        _: i64,
+        _: kvkit_core::CounterOptions,
+    ) -> Option<kvkit_core::Result<i64>> {
+        None
+    }
 }
 
 /// A read that fetched the old value before a write on the same instance finished must not

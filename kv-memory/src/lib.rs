@@ -64,8 +64,8 @@ use dashmap::DashMap;
 use dashmap::mapref::entry::Entry as MapEntry;
 use kvkit_core::backend::{add_to_counter, cursor, from_unix_ms, stable_hash, unix_ms};
 use kvkit_core::{
-    Capabilities, Clock, CounterOptions, Entry, Error, KeyInfo, KvStore, ListOptions, ListPage,
-    PutItem, PutOptions, Result, SystemClock, Version, WriteCondition,
+    Capabilities, Clock, CounterOptions, Entry, Error, Expiry, KeyInfo, KvStore, ListOptions,
+    ListPage, PutItem, PutOptions, RedactedKey, Result, SystemClock, Version, WriteCondition,
 };
 use serde_json::Value;
 
@@ -94,10 +94,51 @@ const LIST_RUN: usize = 8;
 /// How often the background task reclaims expired entries, unless configured.
 const DEFAULT_REAP_INTERVAL: Duration = Duration::from_secs(1);
 
-/// One stored value.
+/// A stored value: bytes as written, or a counter kept as the integer it is, so that an
+/// increment neither parses nor allocates. Reads see a counter as its decimal string, as the
+/// contract says it is stored.
+#[derive(Debug, Clone)]
+enum Stored {
+    Bytes(Bytes),
+    Counter(i64),
+}
+
+impl Stored {
+    /// The value as the contract shows it.
+    fn bytes(&self) -> Bytes {
+        match self {
+            Self::Bytes(bytes) => bytes.clone(),
+            Self::Counter(n) => Bytes::copy_from_slice(itoa::Buffer::new().format(*n).as_bytes()),
+        }
+    }
+
+    /// Adds `delta`, as [`add_to_counter`] does to the stored bytes, and keeps the result as an
+    /// integer.
+    fn add(&mut self, key: &str, delta: i64) -> Result<i64> {
+        let next = match self {
+            Self::Counter(n) => n.checked_add(delta).ok_or_else(|| Error::CounterOverflow {
+                key: RedactedKey::new(key),
+                delta,
+            })?,
+            Self::Bytes(bytes) => add_to_counter(key, bytes, delta)?,
+        };
+        *self = Self::Counter(next);
+        Ok(next)
+    }
+
+    /// Feeds the value's bytes (a counter's decimal digits) into `hasher`.
+    fn hash_into(&self, hasher: &mut impl Hasher) {
+        match self {
+            Self::Bytes(bytes) => hasher.write(bytes),
+            Self::Counter(n) => hasher.write(itoa::Buffer::new().format(*n).as_bytes()),
+        }
+    }
+}
+
+/// One stored entry.
 #[derive(Debug, Clone)]
 struct Slot {
-    value: Bytes,
+    value: Stored,
     /// Unix milliseconds at which the entry expires; 0 for never.
     expires_at_ms: u64,
     metadata: Option<Box<Value>>,
@@ -106,7 +147,7 @@ struct Slot {
 impl Slot {
     fn new(value: Bytes, expires_at_ms: Option<u64>, metadata: Option<Value>) -> Self {
         Self {
-            value,
+            value: Stored::Bytes(value),
             expires_at_ms: expires_at_ms.unwrap_or(0),
             metadata: metadata.map(Box::new),
         }
@@ -561,22 +602,31 @@ impl Inner {
         Ok(ListPage::new(keys, cursor))
     }
 
-    fn increment(&self, key: &str, delta: i64, expires_at_ms: Option<u64>) -> Result<i64> {
-        let now = now_ms(&*self.clock);
-        let add = |slot: &mut Slot| -> Result<i64> {
-            let next = add_to_counter(key, &slot.value, delta)?;
-            slot.value = Bytes::from(next.to_string());
-            Ok(next)
-        };
-        let fresh = || Slot::new(Bytes::from(delta.to_string()), expires_at_ms, None);
+    /// Adds `delta` to the counter at `key` as the clock stands at `now`; a counter it creates
+    /// expires as `expiry` (checked) says.
+    fn increment(
+        &self,
+        key: &str,
+        delta: i64,
+        now: SystemTime,
+        expiry: Option<Expiry>,
+    ) -> Result<i64> {
+        let now_ms = unix_ms(now);
         if let Some(mut slot) = self.map.get_mut(key)
-            && !slot.is_expired_at(now)
+            && !slot.is_expired_at(now_ms)
         {
-            return add(&mut slot);
+            return slot.value.add(key, delta);
         }
         self.upsert(key, |existing| match existing {
-            Some(slot) if !slot.is_expired_at(now) => Step::Keep(add(slot)),
-            _ => Step::Write(fresh(), Ok(delta)),
+            Some(slot) if !slot.is_expired_at(now_ms) => Step::Keep(slot.value.add(key, delta)),
+            _ => {
+                let fresh = Slot {
+                    value: Stored::Counter(delta),
+                    expires_at_ms: self.caps.expires_at(expiry, now).map_or(0, unix_ms),
+                    metadata: None,
+                };
+                Step::Write(fresh, Ok(delta))
+            }
         })
     }
 
@@ -596,7 +646,7 @@ impl Inner {
     /// content keeps it, which a compare-and-set may take as unchanged (it is).
     fn version_of(&self, slot: &Slot) -> u64 {
         let mut hasher = self.versions.build_hasher();
-        hasher.write(&slot.value);
+        slot.value.hash_into(&mut hasher);
         hasher.write_u64(slot.expires_at_ms);
         match slot.metadata.as_deref() {
             None => hasher.write_u8(0),
@@ -693,6 +743,15 @@ impl MemoryStore {
         self.inner.purge_expired()
     }
 
+    /// `increment`, which never waits.
+    fn count(&self, key: &str, delta: i64, options: CounterOptions) -> Result<i64> {
+        let inner = &self.inner;
+        inner.caps.check_key(key)?;
+        let now = inner.clock.now();
+        let expiry = inner.caps.check_expiry(options.expiry_on_create, now)?;
+        inner.increment(key, delta, now, expiry)
+    }
+
     fn checked_slot(&self, key: &str, value: Bytes, options: &PutOptions) -> Result<Slot> {
         let inner = &self.inner;
         // Only an expiry needs the time; most writes skip the clock.
@@ -725,14 +784,14 @@ impl KvStore for MemoryStore {
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
         self.inner.caps.check_key(key)?;
-        Ok(self.inner.live(key, |slot| slot.value.clone()))
+        Ok(self.inner.live(key, |slot| slot.value.bytes()))
     }
 
     async fn get_with_metadata(&self, key: &str) -> Result<Option<Entry>> {
         self.inner.caps.check_key(key)?;
         Ok(self.inner.live(key, |slot| {
             Entry::new(
-                slot.value.clone(),
+                slot.value.bytes(),
                 slot.metadata.as_deref().cloned(),
                 slot.expiration(),
             )
@@ -800,7 +859,7 @@ impl KvStore for MemoryStore {
         keys.iter().try_for_each(|key| caps.check_key(key))?;
         Ok(keys
             .iter()
-            .map(|key| self.inner.live(key, |slot| slot.value.clone()))
+            .map(|key| self.inner.live(key, |slot| slot.value.bytes()))
             .collect())
     }
 
@@ -830,12 +889,12 @@ impl KvStore for MemoryStore {
     }
 
     async fn increment(&self, key: &str, delta: i64, options: CounterOptions) -> Result<i64> {
-        let inner = &self.inner;
-        inner.caps.check_key(key)?;
-        let now = inner.clock.now();
-        let expiry = inner.caps.check_expiry(options.expiry_on_create, now)?;
-        let expires_at = inner.caps.expires_at(expiry, now).map(unix_ms);
-        inner.increment(key, delta, expires_at)
+        self.count(key, delta, options)
+    }
+
+    /// Always `Some`: the memory store counts without waiting.
+    fn increment_now(&self, key: &str, delta: i64, options: CounterOptions) -> Option<Result<i64>> {
+        Some(self.count(key, delta, options))
     }
 }
 
@@ -857,6 +916,48 @@ mod tests {
     }
 
     const DAY: Duration = Duration::from_secs(24 * 3600);
+
+    /// Counters kept as integers cost no more per entry than bytes do.
+    #[test]
+    fn a_counter_slot_is_no_larger_than_a_bytes_slot() {
+        assert_eq!(size_of::<Stored>(), size_of::<Bytes>());
+        assert_eq!(size_of::<Slot>(), 48);
+    }
+
+    /// A counter reads, versions and lists as the decimal string it stands for.
+    #[tokio::test]
+    async fn a_counter_is_its_decimal_string_to_every_read() {
+        let (store, _clock) = store();
+        store
+            .put("as-text", "41".into(), PutOptions::new())
+            .await
+            .unwrap();
+        let written = store.get_with_metadata("as-text").await.unwrap().unwrap();
+        store
+            .increment("counted", 41, CounterOptions::new())
+            .await
+            .unwrap();
+        let counted = store.get_with_metadata("counted").await.unwrap().unwrap();
+        assert_eq!(counted.value, written.value);
+        assert_eq!(
+            counted.version, written.version,
+            "the same content, the same version"
+        );
+        let many = ["counted".to_owned(), "as-text".to_owned()];
+        let values = store.get_many(&many).await.unwrap();
+        assert_eq!(values[0], values[1]);
+        assert_eq!(
+            store
+                .increment("as-text", 1, CounterOptions::new())
+                .await
+                .unwrap(),
+            42
+        );
+        assert_eq!(
+            store.get("as-text").await.unwrap().as_deref(),
+            Some(&b"42"[..])
+        );
+    }
 
     /// Sessions created and destroyed leave nothing queued: the queue holds the live keys only
     /// (a regression test: every deleted key's entry used to stay until its expiry).

@@ -309,8 +309,7 @@ impl<S: KvStore> RateLimiter<S> {
                 return Ok(self.rejected(&window));
             }
         }
-        let options = CounterOptions::new().ttl(self.counter_ttl());
-        let count = self.store.increment(&window.current, 1, options).await?;
+        let count = self.count(&window.current, 1).await?;
         let count = u64::try_from(count).unwrap_or(0);
         let estimate = self.estimate(previous, count, &window);
         if estimate <= self.limit_f64() {
@@ -323,14 +322,18 @@ impl<S: KvStore> RateLimiter<S> {
             });
         }
         // Give the increment back, so the stored count is what was admitted.
-        self.store
-            .increment(
-                &window.current,
-                -1,
-                CounterOptions::new().ttl(self.counter_ttl()),
-            )
-            .await?;
+        self.count(&window.current, -1).await?;
         Ok(self.rejected(&window))
+    }
+
+    /// Adds `delta` to the counter at `key`: at once where the store counts without I/O
+    /// ([`KvStore::increment_now`]), which spares the hot path a boxed future.
+    async fn count(&self, key: &str, delta: i64) -> kvkit_core::Result<i64> {
+        let options = CounterOptions::new().ttl(self.counter_ttl());
+        match self.store.increment_now(key, delta, options) {
+            Some(counted) => counted,
+            None => self.store.increment(key, delta, options).await,
+        }
     }
 
     /// The quota left for `identifier`, without using any of it: `allowed` says whether a
@@ -445,13 +448,13 @@ struct WindowKeys {
 /// The counter's key, `ratelimit:{identifier}:{window_start}`, built in one allocation (every
 /// check builds one, and `format!` would grow the string piece by piece).
 fn counter_key(identifier: &str, window_start: u64) -> String {
-    use std::fmt::Write as _;
-    // The longest u64 has 20 digits, plus the colon.
-    let mut key = String::with_capacity(PREFIX.len() + identifier.len() + 21);
+    let mut digits = itoa::Buffer::new();
+    let start = digits.format(window_start);
+    let mut key = String::with_capacity(PREFIX.len() + identifier.len() + 1 + start.len());
     key.push_str(PREFIX);
     key.push_str(identifier);
-    // Writing to a String cannot fail.
-    let _ = write!(key, ":{window_start}");
+    key.push(':');
+    key.push_str(start);
     key
 }
 

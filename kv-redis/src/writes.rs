@@ -70,7 +70,8 @@ impl RedisStore {
         })
     }
 
-    /// Writes a batch: per shard, one `MULTI`/`EXEC` of the `SET`s and the index updates.
+    /// Writes a batch: per shard, one `MULTI`/`EXEC` of the `SET`s (an `MSET` per run of writes
+    /// without expiry) and the index updates.
     pub(crate) async fn write_batch(&self, writes: Vec<(Write, String)>) -> Result<()> {
         let now = SystemClock.now();
         let groups = self.by_shard(writes, |(_, key)| key);
@@ -88,14 +89,31 @@ impl RedisStore {
                 let mut expiring = redis::cmd("ZADD");
                 expiring.arg(&keys.expiry);
                 let mut any_expiring = false;
+                // Each run of writes without an expiry is one `MSET` (which, as `SET`, clears any
+                // TTL): one command to queue and answer instead of one per key. The order of the
+                // writes is kept, so a key written twice in a batch ends as the later write.
+                let mut run: Option<Cmd> = None;
                 for (_, (w, key)) in chunk {
-                    pipe.add_command(set_command(keys.value_arg(key), w, false))
-                        .ignore();
                     index.arg(0).arg(key);
-                    if let Some(at) = w.expires_at_ms(now) {
-                        expiring.arg(at).arg(key);
-                        any_expiring = true;
+                    match w.expires_at_ms(now) {
+                        None => {
+                            run.get_or_insert_with(|| redis::cmd("MSET"))
+                                .arg(keys.value_arg(key))
+                                .arg(&w.stored[..]);
+                        }
+                        Some(at) => {
+                            if let Some(mset) = run.take() {
+                                pipe.add_command(mset).ignore();
+                            }
+                            pipe.add_command(set_command(keys.value_arg(key), w, false))
+                                .ignore();
+                            expiring.arg(at).arg(key);
+                            any_expiring = true;
+                        }
                     }
+                }
+                if let Some(mset) = run {
+                    pipe.add_command(mset).ignore();
                 }
                 pipe.add_command(index).ignore();
                 if any_expiring {

@@ -647,6 +647,32 @@ pub async fn batch_operations(h: &Harness) {
         "the last write wins"
     );
     store.delete(&twice).await.expect("delete");
+    // With and without an expiry in one batch: each key ends as its last write, expiry and all.
+    let ttl = Duration::from_secs(3600).max(h.short_ttl());
+    let (lasting, expiring) = (ns.key("lasting"), ns.key("expiring"));
+    store
+        .put_many(vec![
+            PutItem::new(lasting.clone(), "expiring").options(PutOptions::new().ttl(ttl)),
+            PutItem::new(expiring.clone(), "lasting"),
+            PutItem::new(lasting.clone(), "lasting"),
+            PutItem::new(expiring.clone(), "expiring").options(PutOptions::new().ttl(ttl)),
+        ])
+        .await
+        .expect("put_many with and without expiries");
+    for (key, expires) in [(&lasting, false), (&expiring, true)] {
+        let entry = store
+            .get_with_metadata(key)
+            .await
+            .expect("read")
+            .expect("written");
+        let value = if expires { "expiring" } else { "lasting" };
+        assert_eq!(&entry.value[..], value.as_bytes());
+        assert_eq!(
+            entry.expiration.is_some(),
+            expires,
+            "{value}: the last write's expiry"
+        );
+    }
     assert_eq!(store.get_many(&[]).await.expect("empty get_many"), vec![]);
     store.put_many(vec![]).await.expect("empty put_many");
     store.delete_many(&[]).await.expect("empty delete_many");
@@ -728,6 +754,61 @@ pub async fn counter_basics(h: &Harness) {
         store.increment(&windowed, 1, window).await.expect("incr"),
         1
     );
+    ns.clean(store).await;
+}
+
+/// Rule 9 for a store that counts at once ([`KvStore::increment_now`]): the same counter, the
+/// same answers and the same errors as `increment`, and the expiry set when it creates the
+/// counter. A store that answers `None` must count through `increment` alone.
+pub async fn counter_now_agrees_with_increment(h: &Harness) {
+    let store = &**h.store();
+    let ns = Namespace::new();
+    let key = ns.key("now");
+    let none = CounterOptions::new();
+    let Some(first) = store.increment_now(&key, 2, none) else {
+        assert_eq!(store.increment(&key, 2, none).await.expect("incr"), 2);
+        ns.clean(store).await;
+        return;
+    };
+    assert_eq!(first.expect("incr now"), 2);
+    let now = |key: &str, delta: i64, options: CounterOptions| {
+        store
+            .increment_now(key, delta, options)
+            .expect("a store that counted at once once counts at once always")
+    };
+    assert_eq!(store.increment(&key, 1, none).await.expect("incr"), 3);
+    assert_eq!(now(&key, -4, none).expect("decr now"), -1);
+    assert_eq!(get(store, &key).await.as_deref(), Some(&b"-1"[..]));
+
+    let text = ns.key("text");
+    put(store, &text, "01").await;
+    assert_err!(now(&text, 1, none), Error::NotACounter { .. });
+    assert_eq!(get(store, &text).await.as_deref(), Some(&b"01"[..]));
+    let big = ns.key("big");
+    put(store, &big, &(i64::MAX - 1).to_string()).await;
+    assert_eq!(now(&big, 1, none).expect("to the maximum"), i64::MAX);
+    assert_err!(now(&big, 1, none), Error::CounterOverflow { .. });
+    assert_eq!(
+        get(store, &big).await.as_deref(),
+        Some(i64::MAX.to_string().as_bytes())
+    );
+    assert_err!(now("", 1, none), Error::EmptyKey);
+
+    let windowed = ns.key("windowed");
+    let ttl = h.short_ttl();
+    assert_eq!(
+        now(&windowed, 1, CounterOptions::new().ttl(ttl)).expect("incr"),
+        1
+    );
+    let long = CounterOptions::new().ttl(Duration::from_secs(3600).max(ttl));
+    assert_eq!(now(&windowed, 1, long).expect("incr"), 2);
+    h.advance(past_expiry(h, ttl)).await;
+    assert_eq!(
+        get(store, &windowed).await,
+        None,
+        "the expiry set at creation must stay"
+    );
+    assert_eq!(now(&windowed, 1, long).expect("incr"), 1);
     ns.clean(store).await;
 }
 
@@ -1703,6 +1784,7 @@ pub fn all() -> Vec<crate::Case> {
         ttl_expiry_hides_key_everywhere,
         absolute_expiration,
         counter_basics,
+        counter_now_agrees_with_increment,
         counter_keeps_metadata_and_expiration,
         put_if_absent_basics,
     )

@@ -517,6 +517,7 @@ macro_rules! conformance_tests {
             ttl_expiry_hides_key_everywhere,
             absolute_expiration,
             counter_basics,
+            counter_now_agrees_with_increment,
             counter_keeps_metadata_and_expiration,
             put_if_absent_basics
         ]);
