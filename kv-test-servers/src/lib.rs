@@ -656,6 +656,51 @@ pub fn cf_emulator_dir() -> PathBuf {
         .join("emulator")
 }
 
+/// Spawns `command`, a Node.js server (the KV emulator or the workerd one) that prints a JSON
+/// line with its `url` once it listens, and returns that URL and the process. It stops when its
+/// standard input closes ([`stop_node`]): when the value holding it is dropped, or this process
+/// exits, however it exits. Panics, naming `what`, when no such line comes within a minute.
+fn start_node(command: &mut Command, what: &str) -> (String, Child) {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("starting node");
+    let stdout = child.stdout.take().expect("the emulator's stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        let read = reader.read_line(&mut line);
+        let _ = tx.send((read.map(|_| line), reader));
+    });
+    let (line, mut stdout) = match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok((Ok(line), stdout)) if !line.trim().is_empty() => (line, stdout),
+        _ => {
+            let _ = child.kill();
+            panic!("{what} did not start (its errors are above)");
+        }
+    };
+    let ready: serde_json::Value =
+        serde_json::from_str(&line).expect("the emulator's ready line is JSON");
+    let url = ready["url"]
+        .as_str()
+        .expect("url in the ready line")
+        .to_owned();
+    // What the Workers print after that (a Rust Worker's panic message, say) goes to the
+    // test's standard error, and never fills the pipe.
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::stderr()));
+    (url, child)
+}
+
+/// Stops a server [`start_node`] started, by closing its standard input, and waits for it to
+/// exit (having written everything it keeps). Stopping it again does nothing more.
+fn stop_node(child: &mut Child) {
+    drop(child.stdin.take());
+    let _ = child.wait();
+}
+
 /// Options of a [`CfEmulator`]: the token it accepts, a read-only token, and extra Workers that
 /// share its KV namespace.
 ///
@@ -758,39 +803,8 @@ impl CfEmulatorBuilder {
                 .arg("--worker")
                 .arg(format!("{name}={}", script.display()));
         }
-        // The emulator stops when its stdin closes: when this value is dropped or the process
-        // exits, however it exits.
-        let mut child = command
-            .current_dir(&dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting node");
-        let stdout = child.stdout.take().expect("the emulator's stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            let read = reader.read_line(&mut line);
-            let _ = tx.send((read.map(|_| line), reader));
-        });
-        let (line, mut stdout) = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok((Ok(line), stdout)) if !line.trim().is_empty() => (line, stdout),
-            _ => {
-                let _ = child.kill();
-                panic!("the Cloudflare emulator did not start (its errors are above)");
-            }
-        };
-        let ready: serde_json::Value =
-            serde_json::from_str(&line).expect("the emulator's ready line is JSON");
-        let url = ready["url"]
-            .as_str()
-            .expect("url in the ready line")
-            .to_owned();
-        // What the Workers print after that (a Rust Worker's panic message, say) goes to the
-        // test's standard error, and never fills the pipe.
-        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::stderr()));
+        command.current_dir(&dir);
+        let (url, child) = start_node(&mut command, "the Cloudflare emulator");
         Some(CfEmulator {
             url,
             token: self.token,
@@ -888,8 +902,7 @@ impl CfEmulator {
 
 impl Drop for CfEmulator {
     fn drop(&mut self) {
-        drop(self.child.stdin.take());
-        let _ = self.child.wait();
+        stop_node(&mut self.child);
     }
 }
 
@@ -1013,36 +1026,7 @@ impl WorkerdEmulatorBuilder {
         if let Some(dir) = &self.persist {
             command.arg("--persist").arg(dir);
         }
-        // The emulator stops when its stdin closes: when this value is dropped or the process
-        // exits, however it exits.
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting node");
-        let stdout = child.stdout.take().expect("the emulator's stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            let read = reader.read_line(&mut line);
-            let _ = tx.send((read.map(|_| line), reader));
-        });
-        let (line, mut stdout) = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok((Ok(line), stdout)) if !line.trim().is_empty() => (line, stdout),
-            _ => {
-                let _ = child.kill();
-                panic!("the workerd emulator did not start (its errors are above)");
-            }
-        };
-        let ready: serde_json::Value =
-            serde_json::from_str(&line).expect("the emulator's ready line is JSON");
-        let url = ready["url"]
-            .as_str()
-            .expect("url in the ready line")
-            .to_owned();
-        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::stderr()));
+        let (url, child) = start_node(&mut command, "the workerd emulator");
         Some(WorkerdEmulator { url, child })
     }
 }
@@ -1100,17 +1084,12 @@ impl WorkerdEmulator {
     /// emulator.stop();
     /// ```
     pub fn stop(mut self) {
-        self.shut_down();
-    }
-
-    fn shut_down(&mut self) {
-        drop(self.child.stdin.take());
-        let _ = self.child.wait();
+        stop_node(&mut self.child);
     }
 }
 
 impl Drop for WorkerdEmulator {
     fn drop(&mut self) {
-        self.shut_down();
+        stop_node(&mut self.child);
     }
 }
