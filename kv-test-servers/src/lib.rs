@@ -13,8 +13,9 @@
 //!   fails the test with a message saying how to install it, unless `KV_TEST_SKIP_REDIS=1` (or
 //!   `KV_TEST_SKIP_CF=1`) opts out (CI never does).
 //!
-//! It also drives Rust Workers in those emulators over HTTP: [`worker_client`] and
-//! [`assert_worker_cases_pass`] (every case of `kvkit-testsuite` inside a Worker).
+//! It also drives Rust Workers in those emulators over HTTP: [`worker_client`],
+//! [`assert_worker_cases_pass`] (every case of `kvkit-testsuite` inside a Worker) and
+//! [`burst_within_one_minute`].
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -27,7 +28,7 @@ mod sentinel;
 mod workers;
 
 pub use sentinel::{RedisSentinels, SENTINEL_SERVICE};
-pub use workers::{assert_worker_cases_pass, worker_client};
+pub use workers::{assert_worker_cases_pass, burst_within_one_minute, worker_client};
 
 /// Why no server is available.
 const INSTALL_HINT: &str = "redis-server was not found on PATH. Install it with \

@@ -1,5 +1,5 @@
-//! Driving Rust Workers in the emulators over HTTP: the client to use, and the conformance and
-//! pattern cases run inside a Worker.
+//! Driving Rust Workers in the emulators over HTTP: the client to use, the
+//! conformance and pattern cases run inside a Worker, and a burst of concurrent requests.
 
 use std::time::Duration;
 
@@ -156,4 +156,52 @@ pub async fn assert_worker_cases_pass(
         skipped, expected_skips,
         "the cases that skipped themselves inside workerd (a skip not expected is a failure)"
     );
+}
+
+/// Sends `count` GET requests to `url` at once, all from the client address `ip` (the
+/// `CF-Connecting-IP` header, as Cloudflare sets it), and returns their statuses, in order.
+/// For a rate limiter with a fixed window of a minute, as the example Worker's: the burst starts
+/// well inside one minute, after waiting for the next one when less than 20 s are left.
+///
+/// ```no_run
+/// // no_run: it needs node, the emulator's packages and the example Worker built by
+/// // `cargo xtask worker`.
+/// # async fn run() {
+/// let emulator = kvkit_test_servers::WorkerdEmulator::builder()
+///     .worker("example", "examples/worker/build/index.js")
+///     .durable_object("example", "KVKIT", "KvShard")
+///     .start()
+///     .expect("not opted out");
+/// let client = kvkit_test_servers::worker_client(std::time::Duration::from_secs(120));
+/// let url = format!("{}/products/1", emulator.worker_url("example"));
+/// let statuses = kvkit_test_servers::burst_within_one_minute(&client, &url, "203.0.113.9", 300).await;
+/// assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 100);
+/// # }
+/// ```
+pub async fn burst_within_one_minute(
+    client: &reqwest::Client,
+    url: &str,
+    ip: &str,
+    count: usize,
+) -> Vec<u16> {
+    let into_minute = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+        % 60;
+    if into_minute > 40 {
+        tokio::time::sleep(Duration::from_secs(61 - into_minute)).await;
+    }
+    futures_util::future::join_all((0..count).map(|_| {
+        let request = client.get(url).header("CF-Connecting-IP", ip);
+        async move {
+            request
+                .send()
+                .await
+                .expect("a response from the Worker")
+                .status()
+                .as_u16()
+        }
+    }))
+    .await
 }

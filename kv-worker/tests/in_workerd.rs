@@ -98,31 +98,28 @@ fn header<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {name} header"))
 }
 
-/// The example Worker with its bindings: KV and D1 of its own, and the rate limiter's objects.
-fn example_emulator(script: &std::path::Path) -> WorkerdEmulator {
-    WorkerdEmulator::builder()
+/// The example Worker in the emulator with its bindings (KV and D1 of its own, and the rate
+/// limiter's objects), its URL, and a client allowing `timeout` a request; `None` when opted out.
+fn example_worker(timeout: Duration) -> Option<(WorkerdEmulator, String, reqwest::Client)> {
+    let script = built_worker("../examples/worker")?;
+    if servers::skip_cf() {
+        eprintln!("kvkit-worker: SKIPPED the example Worker: KV_TEST_SKIP_CF is set");
+        return None;
+    }
+    let emulator = WorkerdEmulator::builder()
         .worker("example", script)
         .durable_object("example", "KVKIT", "KvShard")
         .start()
-        .expect("the emulator (not opted out)")
+        .expect("the emulator (not opted out)");
+    let base = emulator.worker_url("example");
+    Some((emulator, base, servers::worker_client(timeout)))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn example_worker_serves_products_through_the_cache_and_rate_limits() {
-    let Some(script) = built_worker("../examples/worker") else {
+    let Some((_emulator, base, client)) = example_worker(Duration::from_secs(60)) else {
         return;
     };
-    if servers::skip_cf() {
-        eprintln!("kvkit-worker: SKIPPED the example Worker: KV_TEST_SKIP_CF is set");
-        return;
-    }
-    let emulator = example_emulator(&script);
-    let base = emulator.worker_url("example");
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(0)
-        .build()
-        .expect("an HTTP client");
     // Unique per run: the namespace is the emulator's own, but keep runs apart anyway.
     let ip = format!("192.0.2.{}", std::process::id() % 250);
 
@@ -177,44 +174,13 @@ async fn example_worker_serves_products_through_the_cache_and_rate_limits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn example_worker_admits_exactly_its_limit_of_300_concurrent_requests() {
-    let Some(script) = built_worker("../examples/worker") else {
+    let Some((_emulator, base, client)) = example_worker(Duration::from_secs(120)) else {
         return;
     };
-    if servers::skip_cf() {
-        eprintln!("kvkit-worker: SKIPPED the example Worker: KV_TEST_SKIP_CF is set");
-        return;
-    }
-    let emulator = example_emulator(&script);
-    let base = emulator.worker_url("example");
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(120))
-        .pool_max_idle_per_host(0)
-        .build()
-        .expect("an HTTP client");
-    // The seed's window is a fixed minute: start the burst well inside one.
-    let into_minute = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs()
-        % 60;
-    if into_minute > 40 {
-        tokio::time::sleep(Duration::from_secs(61 - into_minute)).await;
-    }
+    // The seed's window is a fixed minute: the burst starts well inside one.
     let ip = format!("198.51.100.{}", 1 + std::process::id() % 250);
-    let statuses = futures_util::future::join_all((0..300).map(|_| {
-        let request = client
-            .get(format!("{base}/products/3"))
-            .header("CF-Connecting-IP", &ip);
-        async move {
-            request
-                .send()
-                .await
-                .expect("a response from the example Worker")
-                .status()
-                .as_u16()
-        }
-    }))
-    .await;
+    let statuses =
+        servers::burst_within_one_minute(&client, &format!("{base}/products/3"), &ip, 300).await;
     let admitted = statuses.iter().filter(|s| **s == 200).count();
     let refused = statuses.iter().filter(|s| **s == 429).count();
     eprintln!(
