@@ -662,6 +662,22 @@ pub fn cf_emulator_dir() -> PathBuf {
         .join("emulator")
 }
 
+/// Whether an emulator can start: `true` when `node` and the emulator's packages (in `dir`) are
+/// installed, `false` when they are not and the user opted out with `KV_TEST_SKIP_CF=1`;
+/// otherwise their absence panics, saying which is missing and how to install it.
+fn can_start_node(dir: &Path) -> bool {
+    if !on_path("node") || !dir.join("node_modules").join("miniflare").is_dir() {
+        if skip_cf() {
+            return false;
+        }
+        if on_path("node") {
+            panic!("the Cloudflare emulator's packages are not installed. {CF_INSTALL_HINT}");
+        }
+        panic!("node was not found on PATH. {CF_INSTALL_HINT}");
+    }
+    true
+}
+
 /// Spawns `command`, a Node.js server (the KV emulator or the workerd one) that prints a JSON
 /// line with its `url` once it listens, and returns that URL and the process. It stops when its
 /// standard input closes ([`stop_node`]): when the value holding it is dropped, or this process
@@ -785,14 +801,8 @@ impl CfEmulatorBuilder {
     /// ```
     pub fn start(self) -> Option<CfEmulator> {
         let dir = cf_emulator_dir();
-        if !on_path("node") || !dir.join("node_modules").join("miniflare").is_dir() {
-            if skip_cf() {
-                return None;
-            }
-            if on_path("node") {
-                panic!("the Cloudflare emulator's packages are not installed. {CF_INSTALL_HINT}");
-            }
-            panic!("node was not found on PATH. {CF_INSTALL_HINT}");
+        if !can_start_node(&dir) {
+            return None;
         }
         let mut command = Command::new("node");
         command
@@ -1005,12 +1015,8 @@ impl WorkerdEmulatorBuilder {
     /// assert!(emulator.worker_url("w").starts_with("http://127.0.0.1:"));
     /// ```
     pub fn start(self) -> Option<WorkerdEmulator> {
-        let dir = cf_emulator_dir();
-        if !on_path("node") || !dir.join("node_modules").join("miniflare").is_dir() {
-            if skip_cf() {
-                return None;
-            }
-            panic!("node or the Cloudflare emulator's packages are missing. {CF_INSTALL_HINT}");
+        if !can_start_node(&cf_emulator_dir()) {
+            return None;
         }
         let script = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("..")
