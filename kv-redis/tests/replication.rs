@@ -9,6 +9,12 @@ use kvkit_redis::{RedisBuilder, RedisStore};
 use kvkit_test_servers as servers;
 use kvkit_testsuite::Namespace;
 
+/// The version of the entry at `key`, which must be there.
+async fn version_of(store: &RedisStore, key: &str) -> kvkit_core::Version {
+    let entry = store.get_with_metadata(key).await.unwrap();
+    entry.expect("the entry").version.expect("a version")
+}
+
 /// Every kind of write, on the store `builder` connects (in a namespace of its own) needing a
 /// replica where there is none: each fails with `NotReplicated` (retryable, no key in its text),
 /// and each was applied. Nothing when the servers are opted out (`None`).
@@ -66,26 +72,14 @@ async fn every_write_is_applied_but_not_replicated(builder: Option<RedisBuilder>
         store.get("absent").await.unwrap().as_deref(),
         Some(&b"a"[..])
     );
-    let version = store
-        .get_with_metadata("absent")
-        .await
-        .unwrap()
-        .unwrap()
-        .version
-        .unwrap();
+    let version = version_of(&store, "absent").await;
     let put = PutOptions::new().if_version(version);
     not_replicated(store.put("absent", "b".into(), put).await, "put if_version");
     assert_eq!(
         store.get("absent").await.unwrap().as_deref(),
         Some(&b"b"[..])
     );
-    let version = store
-        .get_with_metadata("absent")
-        .await
-        .unwrap()
-        .unwrap()
-        .version
-        .unwrap();
+    let version = version_of(&store, "absent").await;
     let deleted = store.delete_if_version("absent", &version).await;
     not_replicated(deleted, "delete_if_version");
     assert_eq!(store.get("absent").await.unwrap(), None);
