@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use kvkit_test_servers::WorkerdEmulator;
+use kvkit_test_servers::{self as servers, WorkerdEmulator};
 
 use crate::{line, median};
 
@@ -43,11 +43,7 @@ pub(crate) async fn run() {
         .durable_object("example", "KVKIT", "KvShard")
         .start()
         .expect("the workerd emulator is needed");
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(300))
-        .pool_max_idle_per_host(0)
-        .build()
-        .expect("an HTTP client");
+    let client = servers::worker_client(Duration::from_secs(300));
 
     let bench = format!("{}/bench/{OPS}", emulator.worker_url("suite"));
     let (mut store_rates, mut direct_rates, mut ratios, mut per_op) = (vec![], vec![], vec![], 0.0);
@@ -88,28 +84,9 @@ pub(crate) async fn run() {
         format!("{:.2}", median(ratios)),
     );
 
-    // The example's fixed window is a minute: burst well inside one.
-    let into_minute = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs()
-        % 60;
-    if into_minute > 40 {
-        tokio::time::sleep(Duration::from_secs(61 - into_minute)).await;
-    }
+    // The example's fixed window is a minute: the burst starts well inside one.
     let url = format!("{}/products/1", emulator.worker_url("example"));
-    let statuses = futures_util::future::join_all((0..BURST).map(|_| {
-        let request = client.get(&url).header("CF-Connecting-IP", "203.0.113.9");
-        async move {
-            request
-                .send()
-                .await
-                .expect("a response from the example Worker")
-                .status()
-                .as_u16()
-        }
-    }))
-    .await;
+    let statuses = servers::burst_within_one_minute(&client, &url, "203.0.113.9", BURST).await;
     let admitted = statuses.iter().filter(|s| **s == 200).count();
     line(
         "durable_ratelimit_admitted_over_limit",

@@ -14,12 +14,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use kvkit_test_servers::{self as servers, WorkerdEmulator};
-use serde_json::Value;
-
-/// Cases run at once.
-const IN_FLIGHT: usize = 8;
 
 /// The test Worker's script, or `None` when the user opted out of building it.
 fn built_worker() -> Option<PathBuf> {
@@ -60,13 +55,7 @@ fn emulator(persist: Option<&std::path::Path>) -> Option<(WorkerdEmulator, Strin
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(120))
-        // A connection per request: Node closes idle connections after 5 s, and a request sent
-        // on one it is closing would fail without reaching the Worker.
-        .pool_max_idle_per_host(0)
-        .build()
-        .expect("an HTTP client")
+    servers::worker_client(Duration::from_secs(120))
 }
 
 /// A response's status and body, or why there was none.
@@ -98,73 +87,7 @@ async fn every_case_passes_on_durable_objects_with_no_skips() {
     let Some((_emulator, base)) = emulator(None) else {
         return;
     };
-    let client = client();
-    let listed: Value = client
-        .get(format!("{base}/cases"))
-        .send()
-        .await
-        .expect("listing the Worker's cases")
-        .json()
-        .await
-        .expect("the case list is JSON");
-    let names = |suite: &str| -> Vec<String> {
-        listed[suite]
-            .as_array()
-            .expect("a list of cases")
-            .iter()
-            .map(|n| n.as_str().expect("a case name").to_owned())
-            .collect()
-    };
-    let expected = |cases: Vec<kvkit_testsuite::Case>| -> Vec<String> {
-        cases.into_iter().map(|c| c.name.to_owned()).collect()
-    };
-    let (conformance, patterns) = (names("conformance"), names("patterns"));
-    assert_eq!(
-        conformance,
-        expected(kvkit_testsuite::cases::all()),
-        "the built Worker is stale: rebuild it with `cargo xtask worker`"
-    );
-    assert_eq!(patterns, expected(kvkit_testsuite::patterns::all()));
-    let all: Vec<(&str, String)> = conformance
-        .iter()
-        .map(|c| ("conformance", c.clone()))
-        .chain(patterns.iter().map(|c| ("patterns", c.clone())))
-        .collect();
-    let outcomes: Vec<(String, Answer)> = futures_util::stream::iter(&all)
-        .map(|(suite, case)| {
-            let (client, base) = (&client, &base);
-            async move {
-                let url = format!("{base}/run/durable/{suite}/{case}");
-                let outcome = try_send(client.get(url)).await;
-                (format!("{suite}/{case}"), outcome)
-            }
-        })
-        .buffer_unordered(IN_FLIGHT)
-        .collect()
-        .await;
-    let mut failed = Vec::new();
-    for (case, outcome) in &outcomes {
-        match outcome {
-            Ok((200, body))
-                if serde_json::from_str::<Value>(body).is_ok_and(|r| r["outcome"] == "passed") =>
-            {
-                eprintln!("durable objects: {case}: passed");
-            }
-            Ok((status, body)) => {
-                // A failing case panics inside the Worker: its message is on the emulator's
-                // console.
-                let excerpt: String = body.chars().take(400).collect();
-                failed.push(format!("{case}: HTTP {status}: {excerpt}"));
-            }
-            Err(why) => failed.push(format!("{case}: {why}")),
-        }
-    }
-    assert_eq!(outcomes.len(), all.len());
-    assert!(
-        failed.is_empty(),
-        "cases failed or skipped on the Durable Object store:\n{}",
-        failed.join("\n")
-    );
+    servers::assert_worker_cases_pass(&client(), &base, &["durable"], &[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,13 +5,29 @@
 use std::time::Duration;
 
 use kvkit_core::{CounterOptions, Error, ErrorKind, KvStore, PutItem, PutOptions};
-use kvkit_redis::RedisStore;
+use kvkit_redis::{RedisBuilder, RedisStore};
 use kvkit_test_servers as servers;
 use kvkit_testsuite::Namespace;
 
-/// Every kind of write, on a store that needs a replica where there is none: each fails with
-/// `NotReplicated` (retryable, no key in its text), and each was applied.
-async fn every_write_is_applied_but_not_replicated(store: RedisStore) {
+/// The version of the entry at `key`, which must be there.
+async fn version_of(store: &RedisStore, key: &str) -> kvkit_core::Version {
+    let entry = store.get_with_metadata(key).await.unwrap();
+    entry.expect("the entry").version.expect("a version")
+}
+
+/// Every kind of write, on the store `builder` connects (in a namespace of its own) needing a
+/// replica where there is none: each fails with `NotReplicated` (retryable, no key in its text),
+/// and each was applied. Nothing when the servers are opted out (`None`).
+async fn every_write_is_applied_but_not_replicated(builder: Option<RedisBuilder>) {
+    let Some(builder) = builder else {
+        return;
+    };
+    let store = builder
+        .namespace(Namespace::new().prefix())
+        .wait_for_replicas(1, Duration::from_millis(20))
+        .connect()
+        .await
+        .expect("connecting");
     let not_replicated = |result: kvkit_core::Result<()>, what: &str| {
         let err = result.expect_err(what);
         assert_eq!(err.kind(), ErrorKind::NotReplicated, "{what}: {err:?}");
@@ -56,26 +72,14 @@ async fn every_write_is_applied_but_not_replicated(store: RedisStore) {
         store.get("absent").await.unwrap().as_deref(),
         Some(&b"a"[..])
     );
-    let version = store
-        .get_with_metadata("absent")
-        .await
-        .unwrap()
-        .unwrap()
-        .version
-        .unwrap();
+    let version = version_of(&store, "absent").await;
     let put = PutOptions::new().if_version(version);
     not_replicated(store.put("absent", "b".into(), put).await, "put if_version");
     assert_eq!(
         store.get("absent").await.unwrap().as_deref(),
         Some(&b"b"[..])
     );
-    let version = store
-        .get_with_metadata("absent")
-        .await
-        .unwrap()
-        .unwrap()
-        .version
-        .unwrap();
+    let version = version_of(&store, "absent").await;
     let deleted = store.delete_if_version("absent", &version).await;
     not_replicated(deleted, "delete_if_version");
     assert_eq!(store.get("absent").await.unwrap(), None);
@@ -120,30 +124,14 @@ async fn every_write_is_applied_but_not_replicated(store: RedisStore) {
 
 #[tokio::test]
 async fn on_a_server_without_replicas_every_write_fails_as_not_replicated_yet_applies() {
-    let Some(url) = servers::shared_redis_url() else {
-        return;
-    };
-    let store = RedisStore::builder(url)
-        .namespace(Namespace::new().prefix())
-        .wait_for_replicas(1, Duration::from_millis(20))
-        .connect()
-        .await
-        .expect("connecting");
-    every_write_is_applied_but_not_replicated(store).await;
+    let builder = servers::shared_redis_url().map(RedisStore::builder);
+    every_write_is_applied_but_not_replicated(builder).await;
 }
 
 #[tokio::test]
 async fn on_a_cluster_without_replicas_every_write_fails_as_not_replicated_yet_applies() {
-    let Some(urls) = servers::shared_redis_cluster_urls() else {
-        return;
-    };
-    let store = RedisStore::cluster(urls)
-        .namespace(Namespace::new().prefix())
-        .wait_for_replicas(1, Duration::from_millis(20))
-        .connect()
-        .await
-        .expect("connecting");
-    every_write_is_applied_but_not_replicated(store).await;
+    let builder = servers::shared_redis_cluster_urls().map(RedisStore::cluster);
+    every_write_is_applied_but_not_replicated(builder).await;
 }
 
 #[tokio::test]

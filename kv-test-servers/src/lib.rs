@@ -12,6 +12,10 @@
 //! - Otherwise a missing `redis-server` binary (or `node`, or the emulator's `node_modules`)
 //!   fails the test with a message saying how to install it, unless `KV_TEST_SKIP_REDIS=1` (or
 //!   `KV_TEST_SKIP_CF=1`) opts out (CI never does).
+//!
+//! It also drives Rust Workers in those emulators over HTTP: [`worker_client`],
+//! [`assert_worker_cases_pass`] (every case of `kvkit-testsuite` inside a Worker) and
+//! [`burst_within_one_minute`].
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -21,8 +25,10 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 mod sentinel;
+mod workers;
 
 pub use sentinel::{RedisSentinels, SENTINEL_SERVICE};
+pub use workers::{assert_worker_cases_pass, burst_within_one_minute, worker_client};
 
 /// Why no server is available.
 const INSTALL_HINT: &str = "redis-server was not found on PATH. Install it with \
@@ -656,6 +662,67 @@ pub fn cf_emulator_dir() -> PathBuf {
         .join("emulator")
 }
 
+/// Whether an emulator can start: `true` when `node` and the emulator's packages (in `dir`) are
+/// installed, `false` when they are not and the user opted out with `KV_TEST_SKIP_CF=1`;
+/// otherwise their absence panics, saying which is missing and how to install it.
+fn can_start_node(dir: &Path) -> bool {
+    if !on_path("node") || !dir.join("node_modules").join("miniflare").is_dir() {
+        if skip_cf() {
+            return false;
+        }
+        if on_path("node") {
+            panic!("the Cloudflare emulator's packages are not installed. {CF_INSTALL_HINT}");
+        }
+        panic!("node was not found on PATH. {CF_INSTALL_HINT}");
+    }
+    true
+}
+
+/// Spawns `command`, a Node.js server (the KV emulator or the workerd one) that prints a JSON
+/// line with its `url` once it listens, and returns that URL and the process. It stops when its
+/// standard input closes ([`stop_node`]): when the value holding it is dropped, or this process
+/// exits, however it exits. Panics, naming `what`, when no such line comes within a minute.
+fn start_node(command: &mut Command, what: &str) -> (String, Child) {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("starting node");
+    let stdout = child.stdout.take().expect("the emulator's stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        let read = reader.read_line(&mut line);
+        let _ = tx.send((read.map(|_| line), reader));
+    });
+    let (line, mut stdout) = match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok((Ok(line), stdout)) if !line.trim().is_empty() => (line, stdout),
+        _ => {
+            let _ = child.kill();
+            panic!("{what} did not start (its errors are above)");
+        }
+    };
+    let ready: serde_json::Value =
+        serde_json::from_str(&line).expect("the emulator's ready line is JSON");
+    let url = ready["url"]
+        .as_str()
+        .expect("url in the ready line")
+        .to_owned();
+    // What the Workers print after that (a Rust Worker's panic message, say) goes to the
+    // test's standard error, and never fills the pipe.
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::stderr()));
+    (url, child)
+}
+
+/// Stops a server [`start_node`] started, by closing its standard input, and waits for it to
+/// exit (having written everything it keeps). Stopping it again does nothing more.
+fn stop_node(child: &mut Child) {
+    drop(child.stdin.take());
+    let _ = child.wait();
+}
+
 /// Options of a [`CfEmulator`]: the token it accepts, a read-only token, and extra Workers that
 /// share its KV namespace.
 ///
@@ -734,14 +801,8 @@ impl CfEmulatorBuilder {
     /// ```
     pub fn start(self) -> Option<CfEmulator> {
         let dir = cf_emulator_dir();
-        if !on_path("node") || !dir.join("node_modules").join("miniflare").is_dir() {
-            if skip_cf() {
-                return None;
-            }
-            if on_path("node") {
-                panic!("the Cloudflare emulator's packages are not installed. {CF_INSTALL_HINT}");
-            }
-            panic!("node was not found on PATH. {CF_INSTALL_HINT}");
+        if !can_start_node(&dir) {
+            return None;
         }
         let mut command = Command::new("node");
         command
@@ -758,39 +819,8 @@ impl CfEmulatorBuilder {
                 .arg("--worker")
                 .arg(format!("{name}={}", script.display()));
         }
-        // The emulator stops when its stdin closes: when this value is dropped or the process
-        // exits, however it exits.
-        let mut child = command
-            .current_dir(&dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting node");
-        let stdout = child.stdout.take().expect("the emulator's stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            let read = reader.read_line(&mut line);
-            let _ = tx.send((read.map(|_| line), reader));
-        });
-        let (line, mut stdout) = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok((Ok(line), stdout)) if !line.trim().is_empty() => (line, stdout),
-            _ => {
-                let _ = child.kill();
-                panic!("the Cloudflare emulator did not start (its errors are above)");
-            }
-        };
-        let ready: serde_json::Value =
-            serde_json::from_str(&line).expect("the emulator's ready line is JSON");
-        let url = ready["url"]
-            .as_str()
-            .expect("url in the ready line")
-            .to_owned();
-        // What the Workers print after that (a Rust Worker's panic message, say) goes to the
-        // test's standard error, and never fills the pipe.
-        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::stderr()));
+        command.current_dir(&dir);
+        let (url, child) = start_node(&mut command, "the Cloudflare emulator");
         Some(CfEmulator {
             url,
             token: self.token,
@@ -888,8 +918,7 @@ impl CfEmulator {
 
 impl Drop for CfEmulator {
     fn drop(&mut self) {
-        drop(self.child.stdin.take());
-        let _ = self.child.wait();
+        stop_node(&mut self.child);
     }
 }
 
@@ -986,12 +1015,8 @@ impl WorkerdEmulatorBuilder {
     /// assert!(emulator.worker_url("w").starts_with("http://127.0.0.1:"));
     /// ```
     pub fn start(self) -> Option<WorkerdEmulator> {
-        let dir = cf_emulator_dir();
-        if !on_path("node") || !dir.join("node_modules").join("miniflare").is_dir() {
-            if skip_cf() {
-                return None;
-            }
-            panic!("node or the Cloudflare emulator's packages are missing. {CF_INSTALL_HINT}");
+        if !can_start_node(&cf_emulator_dir()) {
+            return None;
         }
         let script = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("..")
@@ -1013,36 +1038,7 @@ impl WorkerdEmulatorBuilder {
         if let Some(dir) = &self.persist {
             command.arg("--persist").arg(dir);
         }
-        // The emulator stops when its stdin closes: when this value is dropped or the process
-        // exits, however it exits.
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting node");
-        let stdout = child.stdout.take().expect("the emulator's stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            let read = reader.read_line(&mut line);
-            let _ = tx.send((read.map(|_| line), reader));
-        });
-        let (line, mut stdout) = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok((Ok(line), stdout)) if !line.trim().is_empty() => (line, stdout),
-            _ => {
-                let _ = child.kill();
-                panic!("the workerd emulator did not start (its errors are above)");
-            }
-        };
-        let ready: serde_json::Value =
-            serde_json::from_str(&line).expect("the emulator's ready line is JSON");
-        let url = ready["url"]
-            .as_str()
-            .expect("url in the ready line")
-            .to_owned();
-        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::stderr()));
+        let (url, child) = start_node(&mut command, "the workerd emulator");
         Some(WorkerdEmulator { url, child })
     }
 }
@@ -1100,17 +1096,12 @@ impl WorkerdEmulator {
     /// emulator.stop();
     /// ```
     pub fn stop(mut self) {
-        self.shut_down();
-    }
-
-    fn shut_down(&mut self) {
-        drop(self.child.stdin.take());
-        let _ = self.child.wait();
+        stop_node(&mut self.child);
     }
 }
 
 impl Drop for WorkerdEmulator {
     fn drop(&mut self) {
-        self.shut_down();
+        stop_node(&mut self.child);
     }
 }

@@ -14,12 +14,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use kvkit_test_servers::{self as servers, CfEmulator, WorkerdEmulator};
 use serde_json::Value;
-
-/// Cases run at once: enough for the ones that wait a minute of real time to overlap.
-const IN_FLIGHT: usize = 8;
 
 /// The script of the Worker built in `dir` (relative to this crate), or `None` when the user
 /// opted out of building it.
@@ -42,32 +38,6 @@ fn built_worker(dir: &str) -> Option<PathBuf> {
     );
 }
 
-/// What the Worker reported for one case: `Ok` with its JSON, or `Err` with why it failed.
-async fn run_case(
-    client: &reqwest::Client,
-    base: &str,
-    store: &str,
-    suite: &str,
-    case: &str,
-) -> Result<Value, String> {
-    let response = client
-        .get(format!("{base}/run/{store}/{suite}/{case}"))
-        .send()
-        .await
-        .map_err(|e| format!("request failed: {e}"))?;
-    let status = response.status();
-    let body = response
-        .text()
-        .await
-        .map_err(|e| format!("reading the body: {e}"))?;
-    if !status.is_success() {
-        // A failing case panics inside the Worker: its message is on the emulator's console.
-        let excerpt: String = body.chars().take(400).collect();
-        return Err(format!("HTTP {status}: {excerpt}"));
-    }
-    serde_json::from_str(&body).map_err(|e| format!("not JSON ({e}): {body}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_case_passes_inside_workerd() {
     let Some(script) = built_worker("test-worker") else {
@@ -82,96 +52,25 @@ async fn every_case_passes_inside_workerd() {
         .start()
         .expect("the emulator (not opted out)");
     let base = emulator.worker_url("rust-suite");
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(600))
-        // A connection per case: Node closes idle connections after 5 s, and a case sent on one
-        // it is closing would fail without reaching the Worker.
-        .pool_max_idle_per_host(0)
-        .build()
-        .expect("an HTTP client");
-
-    let listed: Value = client
-        .get(format!("{base}/cases"))
-        .send()
-        .await
-        .expect("listing the Worker's cases")
-        .json()
-        .await
-        .expect("the case list is JSON");
-    let names = |suite: &str| -> Vec<String> {
-        listed[suite]
-            .as_array()
-            .expect("a list of cases")
-            .iter()
-            .map(|n| n.as_str().expect("a case name").to_owned())
-            .collect()
-    };
-    let expected = |cases: Vec<kvkit_testsuite::Case>| -> Vec<String> {
-        cases.into_iter().map(|c| c.name.to_owned()).collect()
-    };
-    let (conformance, patterns) = (names("conformance"), names("patterns"));
-    assert_eq!(
-        conformance,
-        expected(kvkit_testsuite::cases::all()),
-        "the built Worker is stale: rebuild it with `cargo xtask worker`"
-    );
-    assert_eq!(patterns, expected(kvkit_testsuite::patterns::all()));
-
-    // Every case on the KV binding, and on a memory store with wrappers inside the same Worker.
-    let all: Vec<(&str, &str, String)> = ["kv", "memory"]
-        .into_iter()
-        .flat_map(|store| {
-            conformance
-                .iter()
-                .map(move |c| (store, "conformance", c.clone()))
-                .chain(patterns.iter().map(move |c| (store, "patterns", c.clone())))
-        })
-        .collect();
-    let outcomes: Vec<(String, Result<Value, String>)> = futures_util::stream::iter(&all)
-        .map(|(store, suite, case)| {
-            let (client, base) = (&client, &base);
-            async move {
-                let outcome = run_case(client, base, store, suite, case).await;
-                (format!("{store}/{suite}/{case}"), outcome)
-            }
-        })
-        .buffer_unordered(IN_FLIGHT)
-        .collect()
-        .await;
-
-    let mut failed = Vec::new();
-    let mut skipped = Vec::new();
-    for (case, outcome) in &outcomes {
-        match outcome {
-            Ok(report) if report["outcome"] == "passed" => eprintln!("in workerd: {case}: passed"),
-            Ok(report) if report["outcome"] == "skipped" => {
-                eprintln!("in workerd: {case}: skipped ({})", report["reason"]);
-                skipped.push(case.clone());
-            }
-            Ok(report) => failed.push(format!("{case}: unexpected report {report}")),
-            Err(why) => failed.push(format!("{case}: {why}")),
-        }
-    }
-    assert_eq!(outcomes.len(), all.len());
-    assert!(
-        failed.is_empty(),
-        "cases failed inside workerd:\n{}",
-        failed.join("\n")
-    );
+    // Every case on the KV binding, and on a memory store with wrappers inside the same Worker,
+    // each allowed ten minutes: some wait a minute of real time.
+    //
     // Cloudflare's counter and put-if-absent are best-effort and it has no conditional writes:
     // exactly the cases that need them skip themselves, and no other; the memory store skips
     // only the refused session write, whose 512 MiB value limit is too large to reach here.
-    skipped.sort();
-    assert_eq!(
-        skipped,
-        [
+    servers::assert_worker_cases_pass(
+        &servers::worker_client(Duration::from_secs(600)),
+        &base,
+        &["kv", "memory"],
+        &[
             "kv/conformance/conditional_put_one_winner",
             "kv/conformance/counter_exact_under_concurrency",
             "kv/conformance/put_if_absent_one_winner",
             "kv/patterns/ratelimit_exact_under_concurrency",
             "memory/patterns/session_write_failure_hides_id",
-        ]
-    );
+        ],
+    )
+    .await;
 }
 
 /// One request to the example Worker from the client address `ip`.
@@ -199,31 +98,28 @@ fn header<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {name} header"))
 }
 
-/// The example Worker with its bindings: KV and D1 of its own, and the rate limiter's objects.
-fn example_emulator(script: &std::path::Path) -> WorkerdEmulator {
-    WorkerdEmulator::builder()
+/// The example Worker in the emulator with its bindings (KV and D1 of its own, and the rate
+/// limiter's objects), its URL, and a client allowing `timeout` a request; `None` when opted out.
+fn example_worker(timeout: Duration) -> Option<(WorkerdEmulator, String, reqwest::Client)> {
+    let script = built_worker("../examples/worker")?;
+    if servers::skip_cf() {
+        eprintln!("kvkit-worker: SKIPPED the example Worker: KV_TEST_SKIP_CF is set");
+        return None;
+    }
+    let emulator = WorkerdEmulator::builder()
         .worker("example", script)
         .durable_object("example", "KVKIT", "KvShard")
         .start()
-        .expect("the emulator (not opted out)")
+        .expect("the emulator (not opted out)");
+    let base = emulator.worker_url("example");
+    Some((emulator, base, servers::worker_client(timeout)))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn example_worker_serves_products_through_the_cache_and_rate_limits() {
-    let Some(script) = built_worker("../examples/worker") else {
+    let Some((_emulator, base, client)) = example_worker(Duration::from_secs(60)) else {
         return;
     };
-    if servers::skip_cf() {
-        eprintln!("kvkit-worker: SKIPPED the example Worker: KV_TEST_SKIP_CF is set");
-        return;
-    }
-    let emulator = example_emulator(&script);
-    let base = emulator.worker_url("example");
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(0)
-        .build()
-        .expect("an HTTP client");
     // Unique per run: the namespace is the emulator's own, but keep runs apart anyway.
     let ip = format!("192.0.2.{}", std::process::id() % 250);
 
@@ -278,44 +174,13 @@ async fn example_worker_serves_products_through_the_cache_and_rate_limits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn example_worker_admits_exactly_its_limit_of_300_concurrent_requests() {
-    let Some(script) = built_worker("../examples/worker") else {
+    let Some((_emulator, base, client)) = example_worker(Duration::from_secs(120)) else {
         return;
     };
-    if servers::skip_cf() {
-        eprintln!("kvkit-worker: SKIPPED the example Worker: KV_TEST_SKIP_CF is set");
-        return;
-    }
-    let emulator = example_emulator(&script);
-    let base = emulator.worker_url("example");
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(120))
-        .pool_max_idle_per_host(0)
-        .build()
-        .expect("an HTTP client");
-    // The seed's window is a fixed minute: start the burst well inside one.
-    let into_minute = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs()
-        % 60;
-    if into_minute > 40 {
-        tokio::time::sleep(Duration::from_secs(61 - into_minute)).await;
-    }
+    // The seed's window is a fixed minute: the burst starts well inside one.
     let ip = format!("198.51.100.{}", 1 + std::process::id() % 250);
-    let statuses = futures_util::future::join_all((0..300).map(|_| {
-        let request = client
-            .get(format!("{base}/products/3"))
-            .header("CF-Connecting-IP", &ip);
-        async move {
-            request
-                .send()
-                .await
-                .expect("a response from the example Worker")
-                .status()
-                .as_u16()
-        }
-    }))
-    .await;
+    let statuses =
+        servers::burst_within_one_minute(&client, &format!("{base}/products/3"), &ip, 300).await;
     let admitted = statuses.iter().filter(|s| **s == 200).count();
     let refused = statuses.iter().filter(|s| **s == 429).count();
     eprintln!(
