@@ -51,22 +51,31 @@ pub(crate) async fn run() {
             .collect(),
     );
 
-    // Load both, measuring insert throughput and the heap each one holds afterwards.
-    let before = live_bytes();
-    let map: Arc<DashMap<String, Vec<u8>>> = Arc::new(DashMap::new());
-    let dash_insert = throughput!(load_order, (map.clone(), keys.clone()), |s, i| {
-        s.0.insert(s.1[i].clone(), value(i))
-    });
-    let dash_bytes = live_bytes().saturating_sub(before);
-
-    let before = live_bytes();
-    let store = MemoryStore::new();
-    let mem_insert = throughput!(load_order, (store.clone(), keys.clone()), |s, i| {
-        s.0.put(&s.1[i], Bytes::from(value(i)), PutOptions::new())
-            .await
-            .expect("put")
-    });
-    let mem_bytes = live_bytes().saturating_sub(before);
+    // Load both afresh each round, alternating which goes first, measuring insert throughput
+    // and the heap each one holds afterwards; the last round's maps serve the rest.
+    let (mut dash_insert, mut mem_insert, mut insert_ratio) = (Vec::new(), Vec::new(), Vec::new());
+    let mut loaded = None;
+    for round in 0..ROUNDS {
+        drop(loaded.take());
+        let (dash, mem) = if round % 2 == 0 {
+            let dash = load_dashmap(&keys, &load_order).await;
+            (dash, load_memory(&keys, &load_order).await)
+        } else {
+            let mem = load_memory(&keys, &load_order).await;
+            (load_dashmap(&keys, &load_order).await, mem)
+        };
+        dash_insert.push(dash.1);
+        mem_insert.push(mem.1);
+        insert_ratio.push(mem.1 / dash.1);
+        loaded = Some((dash, mem));
+    }
+    let ((map, _, dash_bytes), (store, _, mem_bytes)) = loaded.expect("at least one round");
+    let insert_spread = spread(&insert_ratio);
+    let (dash_insert, mem_insert, insert_ratio) = (
+        median(dash_insert),
+        median(mem_insert),
+        median(insert_ratio),
+    );
 
     let dash = (map.clone(), keys.clone());
     let mem = (store.clone(), keys.clone());
@@ -155,8 +164,9 @@ pub(crate) async fn run() {
     line("memory_insert_ops_per_sec", format!("{mem_insert:.0}"));
     line(
         "memory_insert_ratio_vs_dashmap",
-        format!("{:.2}", mem_insert / dash_insert),
+        format!("{insert_ratio:.2}"),
     );
+    line("memory_insert_ratio_spread", insert_spread);
     line("memory_list_1m_p50_us", format!("{p50:.1}"));
     line("memory_list_1m_p99_us", format!("{p99:.1}"));
     line("memory_put_p99_us", format!("{put_p99:.1}"));
@@ -188,6 +198,43 @@ pub(crate) async fn run() {
     drop((map, store));
 
     expiry(&keys).await;
+}
+
+/// Loads `keys` into an empty `DashMap` from `TASKS` tasks: the map, inserts per second and
+/// the heap bytes it holds.
+async fn load_dashmap(
+    keys: &Arc<Vec<String>>,
+    order: &Arc<Vec<Vec<u32>>>,
+) -> (Arc<DashMap<String, Vec<u8>>>, f64, usize) {
+    let before = live_bytes();
+    let map: Arc<DashMap<String, Vec<u8>>> = Arc::new(DashMap::new());
+    let rate = throughput!(order, (map.clone(), keys.clone()), |s, i| {
+        s.0.insert(s.1[i].clone(), value(i))
+    });
+    (map, rate, live_bytes().saturating_sub(before))
+}
+
+/// Loads `keys` into an empty memory store from `TASKS` tasks: the store, inserts per second
+/// and the heap bytes it holds.
+async fn load_memory(
+    keys: &Arc<Vec<String>>,
+    order: &Arc<Vec<Vec<u32>>>,
+) -> (MemoryStore, f64, usize) {
+    let before = live_bytes();
+    let store = MemoryStore::new();
+    let rate = throughput!(order, (store.clone(), keys.clone()), |s, i| {
+        s.0.put(&s.1[i], Bytes::from(value(i)), PutOptions::new())
+            .await
+            .expect("put")
+    });
+    (store, rate, live_bytes().saturating_sub(before))
+}
+
+/// The lowest and highest of a few ratios, as `lo–hi`.
+fn spread(values: &[f64]) -> String {
+    let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("{lo:.2}–{hi:.2}")
 }
 
 /// A current-thread runtime for one benchmark thread, to drive the store's futures.

@@ -179,6 +179,8 @@ pub(crate) async fn run() {
     batches("redis_cluster", true, &store, raw, &value).await;
 }
 
+/// Hash-tagged shards of a cluster store (the store's default).
+const CLUSTER_SHARDS: usize = 16;
 /// The raw clients' response timeout: the store's default call timeout.
 const RAW_TIMEOUT: Duration = Duration::from_secs(2);
 /// Keys in one batch of the batch comparisons.
@@ -196,14 +198,14 @@ where
     C: ConnectionLike + Clone + Send + Sync + 'static,
 {
     let keys: Vec<String> = (0..KEYS).map(|i| format!("batch:{i:05}")).collect();
-    // A raw pipeline or `MGET` on a cluster must stay in one slot: there, each run of 1,000
-    // raw keys (every batch measured) shares a hash tag, the raw client's best case. The
-    // store's keys stay spread over its shards.
+    // A raw pipeline or `MGET` on a cluster must stay in one slot, so a raw client spreads its
+    // keys over hash tags and sends one command per tag, as the store does over its shards:
+    // there, raw keys take one of as many tags as the store has shards (16), round robin.
     let raw_keys: Vec<String> = keys
         .iter()
         .enumerate()
         .map(|(i, k)| match cluster {
-            true => format!("{{raw{}}}:{k}", i / 1000),
+            true => format!("{{raw{}}}:{k}", i % CLUSTER_SHARDS),
             false => format!("raw:{k}"),
         })
         .collect();
@@ -217,10 +219,7 @@ where
             .map(|k| PutItem::new(k.clone(), value.clone()))
             .collect();
         store.put_many(items).await.expect("loading the store");
-        raw_set_pipeline(raw_batch, value)
-            .query_async::<()>(&mut raw.clone())
-            .await
-            .expect("loading raw keys");
+        raw_set(&raw, raw_batch, value).await;
     }
 
     let our_get_many = || {
@@ -239,10 +238,17 @@ where
         batch_throughput(BATCH_CONCURRENCY, Arc::clone(&theirs), {
             let raw = raw.clone();
             move |batch: Vec<String>| {
-                let mut raw = raw.clone();
+                let raw = raw.clone();
                 async move {
-                    let values: Vec<Option<Vec<u8>>> = raw.mget(&batch).await.expect("raw MGET");
-                    assert!(values.iter().all(Option::is_some));
+                    let gets = by_tag(&batch).into_iter().map(|group| {
+                        let mut raw = raw.clone();
+                        async move {
+                            let values: Vec<Option<Vec<u8>>> =
+                                raw.mget(&group).await.expect("raw MGET");
+                            assert!(values.iter().all(Option::is_some));
+                        }
+                    });
+                    futures_util::future::join_all(gets).await;
                 }
             }
         })
@@ -280,13 +286,8 @@ where
         batch_throughput(concurrency, batches, {
             let (raw, value) = (raw.clone(), value.clone());
             move |batch: Vec<String>| {
-                let (mut raw, value) = (raw.clone(), value.clone());
-                async move {
-                    raw_set_pipeline(&batch, &value)
-                        .query_async::<()>(&mut raw)
-                        .await
-                        .expect("raw pipeline");
-                }
+                let (raw, value) = (raw.clone(), value.clone());
+                async move { raw_set(&raw, &batch, &value).await }
             }
         })
     };
@@ -337,13 +338,41 @@ where
     );
 }
 
-/// One pipeline (not a transaction) of a `SET` per key.
-fn raw_set_pipeline(keys: &[String], value: &Bytes) -> redis::Pipeline {
-    let mut pipe = redis::pipe();
+/// Sets `keys` to `value` with one pipeline (not a transaction) of `SET`s per hash tag, all
+/// in flight at once.
+async fn raw_set<C: ConnectionLike + Clone>(raw: &C, keys: &[String], value: &Bytes) {
+    let pipelines = by_tag(keys).into_iter().map(|group| {
+        let mut raw = raw.clone();
+        async move {
+            let mut pipe = redis::pipe();
+            for key in &group {
+                pipe.set(key, &value[..]).ignore();
+            }
+            pipe.query_async::<()>(&mut raw)
+                .await
+                .expect("raw pipeline");
+        }
+    });
+    futures_util::future::join_all(pipelines).await;
+}
+
+/// `keys` grouped by their hash tag (`{…}`), in order of first appearance; untagged keys form
+/// one group.
+fn by_tag(keys: &[String]) -> Vec<Vec<String>> {
+    let tag = |key: &str| {
+        key.strip_prefix('{')
+            .and_then(|rest| rest.split_once('}'))
+            .map(|(tag, _)| tag.to_owned())
+    };
+    let mut groups: Vec<(Option<String>, Vec<String>)> = Vec::new();
     for key in keys {
-        pipe.set(key, &value[..]).ignore();
+        let t = tag(key);
+        match groups.iter_mut().find(|(g, _)| *g == t) {
+            Some((_, group)) => group.push(key.clone()),
+            None => groups.push((t, vec![key.clone()])),
+        }
     }
-    pipe
+    groups.into_iter().map(|(_, group)| group).collect()
 }
 
 /// Runs `op(batch)` from `concurrency` tasks for one round, cycling through `batches`;

@@ -32,6 +32,10 @@
 //!   Bounded is not constant: when the hash map's table is nearly full, churn can still double
 //!   it once, as it does a bare `DashMap`'s (hashbrown answers the tombstones deletes leave by
 //!   growing rather than by rehashing in place); BENCHMARKS.md has the figures.
+//! - **Counters are integers.** A value written by [`increment`](KvStore::increment) is kept as
+//!   an `i64`, so counting neither parses nor allocates; every read still sees its decimal
+//!   string, and its version is that of the same string written by a put. The store answers
+//!   [`KvStore::increment_now`], so the rate limiter counts without a boxed future.
 //! - **Time** comes from an injectable [`Clock`]: tests use a [`ManualClock`] and never sleep.
 //! - **Limits**: by default generous ([`Capabilities::new`]); [`MemoryBuilder::cloudflare_limits`]
 //!   enforces Cloudflare KV's (key ≤ 512 bytes, value ≤ 25 MiB, metadata ≤ 1024 bytes,
