@@ -85,9 +85,10 @@ impl RateLimit {
 /// [`Window::Sliding`]), raised to the backend's minimum TTL.
 ///
 /// **Speed.** On a store that counts without I/O (the memory store answers
-/// [`KvStore::increment_now`]) a check is one clock read, one key and one increment under a
-/// map lock, with no boxed future. That is still about half the checks per second of
-/// governor's in-process keyed limiter (BENCHMARKS.md, `ratelimit_memory_ratio_vs_governor`):
+/// [`KvStore::increment_now`]) a fixed-window check reads the clock, builds one key and
+/// increments it under a map lock, with no boxed future. That is still about 0.4× the checks
+/// per second of governor's in-process keyed limiter (BENCHMARKS.md,
+/// `ratelimit_memory_ratio_vs_governor`):
 /// governor keeps a bare atomic per identifier, while these counters are ordinary keys of the
 /// store (`ratelimit:{identifier}:{windowStart}`, listable, readable by a TypeScript Worker,
 /// the same on every backend), which costs a second clock read (the store's, for the counter's
