@@ -573,6 +573,19 @@ pub fn add_to_counter(key: &str, stored: &[u8], delta: i64) -> Result<i64> {
     let current = parse_counter(stored).ok_or_else(|| Error::NotACounter {
         key: RedactedKey::new(key),
     })?;
+    add_to_count(key, current, delta)
+}
+
+/// Adds `delta` to a counter `key` already holds as an integer (a backend that keeps counters
+/// parsed), failing on overflow as [`add_to_counter`] does.
+///
+/// ```
+/// use kvkit_core::Error;
+/// use kvkit_core::backend::add_to_count;
+/// assert_eq!(add_to_count("n", 41, 1).unwrap(), 42);
+/// assert!(matches!(add_to_count("n", i64::MIN, -1), Err(Error::CounterOverflow { delta: -1, .. })));
+/// ```
+pub fn add_to_count(key: &str, current: i64, delta: i64) -> Result<i64> {
     current
         .checked_add(delta)
         .ok_or_else(|| Error::CounterOverflow {

@@ -66,10 +66,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry as MapEntry;
-use kvkit_core::backend::{add_to_counter, cursor, from_unix_ms, stable_hash, unix_ms};
+use kvkit_core::backend::{
+    add_to_count, add_to_counter, cursor, from_unix_ms, stable_hash, unix_ms,
+};
 use kvkit_core::{
     Capabilities, Clock, CounterOptions, Entry, Error, Expiry, KeyInfo, KvStore, ListOptions,
-    ListPage, PutItem, PutOptions, RedactedKey, Result, SystemClock, Version, WriteCondition,
+    ListPage, PutItem, PutOptions, Result, SystemClock, Version, WriteCondition,
 };
 use serde_json::Value;
 
@@ -120,10 +122,7 @@ impl Stored {
     /// integer.
     fn add(&mut self, key: &str, delta: i64) -> Result<i64> {
         let next = match self {
-            Self::Counter(n) => n.checked_add(delta).ok_or_else(|| Error::CounterOverflow {
-                key: RedactedKey::new(key),
-                delta,
-            })?,
+            Self::Counter(n) => add_to_count(key, *n, delta)?,
             Self::Bytes(bytes) => add_to_counter(key, bytes, delta)?,
         };
         *self = Self::Counter(next);
@@ -928,7 +927,7 @@ mod tests {
         assert_eq!(size_of::<Slot>(), 48);
     }
 
-    /// A counter reads, versions and lists as the decimal string it stands for.
+    /// A counter reads and versions as the decimal string it stands for.
     #[tokio::test]
     async fn a_counter_is_its_decimal_string_to_every_read() {
         let (store, _clock) = store();

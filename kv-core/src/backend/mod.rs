@@ -4,7 +4,8 @@
 //! - [`async_trait`](macro@async_trait): the trait's methods are `async`; implement it under this attribute.
 //! - [`Capabilities`](crate::Capabilities)' `check_*` methods validate input before any I/O;
 //!   [`CheckedPut`] is what [`check_put`](crate::Capabilities::check_put) returns.
-//! - [`parse_counter`] and [`add_to_counter`]: the one counter format every backend shares.
+//! - [`parse_counter`], [`add_to_counter`] and [`add_to_count`]: the one counter format every
+//!   backend shares.
 //! - [`cursor`]: cursors bound to the prefix they were issued for.
 //! - Unix-time conversions ([`unix_ms`], [`from_unix_ms`], …): the API speaks
 //!   [`SystemTime`](std::time::SystemTime), stores speak integers.
@@ -24,5 +25,7 @@ pub mod cursor;
 
 pub use async_trait::async_trait;
 
-pub use crate::capabilities::{CheckedPut, add_to_counter, parse_counter, stable_hash};
+pub use crate::capabilities::{
+    CheckedPut, add_to_count, add_to_counter, parse_counter, stable_hash,
+};
 pub use crate::time::{from_unix_ms, from_unix_secs, rfc3339, unix_ms, unix_secs_ceil};
